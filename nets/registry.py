@@ -1,0 +1,109 @@
+"""The registry of architectures: name -> how to build it and what input it reads."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import nn
+
+from pathstats.errors import PathstatsError
+
+from .conv6 import Conv6
+from .conv8 import Conv8
+from .fc import FullyConnected
+from .pooled import PooledConv6
+from .resnet import ResNet
+
+__all__ = ["Architecture", "ARCHITECTURES", "UnknownArchitectureError", "get", "build", "shape_for_d"]
+
+
+class UnknownArchitectureError(PathstatsError, LookupError):
+    """No architecture is registered under that name."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A registered network: a factory ``(input_shape, classes) -> nn.Module``."""
+
+    name: str
+    description: str
+    factory: Callable[..., nn.Module]
+    image: bool = True  # reads 3 x s x s images; else a flat vector of d numbers
+    channels: int = 3
+
+    def default_shape(self, d: int) -> tuple:
+        return shape_for_d(self, d)
+
+    def build(self, input_shape: tuple, classes: int = 10, **options) -> nn.Module:
+        """Build the module for an input shape (batch axis excluded), in eval mode."""
+        try:
+            return self.factory(input_shape=tuple(input_shape), classes=classes, **options).eval()
+        except (RuntimeError, ValueError) as exc:
+            raise PathstatsError(f"{self.name} cannot read inputs of shape {tuple(input_shape)}: {str(exc).splitlines()[0]}") from None
+
+
+ARCHITECTURES = {
+    arch.name: arch
+    for arch in [
+        Architecture("conv6", "paper 4.1: 6 x (conv3x3-BN-ReLU), 64 ch, strides 1,2,2,2,2,2, reflect pad, fc", Conv6),
+        Architecture("conv8", "paper G.1: 8 x (conv3x3-BN-ReLU) dilated size/32, 2x2 max pools, global max pool, fc", Conv8),
+        Architecture("conv6-avgpool", "paper App. B: 6 conv blocks, 2x2 avg pool after blocks 2,4,6, global avg pool, fc",
+                     lambda **kw: PooledConv6(downsampling="avgpool", **kw)),
+        Architecture("conv6-maxpool", "paper App. B: as conv6-avgpool with 2x2 max pools", lambda **kw: PooledConv6(downsampling="maxpool", **kw)),
+        Architecture("conv6-strided", "paper App. B: as conv6-avgpool, blocks 2,4,6 convolve with stride 2 instead",
+                     lambda **kw: PooledConv6(downsampling="strided", **kw)),
+        Architecture("fc", "Theorem 4: fully connected ReLU net, 3 hidden layers of 512, linear logits", FullyConnected, image=False),
+        Architecture("resnet", "residual net: stem, 3 identity-skip basic blocks (32 ch, zero pad), global avg pool, fc", ResNet),
+    ]
+}
+
+
+def get(name: str) -> Architecture:
+    """Return the registered architecture ``name``."""
+    try:
+        return ARCHITECTURES[name]
+    except KeyError:
+        raise UnknownArchitectureError(f"unknown architecture {name!r}; registered: {', '.join(ARCHITECTURES)}") from None
+
+
+def shape_for_d(arch: Architecture | str, d: int) -> tuple:
+    """Read ``--d D`` as an input shape: ``(3, s, s)`` for images, ``(d,)`` otherwise.
+
+    Raises
+    ------
+    PathstatsError
+        If ``d`` is not ``3 s^2``; the message names the nearest ``d`` that work.
+
+    Examples
+    --------
+    >>> shape_for_d("conv6", 3072)
+    (3, 32, 32)
+    >>> shape_for_d("conv6", 3000)
+    Traceback (most recent call last):
+    ...
+    pathstats.errors.PathstatsError: conv6 reads 3 x s x s images, and d = 3000 is not 3 s^2: try --d 2883 (3x31x31) or --d 3072 (3x32x32), or give --shape C,H,W
+    """
+    arch = get(arch) if isinstance(arch, str) else arch
+    if d < 1:
+        raise PathstatsError(f"d must be positive, got {d}")
+    if not arch.image:
+        return (d,)
+    c = arch.channels
+    side = math.isqrt(d // c)
+    if c * side * side == d and side > 0:
+        return (c, side, side)
+    low, high = max(side, 1), side + 1
+    raise PathstatsError(
+        f"{arch.name} reads {c} x s x s images, and d = {d} is not {c} s^2: try --d {c * low * low} ({c}x{low}x{low}) "
+        f"or --d {c * high * high} ({c}x{high}x{high}), or give --shape C,H,W"
+    )
+
+
+def build(name: str, input_shape: tuple, classes: int = 10, **options) -> nn.Module:
+    """Build registered architecture ``name`` for ``input_shape``, in eval mode."""
+    return get(name).build(input_shape, classes, **options)

@@ -1,0 +1,264 @@
+"""Predicted input gradients of a network at initialisation (SPEC sections 3 to 5).
+
+:func:`predict` traces a registered architecture or any module built from
+supported layers and returns a :class:`Prediction`: the per-coordinate
+``E[(do/dx)^2]`` in the chosen mode, the path-sum map ``S(x)``, Lemma 7's total,
+(S), exact path counts, the average-pooling factor of Theorem 11 and the
+predicted norms of logit and loss gradients.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from .errors import PathstatsError
+from .layer_engine import backward_map, fingerprint_maps, path_count_map
+from .trace import read_model
+
+__all__ = ["Prediction", "predict", "loss_gradient_factor", "MODES", "save_array"]
+
+MODES = ("model", "theory")
+GAUSS_L1 = math.sqrt(2.0 / math.pi)  # E|g| / sqrt(E g^2) for a centred Gaussian g
+
+
+def loss_gradient_factor(classes: int) -> float:
+    """``(1 - q_c)^2 + sum_{k != c} q_k^2`` at the uniform softmax ``q_k = 1/K``.
+
+    Step 2 of the proof of Theorem 4: with logit gradients uncorrelated across
+    logits, ``E[(dL/dx)^2] = E[(do/dx)^2] * factor``, and the factor is ``(K-1)/K``.
+
+    Examples
+    --------
+    >>> round(loss_gradient_factor(10), 15)
+    0.9
+    """
+    if classes < 2:
+        raise PathstatsError(f"a softmax over {classes} class has no gradient; --classes needs K >= 2")
+    q = 1.0 / classes
+    return (1 - q) ** 2 + (classes - 1) * q**2
+
+
+def _norms(grad_sq: np.ndarray, factor: float = 1.0) -> dict:
+    """Predicted norms of a gradient whose coordinates have second moments ``factor * grad_sq``."""
+    moments = factor * grad_sq
+    root = np.sqrt(moments)
+    return {
+        "l1": float(GAUSS_L1 * root.sum()),
+        "l1_upper": float(root.sum()),
+        "l2": float(math.sqrt(moments.sum())),
+        "l2_sq": float(moments.sum()),
+    }
+
+
+@dataclass
+class Prediction:
+    """The prediction for one network, input shape and mode.
+
+    Attributes
+    ----------
+    grad_sq_map : numpy.ndarray
+        float64 array of ``input_shape``: predicted ``E[(do/dx)^2]`` for one logit.
+    path_sum_map : numpy.ndarray
+        float64 array of ``input_shape``: the path sum ``S(x)`` (``c_v = 1/d_v``).
+    path_count_map : numpy.ndarray
+        object array of ``input_shape``: exact ``|P(x, o)|`` as Python ints.
+    lemma7_total : float
+        ``sum_x S(x)`` (Lemma 7: 1 up to float rounding).
+    symmetric : bool
+        Whether (S) holds (fingerprints of the path-degree multisets).
+    symmetry_classes : int
+        Number of distinct path-degree multisets among the inputs.
+    avgpool_factor : float
+        Theorem 11's ``1/(a_1 ... a_n)`` over the average-pooling layers (1 if none).
+    """
+
+    arch: str
+    input_shape: tuple
+    mode: str
+    init: str
+    classes: int
+    grad_sq_map: np.ndarray
+    path_sum_map: np.ndarray
+    path_count_map: np.ndarray
+    symmetry_classes: int
+    avgpool_factor: float
+    notes: list = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+    @property
+    def d(self) -> int:
+        return int(math.prod(self.input_shape))
+
+    @property
+    def lemma7_total(self) -> float:
+        return float(self.path_sum_map.sum())
+
+    @property
+    def symmetric(self) -> bool:
+        return self.symmetry_classes == 1
+
+    @property
+    def logit_grad(self) -> dict:
+        """Predicted norms of ``do/dx``: ``l1`` Gaussian approximation, ``l1_upper`` Jensen bound,
+        ``l2`` = ``sqrt(E||do/dx||_2^2)`` (a Jensen upper bound on ``E||do/dx||_2``)."""
+        return _norms(self.grad_sq_map)
+
+    @property
+    def loss_grad(self) -> dict:
+        """As :attr:`logit_grad` for the cross-entropy gradient at a uniform softmax."""
+        factor = loss_gradient_factor(self.classes)
+        return {**_norms(self.grad_sq_map, factor), "factor": factor}
+
+    def to_dict(self) -> dict:
+        """The JSON object of ``pathstats predict --json`` (SPEC section 5)."""
+        g, s = self.grad_sq_map, self.path_sum_map
+        counts = self.path_count_map.ravel()
+        logit = self.logit_grad
+        return {
+            "arch": self.arch,
+            "input_shape": list(self.input_shape),
+            "d": self.d,
+            "mode": self.mode,
+            "init": self.init,
+            "classes": self.classes,
+            "lemma7_total": self.lemma7_total,
+            "path_sum": {"min": float(s.min()), "mean": float(s.mean()), "max": float(s.max()),
+                         "min_times_d": float(s.min()) * self.d, "max_times_d": float(s.max()) * self.d},
+            "symmetric": self.symmetric,
+            "symmetry_classes": self.symmetry_classes,
+            "grad_sq": {"min": float(g.min()), "mean": float(g.mean()), "max": float(g.max()), "total": float(g.sum())},
+            "grad_l1_upper": logit["l1_upper"],
+            "grad_l1_gauss": logit["l1"],
+            "grad_l2": logit["l2"],
+            "avgpool_factor": self.avgpool_factor,
+            "n_paths": {"min": str(min(counts)), "max": str(max(counts))},
+            "loss_grad": self.loss_grad,
+            "notes": list(self.notes),
+            "elapsed_s": self.elapsed_s,
+        }
+
+
+def _resolve(model: Any, input_shape: Any, classes: int | None) -> tuple:
+    if isinstance(model, str):
+        import nets  # the registry lives in the sibling package
+
+        arch = nets.get(model)
+        shape = tuple(input_shape) if input_shape is not None else arch.default_shape(3072)
+        return arch.build(shape, classes or 10), model, shape
+    if not isinstance(model, nn.Module):
+        raise PathstatsError(f"model must be a registered name or a torch.nn.Module, not {type(model).__name__}")
+    if input_shape is None:
+        raise PathstatsError("input_shape is required for a module (the shape of one input, batch axis excluded)")
+    return model, type(model).__name__, tuple(int(n) for n in input_shape)
+
+
+def _init_policy(model: nn.Module, init: Any) -> tuple:
+    if init is None:
+        declared = getattr(model, "init_variances", None)
+        if callable(declared):
+            return declared(), f"declared: {getattr(model, 'declared_init', 'the module init_variances()')}"
+        return "weights", "weights: mean square of the module's own weights"
+    if isinstance(init, dict):
+        return init, "mapping from layer name to variance"
+    labels = {"he": "he: 2/fan_in for every weight layer", "torch": "torch: PyTorch default, 1/(3 fan_in)",
+              "weights": "weights: mean square of the module's own weights"}
+    if init not in labels:
+        raise PathstatsError(f"init must be None, 'he', 'torch', 'weights' or a mapping, not {init!r}")
+    return init, labels[init]
+
+
+def _avgpool_factor(graph) -> float:
+    factor = 1.0
+    for rule in graph.node_rules():
+        if rule.category == "avgpool":
+            factor /= float(rule.divisor.max())
+    return factor
+
+
+def predict(model: Any, input_shape: Any = None, mode: str = "model", classes: int | None = None, init: Any = None) -> Prediction:
+    """Predict the input gradients of a network at initialisation.
+
+    Parameters
+    ----------
+    model : str or torch.nn.Module
+        A registered architecture (``pathstats archs``) or any module built from
+        supported layers, returning logits ``(batch, K)``.
+    input_shape : tuple of int
+        One input's shape, batch axis excluded (default for a registered image
+        architecture: ``(3, 32, 32)``).
+    mode : {"model", "theory"}
+        ``theory``: the paper's (H)/(H') literally, ``c_v = 1/d_v`` or ``1/a_v^2``;
+        refuses layers outside them.  ``model``: the module as initialised.
+    classes : int, optional
+        ``K`` for the loss gradient; default: the model's number of logits (a
+        registered architecture is built with ``K`` logits, default 10).
+    init : None, "he", "torch", "weights" or mapping
+        Where model mode takes each weight layer's variance from; None: the
+        declared initialisation of a registered architecture, else "weights".
+
+    Returns
+    -------
+    Prediction
+
+    Raises
+    ------
+    PathstatsError
+        Unknown architecture, impossible shape, unsupported layer, a layer
+        outside (H') in theory mode, a bad ``init``.
+
+    Notes
+    -----
+    Cost: a few backward passes over the traced layers (float64 for the maps,
+    exact integers for the path counts, four modular passes for (S)), each about
+    ``sum_layers kernel * H * W`` operations, independent of the channel count.
+
+    Examples
+    --------
+    >>> p = predict("conv6", (3, 32, 32), mode="theory")
+    >>> round(p.lemma7_total, 12), p.grad_sq_map.shape, p.symmetric
+    (1.0, (3, 32, 32), False)
+    >>> round(float(p.grad_sq_map.sum()), 12)
+    1.0
+    >>> predict("conv6-avgpool", (3, 32, 32), mode="theory").avgpool_factor == 1 / 1024
+    True
+    """
+    if mode not in MODES:
+        raise PathstatsError(f"mode must be one of {MODES}, not {mode!r}")
+    start = time.perf_counter()
+    module, name, shape = _resolve(model, input_shape, classes)
+    policy, init_label = _init_policy(module, init)
+    graph = read_model(module, shape, init=policy)
+    if classes is not None and not isinstance(model, str) and classes != graph.classes:
+        raise PathstatsError(f"classes={classes} but the model has {graph.classes} logits")
+    grad_sq = backward_map(graph, mode)
+    path_sum = backward_map(graph, "path_sum")
+    counts = path_count_map(graph)
+    fingerprints = fingerprint_maps(graph).reshape(4, -1)
+    n_classes = len(np.unique(fingerprints, axis=1).T)
+    notes = list(graph.notes)
+    if n_classes > 1:
+        spread = path_sum * math.prod(shape)
+        notes.append(
+            f"(S) fails: {n_classes} classes of inputs; S(x)*d ranges from {spread.min():.4g} to {spread.max():.4g}, "
+            "so the per-coordinate gradient is not uniform (Lemma 8 does not apply)"
+        )
+    if mode == "model" and isinstance(policy, str) and policy == "weights" and not isinstance(model, str):
+        notes.append("model mode took each layer's variance from its present weights (init='weights')")
+    return Prediction(name, shape, mode, init_label, graph.classes, grad_sq, path_sum, counts, n_classes,
+                      _avgpool_factor(graph), notes, time.perf_counter() - start)
+
+
+def save_array(path: str, array: np.ndarray) -> None:
+    """Write ``array`` to ``path`` as .npy atomically (a temporary file, then a rename)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    with tempfile.NamedTemporaryFile(dir=directory, suffix=".npy.tmp", delete=False) as f:
+        np.save(f, array)
+    os.replace(f.name, path)

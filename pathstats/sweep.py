@@ -1,0 +1,123 @@
+"""Predictions across input sizes and their log-log scaling (paper, Corollary 6)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._format import format_table
+from .prediction import Prediction, predict
+
+__all__ = ["SweepResult", "loglog_slope", "run_sweep", "save_sweep_figure"]
+
+#: Slopes of log(quantity) against log(d) that the paper predicts under (S).
+THEORY_SLOPES = {"loss_l1": 0.5, "loss_l2": 0.0, "grad_sq_mean": -1.0}
+
+
+def loglog_slope(d, values) -> float:
+    """Least-squares slope of ``log(values)`` against ``log(d)``.
+
+    Examples
+    --------
+    >>> round(loglog_slope([1, 4, 16], [2, 4, 8]), 12)
+    0.5
+    """
+    d, values = np.asarray(d, dtype=float), np.asarray(values, dtype=float)
+    if len(d) < 2:
+        raise ValueError("a slope needs at least two sizes")
+    return float(np.polyfit(np.log(d), np.log(values), 1)[0])
+
+
+@dataclass
+class SweepResult:
+    """One prediction per input shape, and the fitted slopes."""
+
+    arch: str
+    mode: str
+    predictions: list
+
+    def rows(self) -> list:
+        return [
+            dict(input_shape=list(p.input_shape), d=p.d, grad_sq_total=float(p.grad_sq_map.sum()),
+                 grad_sq_mean=float(p.grad_sq_map.mean()), logit_l1=p.logit_grad["l1"],
+                 logit_l1_upper=p.logit_grad["l1_upper"], loss_l1=p.loss_grad["l1"], loss_l2=p.loss_grad["l2"],
+                 s_times_d_min=float(p.path_sum_map.min()) * p.d, s_times_d_max=float(p.path_sum_map.max()) * p.d,
+                 symmetric=p.symmetric, elapsed_s=p.elapsed_s)
+            for p in self.predictions
+        ]
+
+    def slopes(self) -> dict:
+        rows = self.rows()
+        d = [r["d"] for r in rows]
+        return {key: {"fitted": loglog_slope(d, [r[key] for r in rows]), "theory": theory} for key, theory in THEORY_SLOPES.items()}
+
+    def to_dict(self) -> dict:
+        return {"arch": self.arch, "mode": self.mode, "rows": self.rows(), "slopes": self.slopes()}
+
+    def table(self) -> str:
+        rows = [
+            ["x".join(map(str, r["input_shape"])), r["d"], f"{r['grad_sq_total']:.5g}", f"{r['grad_sq_mean']:.4g}",
+             f"{r['loss_l1']:.5g}", f"{r['loss_l2']:.5g}", f"{r['s_times_d_min']:.3g}..{r['s_times_d_max']:.3g}", f"{r['elapsed_s']:.2f}"]
+            for r in self.rows()
+        ]
+        lines = [
+            f"{self.arch}, mode {self.mode}: predicted gradients at initialisation",
+            "",
+            format_table(["input", "d", "E||do/dx||^2", "E[(do/dx)^2]", "E||dL/dx||_1", "E||dL/dx||_2", "S(x)*d", "s"], rows),
+            "",
+            "log-log slopes against d (fitted / theory under (S)):",
+        ]
+        names = {"loss_l1": "E||dL/dx||_1 (Gaussian approx.)", "loss_l2": "E||dL/dx||_2 (sqrt of 2nd moment)", "grad_sq_mean": "mean E[(do/dx)^2]"}
+        lines += [f"  {names[k]}: {v['fitted']:+.4f} / {v['theory']:+.1f}" for k, v in self.slopes().items()]
+        return "\n".join(lines)
+
+
+def run_sweep(arch: str, shapes: list, mode: str = "model", classes: int = 10, progress: bool = True) -> SweepResult:
+    """Predict for each input shape (one :func:`pathstats.predict` per size)."""
+    predictions: list = []
+    for k, shape in enumerate(shapes, start=1):
+        predictions.append(predict(arch, shape, mode=mode, classes=classes))
+        if progress:
+            print(f"[{k}/{len(shapes)}] {arch} {'x'.join(map(str, shape))}: {predictions[-1].elapsed_s:.2f} s", file=sys.stderr)
+    return SweepResult(arch, mode, predictions)
+
+
+def _heatmap(prediction: Prediction) -> np.ndarray:
+    scaled = prediction.path_sum_map * prediction.d
+    return scaled.mean(axis=0) if scaled.ndim == 3 else scaled.reshape(1, -1)
+
+
+def save_sweep_figure(result: SweepResult, path: str) -> None:
+    """Save the S(x)*d map of the largest size beside the log-log plot, atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result.rows()
+    d = np.array([r["d"] for r in rows], dtype=float)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    largest = result.predictions[-1]
+    image = left.imshow(_heatmap(largest), cmap="viridis", aspect="auto" if largest.path_sum_map.ndim != 3 else "equal")
+    fig.colorbar(image, ax=left, label="S(x) * d (1 under (S))")
+    left.set_title(f"{result.arch} {'x'.join(map(str, largest.input_shape))}: path sum x d (channel mean)")
+    for key, marker, label in [("loss_l1", "o", "E||dL/dx||_1"), ("loss_l2", "s", "E||dL/dx||_2")]:
+        values = np.array([r[key] for r in rows])
+        slope = result.slopes()[key]["fitted"]
+        right.loglog(d, values, marker, label=f"{label}: slope {slope:+.3f} (theory {THEORY_SLOPES[key]:+.1f})")
+        fit = np.exp(np.polyval(np.polyfit(np.log(d), np.log(values), 1), np.log(d)))
+        right.loglog(d, fit, "-", color=right.lines[-1].get_color(), alpha=0.6)
+    right.set_xlabel("input dimension d")
+    right.set_ylabel("predicted norm at initialisation")
+    right.set_title(f"mode {result.mode}")
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    directory = os.path.dirname(os.path.abspath(path))
+    with tempfile.NamedTemporaryFile(dir=directory, suffix=".png", delete=False) as f:
+        fig.savefig(f, format="png", dpi=110)
+    plt.close(fig)
+    os.replace(f.name, path)

@@ -1,0 +1,140 @@
+"""Monte Carlo against the model-mode prediction: fixed seeds, tolerances from the data."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import nets
+from nets.base import InitialisedNet, conv_bn_relu, spatial_after
+from pathstats.cli import main
+from pathstats.prediction import predict
+from pathstats.sweep import loglog_slope
+from verify.compare import compare
+from verify.montecarlo import Estimate, run_monte_carlo, sample_jacobians
+
+Z_MAX = 4.0  # |z| below 4 standard errors: a false alarm has probability 6e-5 per check
+
+
+class SmallNet(InitialisedNet):
+    """Conv blocks with a chosen padding, optional disjoint average pooling or residual block, dense head."""
+
+    def __init__(self, input_shape, padding_mode="zeros", pool=False, residual=False, relu=True, classes=5, channels=4):
+        super().__init__()
+        layers = conv_bn_relu(input_shape[0], channels, padding_mode=padding_mode)
+        if not relu:
+            layers = layers[:1]
+        if pool:
+            layers.append(nn.AvgPool2d(2))
+        self.body = nn.Sequential(*layers)
+        self.skip = nn.Conv2d(channels, channels, 3, padding=1, bias=False, padding_mode=padding_mode) if residual else None
+        features = math.prod(spatial_after(self.body, input_shape))
+        self.classifier = nn.Linear(features, classes)
+        self.reset_parameters()
+
+    def forward(self, x):
+        h = self.body(x)
+        if self.skip is not None:
+            h = torch.relu(self.skip(h)) + h
+        return self.classifier(torch.flatten(h, 1))
+
+
+CASES = {
+    "fc": lambda: (nets.build("fc", (24,), widths=(16, 16)), (24,)),
+    "conv-zeros": lambda: (SmallNet((2, 6, 6), "zeros").eval(), (2, 6, 6)),
+    "conv-circular": lambda: (SmallNet((2, 6, 6), "circular").eval(), (2, 6, 6)),
+    "conv-reflect": lambda: (SmallNet((2, 6, 6), "reflect").eval(), (2, 6, 6)),
+    "disjoint-avgpool": lambda: (SmallNet((2, 6, 6), "circular", pool=True).eval(), (2, 6, 6)),
+    "residual": lambda: (SmallNet((2, 6, 6), "zeros", residual=True).eval(), (2, 6, 6)),
+    "conv6-small": lambda: (nets.build("conv6", (3, 17, 17), channels=4), (3, 17, 17)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_total_matches_model_mode_within_4_standard_errors(case):
+    model, shape = CASES[case]()
+    result = run_monte_carlo(model, shape, 400, seed=7, batch=100)
+    report = compare(result, predict(model, shape))
+    total = report["grad_sq_total"]
+    assert total["stderr"] > 0 and total["samples"] == 400
+    assert abs(total["z"]) < Z_MAX, total
+
+
+def test_linear_net_is_exact_and_jacobians_are_the_baselines():
+    """No ReLU: the gradient is a product of Gaussian weights, and the prediction is exact."""
+    model, shape = SmallNet((1, 5, 5), "circular", relu=False).eval(), (1, 5, 5)
+    result = run_monte_carlo(model, shape, 400, seed=3, batch=100)
+    total = compare(result, predict(model, shape))["grad_sq_total"]
+    assert abs(total["z"]) < Z_MAX
+    # the batched jacobian equals one autograd.grad per logit with the same weights
+    gen = torch.Generator().manual_seed(0)
+    params = {name: torch.randn((2,) + p.shape, generator=gen) for name, p in model.named_parameters() if name.endswith("weight") and p.dim() > 1}
+    inputs = torch.randn((2,) + shape, generator=gen)
+    jac, logits = sample_jacobians(model, params, inputs)
+    for b in range(2):
+        with torch.no_grad():
+            for name, value in params.items():
+                model.get_parameter(name).copy_(value[b])
+        x = inputs[b : b + 1].clone().requires_grad_(True)
+        out = model(x)
+        for k in range(out.shape[1]):
+            (grad,) = torch.autograd.grad(out[0, k], x, retain_graph=True)
+            torch.testing.assert_close(jac[b, k], grad[0])
+        torch.testing.assert_close(logits[b], out[0].detach())
+
+
+def test_runs_are_deterministic_for_a_seed():
+    model, shape = CASES["conv-zeros"]()
+    first, second = run_monte_carlo(model, shape, 20, seed=5, batch=8), run_monte_carlo(model, shape, 20, seed=5, batch=8)
+    np.testing.assert_array_equal(first.grad_sq_samples, second.grad_sq_samples)
+    assert not np.array_equal(first.grad_sq_samples, run_monte_carlo(model, shape, 20, seed=6, batch=8).grad_sq_samples)
+
+
+def test_standard_error_is_the_sample_standard_deviation_over_root_n():
+    values = np.array([1.0, 2.0, 4.0, 7.0])
+    estimate = Estimate.of(values)
+    assert estimate.estimate == 3.5 and estimate.stderr == pytest.approx(values.std(ddof=1) / 2)
+    assert estimate.z(3.0) == pytest.approx(0.5 / estimate.stderr)
+
+
+def test_slope_fit_recovers_a_known_slope():
+    d = np.array([3072, 12288, 49152, 196608])
+    rng = np.random.default_rng(0)
+    assert loglog_slope(d, 3 * d**0.5) == pytest.approx(0.5, abs=1e-12)
+    noisy = 3 * d**0.5 * np.exp(rng.normal(0, 0.01, d.size))
+    assert abs(loglog_slope(d, noisy) - 0.5) < 0.05
+
+
+def test_map_fit_rejects_a_wrong_map_and_accepts_the_right_one():
+    model, shape = CASES["conv-zeros"]()
+    result = run_monte_carlo(model, shape, 400, seed=11, batch=100)
+    right = predict(model, shape)
+    assert compare(result, right)["map_fit"]["p_value"] > 1e-4
+    wrong = predict(model, shape)
+    wrong.grad_sq_map = np.full(shape, wrong.grad_sq_map.mean())  # the Lemma 8 answer, wrong with zero padding
+    assert compare(result, wrong)["map_fit"]["p_value"] < 1e-4
+
+
+def test_cli_verify_json_follows_the_spec(tmp_path, capsys):
+    assert main(["verify", "--arch", "fc", "--d", "16", "--samples", "40", "--json", "--out", str(tmp_path)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    for key in ["arch", "input_shape", "samples", "device", "elapsed_s"]:
+        assert key in report
+    assert {"estimate", "stderr", "predicted", "z"} <= set(report["grad_sq_total"])
+    assert {"statistic", "dof", "p_value"} <= set(report["map_fit"])
+    for key in ["logit_grad_l1", "loss_grad_l1", "loss_grad_l2"]:
+        assert {"estimate", "stderr", "predicted"} <= set(report[key])
+    assert json.loads((tmp_path / "verify.json").read_text())["samples"] == 40
+    assert (tmp_path / "maps.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_verify_refuses_cuda_without_a_gpu_and_too_few_samples(capsys):
+    if not torch.cuda.is_available():
+        assert main(["verify", "--arch", "fc", "--d", "16", "--samples", "20", "--device", "cuda"]) == 2
+        assert "no CUDA device" in capsys.readouterr().err
+    assert main(["verify", "--arch", "fc", "--d", "16", "--samples", "3"]) == 2

@@ -1,0 +1,97 @@
+"""Running a verification end to end: prediction, Monte Carlo, comparison, files."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import numpy as np
+
+import nets
+from pathstats._format import format_table
+from pathstats.errors import PathstatsError
+from pathstats.prediction import predict
+
+from .compare import compare
+from .montecarlo import run_monte_carlo
+
+__all__ = ["verify", "verify_text", "write_outputs"]
+
+
+def verify(arch: str, input_shape: tuple, samples: int = 200, seed: int = 0, device: str = "cpu",
+           classes: int = 10, batch: int = 32, progress: bool = False) -> tuple:
+    """Predict, run the Monte Carlo and compare; returns ``(report, result, prediction)``."""
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise PathstatsError("--device cuda: no CUDA device is available here; use --device cpu")
+    model = nets.build(arch, input_shape, classes)
+    prediction = predict(model, input_shape, mode="model")
+    try:
+        theory = predict(model, input_shape, mode="theory")
+    except PathstatsError:
+        theory = None  # outside (H'): no theory-mode prediction to show beside
+    result = run_monte_carlo(model, input_shape, samples, seed=seed, device=device, batch=batch, progress=progress)
+    report = {"arch": arch, "input_shape": list(input_shape), "samples": result.samples, "seed": seed,
+              "device": device, "elapsed_s": result.elapsed_s, **compare(result, prediction, theory)}
+    return report, result, prediction
+
+
+def verify_text(report: dict) -> str:
+    rows = []
+    names = {"grad_sq_total": "E||do/dx||_2^2", "logit_grad_l1": "E||do/dx||_1 (Gauss.)", "logit_grad_l2": "E||do/dx||_2",
+             "loss_grad_l1": "E||dL/dx||_1 (Gauss.)", "loss_grad_l2": "E||dL/dx||_2", "softmax_factor": "softmax factor"}
+    for key, label in names.items():
+        e = report[key]
+        rows.append([label, f"{e['predicted']:.5g}", f"{e['estimate']:.5g}", f"{e['stderr']:.2g}", f"{e['z']:+.2f}", f"{100 * e['relative_error']:+.2f}%"])
+    fit = report["map_fit"]
+    shape = "x".join(map(str, report["input_shape"]))
+    lines = [
+        f"{report['arch']} {shape}: {report['samples']} initialisations on {report['device']} in {report['elapsed_s']:.1f} s (seed {report['seed']})",
+        "",
+        format_table(["quantity", "predicted", "estimate", "stderr", "z", "rel. error"], rows),
+        "",
+        f"per-coordinate map: F = {fit['statistic']:.3g} on {fit['dof']} dof, p = {fit['p_value']:.3g} ({fit['method']})",
+        "predicted l1 norms use a Gaussian approximation, l2 norms are sqrt(E||.||^2) (Jensen upper bounds);",
+        "the loss-gradient prediction assumes a uniform softmax, whose factor (K-1)/K is measured in the last row.",
+    ]
+    if "theory" in report:
+        lines.append(f"theory mode predicts E||do/dx||_2^2 = {report['theory']['grad_sq_total']:.5g} "
+                     f"({100 * report['theory']['relative_deviation_from_model']:+.2f}% from model mode: nominal fan-in, logits, BatchNorm eps)")
+    return "\n".join(lines)
+
+
+def _atomic_write(path: str, write) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    with tempfile.NamedTemporaryFile("wb", dir=directory, delete=False, suffix=".tmp") as f:
+        write(f)
+    os.replace(f.name, path)
+
+
+def write_outputs(directory: str, report: dict, result, prediction) -> list:
+    """Write ``verify.json`` and ``maps.png`` (predicted vs empirical maps) under ``directory``."""
+    os.makedirs(directory, exist_ok=True)
+    json_path, figure_path = os.path.join(directory, "verify.json"), os.path.join(directory, "maps.png")
+    _atomic_write(json_path, lambda f: f.write(json.dumps(report, indent=1).encode()))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mean, _ = result.map_estimate()
+    predicted = prediction.grad_sq_map
+    if predicted.ndim == 3:
+        predicted, mean = predicted.mean(axis=0), mean.mean(axis=0)
+    else:
+        predicted, mean = predicted.reshape(1, -1), mean.reshape(1, -1)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    vmax = max(predicted.max(), mean.max())
+    for ax, data, title in [(axes[0], predicted, "predicted (model mode)"), (axes[1], mean, f"empirical, N = {result.samples}")]:
+        image = ax.imshow(data, vmin=0, vmax=vmax, cmap="viridis", aspect="auto" if data.shape[0] == 1 else "equal")
+        ax.set_title(f"E[(do/dx)^2], {title}")
+    fig.colorbar(image, ax=axes, shrink=0.8)
+    _atomic_write(figure_path, lambda f: fig.savefig(f, format="png", dpi=100))
+    plt.close(fig)
+    return [json_path, figure_path]
