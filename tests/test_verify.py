@@ -16,7 +16,7 @@ from pathstats.cli import main
 from pathstats.prediction import predict
 from pathstats.sweep import loglog_slope
 from verify.compare import compare
-from verify.montecarlo import Estimate, run_monte_carlo, sample_jacobians
+from verify.montecarlo import Estimate, run_monte_carlo, sample_gradients
 
 Z_MAX = 4.0  # |z| below 4 standard errors: a false alarm has probability 6e-5 per check
 
@@ -24,23 +24,28 @@ Z_MAX = 4.0  # |z| below 4 standard errors: a false alarm has probability 6e-5 p
 class SmallNet(InitialisedNet):
     """Conv blocks with a chosen padding, optional disjoint average pooling or residual block, dense head."""
 
-    def __init__(self, input_shape, padding_mode="zeros", pool=False, residual=False, relu=True, classes=5, channels=4):
+    def __init__(self, input_shape, padding_mode="zeros", pool=None, residual=False, relu=True, classes=5, channels=4):
         super().__init__()
         layers = conv_bn_relu(input_shape[0], channels, padding_mode=padding_mode)
         if not relu:
             layers = layers[:1]
-        if pool:
+        if pool == "input":  # averages inputs: no gate inside a window, so H5 holds
+            layers.insert(0, nn.AvgPool2d(2))
+        elif pool == "features":  # averages ReLU outputs of one kernel: their gates correlate (H5 fails)
             layers.append(nn.AvgPool2d(2))
         self.body = nn.Sequential(*layers)
-        self.skip = nn.Conv2d(channels, channels, 3, padding=1, bias=False, padding_mode=padding_mode) if residual else None
+        self.residual = residual  # None, "linear" (conv branch) or "relu" (conv -> ReLU branch)
+        self.branch = nn.Conv2d(channels, channels, 3, padding=1, bias=False, padding_mode=padding_mode) if residual else None
         features = math.prod(spatial_after(self.body, input_shape))
         self.classifier = nn.Linear(features, classes)
         self.reset_parameters()
 
     def forward(self, x):
         h = self.body(x)
-        if self.skip is not None:
-            h = torch.relu(self.skip(h)) + h
+        if self.residual == "linear":
+            h = self.branch(h) + h
+        elif self.residual == "relu":
+            h = torch.relu(self.branch(h)) + h
         return self.classifier(torch.flatten(h, 1))
 
 
@@ -49,8 +54,8 @@ CASES = {
     "conv-zeros": lambda: (SmallNet((2, 6, 6), "zeros").eval(), (2, 6, 6)),
     "conv-circular": lambda: (SmallNet((2, 6, 6), "circular").eval(), (2, 6, 6)),
     "conv-reflect": lambda: (SmallNet((2, 6, 6), "reflect").eval(), (2, 6, 6)),
-    "disjoint-avgpool": lambda: (SmallNet((2, 6, 6), "circular", pool=True).eval(), (2, 6, 6)),
-    "residual": lambda: (SmallNet((2, 6, 6), "zeros", residual=True).eval(), (2, 6, 6)),
+    "disjoint-avgpool": lambda: (SmallNet((2, 8, 8), "circular", pool="input").eval(), (2, 8, 8)),
+    "residual": lambda: (SmallNet((2, 6, 6), "zeros", residual="linear").eval(), (2, 6, 6)),
     "conv6-small": lambda: (nets.build("conv6", (3, 17, 17), channels=4), (3, 17, 17)),
 }
 
@@ -65,6 +70,25 @@ def test_total_matches_model_mode_within_4_standard_errors(case):
     assert abs(total["z"]) < Z_MAX, total
 
 
+# Where H5 fails, the model-mode prediction misses the cross terms between paths; the
+# gap is a finding, measured at high N and pinned here, never absorbed into a tolerance.
+RECORDED_GAPS = {
+    # pooled ReLU outputs of one kernel: gates correlate with the shared kernel weights
+    "avgpool-after-relu": (lambda: (SmallNet((2, 6, 6), "circular", pool="features").eval(), (2, 6, 6)), 0.027),
+    # a ReLU inside the residual branch: its gate correlates with the branch weights
+    "residual-relu-branch": (lambda: (SmallNet((2, 6, 6), "zeros", residual="relu").eval(), (2, 6, 6)), 0.033),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RECORDED_GAPS))
+def test_recorded_gaps_where_h5_fails(case):
+    build, gap = RECORDED_GAPS[case]
+    model, shape = build()
+    total = compare(run_monte_carlo(model, shape, 6000, seed=123, batch=500, loss=False), predict(model, shape))["grad_sq_total"]
+    assert total["z"] > 4  # the prediction is too low, beyond the statistics
+    assert abs(total["relative_error"] - gap) < 4 * total["stderr"] / total["predicted"]  # and by the recorded amount
+
+
 def test_linear_net_is_exact_and_jacobians_are_the_baselines():
     """No ReLU: the gradient is a product of Gaussian weights, and the prediction is exact."""
     model, shape = SmallNet((1, 5, 5), "circular", relu=False).eval(), (1, 5, 5)
@@ -75,7 +99,7 @@ def test_linear_net_is_exact_and_jacobians_are_the_baselines():
     gen = torch.Generator().manual_seed(0)
     params = {name: torch.randn((2,) + p.shape, generator=gen) for name, p in model.named_parameters() if name.endswith("weight") and p.dim() > 1}
     inputs = torch.randn((2,) + shape, generator=gen)
-    jac, logits = sample_jacobians(model, params, inputs)
+    jac, logits = sample_gradients(model, params, inputs, lambda out, index: torch.eye(out.shape[0]))
     for b in range(2):
         with torch.no_grad():
             for name, value in params.items():
@@ -86,6 +110,13 @@ def test_linear_net_is_exact_and_jacobians_are_the_baselines():
             (grad,) = torch.autograd.grad(out[0, k], x, retain_graph=True)
             torch.testing.assert_close(jac[b, k], grad[0])
         torch.testing.assert_close(logits[b], out[0].detach())
+
+
+def test_skipping_the_loss_gradient_keeps_the_logit_samples():
+    model, shape = CASES["conv-zeros"]()
+    full, logit_only = run_monte_carlo(model, shape, 20, seed=2, batch=8), run_monte_carlo(model, shape, 20, seed=2, batch=8, loss=False)
+    np.testing.assert_array_equal(full.grad_sq_samples, logit_only.grad_sq_samples)
+    assert logit_only.loss_l1 is None and "loss_grad_l1" not in compare(logit_only, predict(model, shape))
 
 
 def test_runs_are_deterministic_for_a_seed():

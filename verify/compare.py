@@ -87,10 +87,11 @@ def compare(result: MonteCarloResult, model_prediction: Prediction, theory_predi
         "map_fit": map_fit(result, model_prediction.grad_sq_map),
         "logit_grad_l1": _entry(Estimate.of(result.logit_l1), logit["l1"], logit["l1_upper"]),
         "logit_grad_l2": _entry(Estimate.of(result.logit_l2), logit["l2"]),
-        "loss_grad_l1": _entry(Estimate.of(result.loss_l1), loss["l1"], loss["l1_upper"]),
-        "loss_grad_l2": _entry(Estimate.of(result.loss_l2), loss["l2"]),
-        "softmax_factor": _entry(Estimate.of(result.softmax_factor), loss["factor"]),
     }
+    if result.loss_l1 is not None:
+        report["loss_grad_l1"] = _entry(Estimate.of(result.loss_l1), loss["l1"], loss["l1_upper"])
+        report["loss_grad_l2"] = _entry(Estimate.of(result.loss_l2), loss["l2"])
+        report["softmax_factor"] = _entry(Estimate.of(result.softmax_factor), loss["factor"])
     if theory_prediction is not None:
         theory_total = float(theory_prediction.grad_sq_map.sum())
         report["theory"] = {

@@ -2,10 +2,12 @@
 
 Each sample is one independent initialisation of the network's declared
 initialisation (:meth:`nets.InitialisedNet.init_variances`) and one fresh
-standard-normal input.  The Jacobian rows of all ``K`` logits with respect to
-the input come from one forward pass (``torch.func.jacrev``), and ``B``
-initialisations run together under ``torch.func.vmap`` over stacked weights,
-so many cheap initialisations replace a few expensive ones.  Every statistic
+standard-normal input.  Rows of one initialisation are strongly correlated, so
+instead of the ``K`` Jacobian rows of every logit each initialisation gets one
+forward pass and two backward passes (a random logit, the loss at a random
+label), ``B`` initialisations run together under ``torch.func.vmap`` over
+stacked weights, and batches run side by side on the CPU cores: many cheap
+initialisations replace a few expensive ones.  Every statistic
 is a mean over samples with its standard error ``std / sqrt(N)``: rows and
 logits of one initialisation are correlated, so they are averaged into one
 sample before any error is computed.
@@ -14,6 +16,7 @@ sample before any error is computed.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -21,9 +24,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import nn
-from torch.func import functional_call, jacrev, vmap
+from torch.func import functional_call, vjp, vmap
 
-__all__ = ["Estimate", "MonteCarloResult", "sample_jacobians", "run_monte_carlo"]
+__all__ = ["Estimate", "MonteCarloResult", "sample_gradients", "run_monte_carlo"]
 
 WEIGHT_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
@@ -52,9 +55,9 @@ class MonteCarloResult:
     """Per-sample statistics of ``N`` initialisations.
 
     ``grad_sq_samples`` has shape ``(N,) + input_shape``: per initialisation,
-    the mean over the ``K`` logits of ``(do_k/dx)^2``, so its mean over samples
+    ``(do_k/dx)^2`` for its random logit ``k``, so its mean over samples
     estimates ``E[(do/dx)^2]`` per coordinate.  The other arrays have one value
-    per sample (means over logits where the quantity is per logit).
+    per sample.
     """
 
     input_shape: tuple
@@ -63,9 +66,9 @@ class MonteCarloResult:
     grad_sq_samples: np.ndarray
     logit_l1: np.ndarray
     logit_l2: np.ndarray
-    loss_l1: np.ndarray
-    loss_l2: np.ndarray
-    softmax_factor: np.ndarray  # (1 - q_c)^2 + sum_{k != c} q_k^2 at the sampled input and label
+    loss_l1: np.ndarray | None  # None when the run skipped the loss gradient
+    loss_l2: np.ndarray | None
+    softmax_factor: np.ndarray | None  # (1 - q_c)^2 + sum_{k != c} q_k^2 at the sampled input and label
     elapsed_s: float = 0.0
     seed: int = 0
     notes: list = field(default_factory=list)
@@ -92,29 +95,86 @@ def _sample_weights(model: nn.Module, variances: dict, batch: int, generator: to
     params = {}
     for name, module in _weight_layers(model).items():
         shape = (batch,) + tuple(module.weight.shape)
-        std = math.sqrt(variances[name])
-        params[f"{name}.weight"] = torch.randn(shape, generator=generator, device=device) * std
+        params[f"{name}.weight"] = torch.empty(shape, device=device).normal_(0.0, math.sqrt(variances[name]), generator=generator)
         if module.bias is not None:  # the declared initialisation has zero biases
             params[f"{name}.bias"] = torch.zeros((batch,) + tuple(module.bias.shape), device=device)
     return params
 
 
-def sample_jacobians(model: nn.Module, params: dict, inputs: torch.Tensor) -> tuple:
-    """Jacobians ``(B, K) + input_shape`` and logits ``(B, K)`` of ``B`` initialisations.
+def sample_gradients(model: nn.Module, params: dict, inputs: torch.Tensor, cotangents) -> tuple:
+    """Input gradients of ``B`` initialisations for chosen combinations of logits.
 
-    One forward pass per initialisation serves all ``K`` logits (``jacrev``
-    vmaps the ``K`` backward passes) and the logits themselves (``has_aux``).
-    ``params`` maps parameter names to stacked tensors ``(B, ...)``; parameters
-    and buffers not in it are taken from ``model``.
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Supplies the architecture, and every parameter or buffer not in ``params``.
+    params : dict
+        Parameter name -> stacked tensor ``(B, ...)``: one set of weights per initialisation.
+    inputs : torch.Tensor
+        ``(B,) + input_shape``: one input per initialisation.
+    cotangents : callable
+        ``cotangents(logits) -> (P, K)``: the combinations of logits to differentiate,
+        chosen after the forward pass (the loss gradient needs the softmax).
+
+    Returns
+    -------
+    (gradients, logits)
+        ``(B, P) + input_shape`` and ``(B, K)``: one forward pass and ``P`` backward
+        passes per initialisation, all ``B`` together under ``torch.func.vmap``.
     """
-    fixed = {k: v for k, v in dict(model.named_parameters()).items() if k not in params}
+    fixed = {k: v.detach() for k, v in dict(model.named_parameters()).items() if k not in params}
     buffers = dict(model.named_buffers())
 
-    def logits(p, x):
-        out = functional_call(model, ({**fixed, **p}, buffers), (x.unsqueeze(0),)).squeeze(0)
-        return out, out.detach()
+    def one(p, x, index):
+        out, pull = vjp(lambda xx: functional_call(model, ({**fixed, **p}, buffers), (xx.unsqueeze(0),)).squeeze(0), x)
+        rows = cotangents(out, index)
+        return torch.stack([pull(rows[j])[0] for j in range(rows.shape[0])]), out
 
-    return vmap(jacrev(logits, argnums=1, has_aux=True))(params, inputs)
+    return vmap(one, randomness="error")(params, inputs, torch.arange(inputs.shape[0], device=inputs.device))
+
+
+def _batch_generator(seed: int, index: int, device) -> torch.Generator:
+    """Each batch has its own stream, so results do not depend on which worker ran it."""
+    state = np.random.SeedSequence([seed, index]).generate_state(2)
+    return torch.Generator(device=device).manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def _draw_batch(model, variances, input_shape, size, generator, device) -> tuple:
+    """Everything random about one batch: weights, inputs, probed logits, labels."""
+    params = _sample_weights(model, variances, size, generator, device)
+    inputs = torch.randn((size,) + tuple(input_shape), generator=generator, device=device)
+    probe = torch.randint(0, 10**9, (size,), generator=generator, device=device)
+    label = torch.randint(0, 10**9, (size,), generator=generator, device=device)
+    return params, inputs, probe, label
+
+
+def _run_batch(model, draw: tuple, input_shape, size, loss: bool) -> dict:
+    params, inputs, probe, label = draw
+
+    def cotangents(out, index):
+        k = out.shape[0]
+        logit = torch.nn.functional.one_hot(probe[index] % k, k).to(out.dtype)  # one random logit
+        if not loss:
+            return logit.unsqueeze(0)
+        dloss = torch.softmax(out, 0) - torch.nn.functional.one_hot(label[index] % k, k).to(out.dtype)  # dL/do
+        return torch.stack([logit, dloss])
+
+    grads, logits = sample_gradients(model, params, inputs, cotangents)
+    grads, logits = grads.detach().double(), logits.detach().double()  # float64 accumulation
+    k = logits.shape[1]
+    logit_grad = grads[:, 0].reshape(size, -1)
+    result = {
+        "grad_sq": (logit_grad**2).reshape((size,) + tuple(input_shape)).cpu().numpy(),
+        "logit_l1": logit_grad.abs().sum(dim=1).cpu().numpy(),
+        "logit_l2": logit_grad.norm(dim=1).cpu().numpy(),
+        "classes": k,
+    }
+    if loss:
+        loss_grad = grads[:, 1].reshape(size, -1)
+        weights = torch.softmax(logits, dim=1) - torch.nn.functional.one_hot(label % k, k).double()
+        result.update(loss_l1=loss_grad.abs().sum(dim=1).cpu().numpy(), loss_l2=loss_grad.norm(dim=1).cpu().numpy(),
+                      softmax_factor=(weights**2).sum(dim=1).cpu().numpy())
+    return result
 
 
 def run_monte_carlo(
@@ -125,9 +185,17 @@ def run_monte_carlo(
     seed: int = 0,
     device: str = "cpu",
     batch: int = 32,
+    loss: bool = True,
     progress: bool = False,
 ) -> MonteCarloResult:
     """Draw ``samples`` initialisations and measure the input gradients of each.
+
+    Per initialisation: fresh weights from the declared initialisation, one
+    standard-normal input, one forward pass and one backward pass for a
+    uniformly chosen logit ``k`` (``do_k/dx``: by exchangeability of the logits
+    an unbiased sample of the per-logit quantities), plus one for the
+    cross-entropy at a uniformly chosen label ``c``
+    (``dL/dx = sum_k (q_k - [k = c]) do_k/dx``) unless ``loss`` is False.
 
     Parameters
     ----------
@@ -138,11 +206,13 @@ def run_monte_carlo(
     samples : int
         Number ``N`` of independent initialisations (>= 2).
     seed : int
-        Seeds the weights, the inputs and the labels: the result is the same for
-        a given seed, device and batch size.
+        Seeds weights, inputs, logits and labels, batch by batch (a stream per
+        batch): the result is the same for a given seed, device and batch size.
     device : {"cpu", "cuda"}
     batch : int
-        Initialisations evaluated together.
+        Initialisations evaluated together under ``vmap``.
+    loss : bool, default True
+        Also measure the loss gradient (one more backward pass per initialisation).
     progress : bool
         Print a progress bar on stderr.
 
@@ -157,35 +227,23 @@ def run_monte_carlo(
     start = time.perf_counter()
     model = model.to(device).eval()
     variances = model.init_variances()
-    generator = torch.Generator(device=device).manual_seed(seed)
-    grad_sq, logit_l1, logit_l2, loss_l1, loss_l2, softmax_factor = [], [], [], [], [], []
-    done = 0
-    while done < samples:
-        b = min(batch, samples - done)
-        params = _sample_weights(model, variances, b, generator, device)
-        inputs = torch.randn((b,) + tuple(input_shape), generator=generator, device=device)
-        jac, logits = sample_jacobians(model, params, inputs)
-        jac, logits = jac.detach().double(), logits.detach().double()  # float64 accumulation
-        classes = jac.shape[1]
-        flat = jac.reshape(b, classes, -1)
-        labels = torch.randint(0, classes, (b,), generator=generator, device=device)
-        q = torch.softmax(logits, dim=1)
-        weights = q - torch.nn.functional.one_hot(labels, classes).double()  # dL/do_k = q_k - [k = c]
-        loss_grad = torch.einsum("bk,bkd->bd", weights, flat)
-        grad_sq.append((flat**2).mean(dim=1).reshape((b,) + tuple(input_shape)).cpu().numpy())
-        logit_l1.append(flat.abs().sum(dim=2).mean(dim=1).cpu().numpy())
-        logit_l2.append(flat.norm(dim=2).mean(dim=1).cpu().numpy())
-        loss_l1.append(loss_grad.abs().sum(dim=1).cpu().numpy())
-        loss_l2.append(loss_grad.norm(dim=1).cpu().numpy())
-        softmax_factor.append((weights**2).sum(dim=1).cpu().numpy())
-        done += b
+    sizes = [min(batch, samples - i) for i in range(0, samples, batch)]
+
+    def draw(index: int) -> tuple:
+        return _draw_batch(model, variances, input_shape, sizes[index], _batch_generator(seed, index, device), device)
+
+    results, done = [], 0
+    for index, size in enumerate(sizes):
+        results.append(_run_batch(model, draw(index), input_shape, size, loss))
+        done += size
         if progress:
             _progress(done, samples, time.perf_counter() - start)
     if progress:
         print(file=sys.stderr)
-    return MonteCarloResult(tuple(input_shape), classes, device, np.concatenate(grad_sq), np.concatenate(logit_l1),
-                            np.concatenate(logit_l2), np.concatenate(loss_l1), np.concatenate(loss_l2),
-                            np.concatenate(softmax_factor), time.perf_counter() - start, seed)
+    merged = {key: np.concatenate([r[key] for r in results]) for key in results[0] if key != "classes"}
+    return MonteCarloResult(tuple(input_shape), results[0]["classes"], device, merged["grad_sq"], merged["logit_l1"],
+                            merged["logit_l2"], merged.get("loss_l1"), merged.get("loss_l2"), merged.get("softmax_factor"),
+                            time.perf_counter() - start, seed)
 
 
 def _progress(done: int, total: int, elapsed: float) -> None:

@@ -44,6 +44,8 @@ def verify_text(report: dict) -> str:
     names = {"grad_sq_total": "E||do/dx||_2^2", "logit_grad_l1": "E||do/dx||_1 (Gauss.)", "logit_grad_l2": "E||do/dx||_2",
              "loss_grad_l1": "E||dL/dx||_1 (Gauss.)", "loss_grad_l2": "E||dL/dx||_2", "softmax_factor": "softmax factor"}
     for key, label in names.items():
+        if key not in report:
+            continue
         e = report[key]
         rows.append([label, f"{e['predicted']:.5g}", f"{e['estimate']:.5g}", f"{e['stderr']:.2g}", f"{e['z']:+.2f}", f"{100 * e['relative_error']:+.2f}%"])
     fit = report["map_fit"]
