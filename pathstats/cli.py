@@ -93,10 +93,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "input Jacobians of all logits by autograd, and compare E[(do/dx)^2], its total and "
         "the gradient norms with the model-mode prediction (z-scores, map goodness of fit).",
     )
-    verify.add_argument("--arch", required=True, help="registered architecture (see pathstats archs)")
+    verify.add_argument("--arch", required=True, help="registered architecture, or several separated by commas to compare "
+                        "them (e.g. conv6-strided,conv6-avgpool,conv6-maxpool: Figure 3 at initialisation)")
     size = verify.add_mutually_exclusive_group(required=True)
     size.add_argument("--d", type=int, metavar="D", help="input dimension: 3 x s x s for image architectures")
     size.add_argument("--shape", metavar="C,H,W", help="input shape, e.g. 3,64,48")
+    size.add_argument("--sizes", metavar="S1,S2,...", help="a dimension sweep over sizes s (inputs 3 x s x s; d for fc)")
     verify.add_argument("--samples", type=int, default=200, metavar="N", help="initialisations (default 200)")
     verify.add_argument("--seed", type=int, default=0, metavar="S", help="seed of weights, inputs and labels (default 0)")
     verify.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -118,9 +120,11 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init", choices=["he", "torch", "weights"], help="model-mode weight variances (default: the declared init)")
 
 
-def _input_shape(args: argparse.Namespace) -> tuple:
+def _input_shape(args: argparse.Namespace, arch: str | None = None) -> tuple:
     import nets
 
+    if getattr(args, "sizes", None) and getattr(args, "d", None) is None and not args.shape:
+        raise PathstatsError("give --d or --shape")
     if args.shape:
         try:
             shape = tuple(int(n) for n in args.shape.split(","))
@@ -129,7 +133,7 @@ def _input_shape(args: argparse.Namespace) -> tuple:
         if not shape or min(shape) < 1:
             raise PathstatsError(f"--shape needs positive sizes, got {args.shape!r}")
         return shape
-    return nets.shape_for_d(args.arch, args.d)
+    return nets.shape_for_d(arch or args.arch, args.d)
 
 
 def _default_output(G) -> object:
@@ -266,6 +270,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
     if args.samples < 10:
         raise PathstatsError(f"--samples must be at least 10 for the map test, got {args.samples}")
+    if args.sizes or "," in args.arch:
+        return _verify_many(args)
     report, result, prediction = verify(args.arch, _input_shape(args), samples=args.samples, seed=args.seed,
                                         device=args.device, classes=args.classes, batch=args.batch, progress=not args.json)
     written = write_outputs(args.out, report, result, prediction) if args.out else []
@@ -273,6 +279,41 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         print(json.dumps(report))
     else:
         print(verify_text(report))
+        for path in written:
+            print(f"wrote {path}")
+    return 0
+
+
+def _verify_many(args: argparse.Namespace) -> int:
+    import os
+
+    import nets
+    from verify.scaling import compare_architectures, comparison_text, save_sweep_plot, sweep_text, verify_sweep, write_json
+
+    options = dict(samples=args.samples, seed=args.seed, device=args.device, batch=args.batch, progress=not args.json)
+    if args.sizes:
+        if "," in args.arch:
+            raise PathstatsError("--sizes sweeps one architecture; give a single --arch")
+        try:
+            sizes = [int(v) for v in args.sizes.split(",")]
+        except ValueError:
+            raise PathstatsError(f"--sizes takes comma-separated integers like 32,64,128, not {args.sizes!r}") from None
+        arch = nets.get(args.arch)
+        data = verify_sweep(args.arch, [(arch.channels, s, s) if arch.image else (s,) for s in sizes], **options)
+        text, name = sweep_text(data), "sweep"
+    else:
+        archs = args.arch.split(",")
+        data = compare_architectures(archs, _input_shape(args, archs[0]), **options)
+        text, name = comparison_text(data), "comparison"
+    written = []
+    if args.out:
+        written.append(os.path.join(args.out, f"{name}.json"))
+        write_json(written[-1], data)
+        if args.sizes:
+            written.append(os.path.join(args.out, "sweep.png"))
+            save_sweep_plot(data, written[-1])
+    print(json.dumps(data) if args.json else text)
+    if not args.json:
         for path in written:
             print(f"wrote {path}")
     return 0

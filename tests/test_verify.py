@@ -16,6 +16,7 @@ from pathstats.cli import main
 from pathstats.prediction import predict
 from pathstats.sweep import loglog_slope
 from verify.compare import compare
+from verify.batched import BatchedInitialisations
 from verify.montecarlo import Estimate, run_monte_carlo, sample_gradients
 
 Z_MAX = 4.0  # |z| below 4 standard errors: a false alarm has probability 6e-5 per check
@@ -97,19 +98,35 @@ def test_linear_net_is_exact_and_jacobians_are_the_baselines():
     assert abs(total["z"]) < Z_MAX
     # the batched jacobian equals one autograd.grad per logit with the same weights
     gen = torch.Generator().manual_seed(0)
-    params = {name: torch.randn((2,) + p.shape, generator=gen) for name, p in model.named_parameters() if name.endswith("weight") and p.dim() > 1}
+    weights = {name: torch.randn((2,) + m.weight.shape, generator=gen) for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
     inputs = torch.randn((2,) + shape, generator=gen)
-    jac, logits = sample_gradients(model, params, inputs, lambda out, index: torch.eye(out.shape[0]))
+    classes = model.classifier.out_features
+    every_logit = lambda out: torch.eye(classes).unsqueeze(1).expand(classes, out.shape[0], classes)  # noqa: E731
+    jac, logits = sample_gradients(BatchedInitialisations(model), weights, inputs, every_logit)
     for b in range(2):
         with torch.no_grad():
-            for name, value in params.items():
-                model.get_parameter(name).copy_(value[b])
+            for name, value in weights.items():
+                model.get_submodule(name).weight.copy_(value[b])
         x = inputs[b : b + 1].clone().requires_grad_(True)
         out = model(x)
         for k in range(out.shape[1]):
             (grad,) = torch.autograd.grad(out[0, k], x, retain_graph=True)
             torch.testing.assert_close(jac[b, k], grad[0])
         torch.testing.assert_close(logits[b], out[0].detach())
+
+
+@pytest.mark.parametrize("case", ["conv-reflect", "residual", "disjoint-avgpool", "fc"])
+def test_batched_initialisations_equal_the_module_one_by_one(case):
+    model, shape = CASES[case]()
+    gen = torch.Generator().manual_seed(1)
+    weights = {name: torch.randn((3,) + m.weight.shape, generator=gen) for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+    inputs = torch.randn((3,) + shape, generator=gen)
+    batched = BatchedInitialisations(model).run_batch(weights, inputs)
+    for b in range(3):
+        with torch.no_grad():
+            for name, value in weights.items():
+                model.get_submodule(name).weight.copy_(value[b])
+            torch.testing.assert_close(batched[b], model(inputs[b : b + 1])[0], rtol=1e-4, atol=1e-5)
 
 
 def test_skipping_the_loss_gradient_keeps_the_logit_samples():

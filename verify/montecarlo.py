@@ -5,9 +5,9 @@ initialisation (:meth:`nets.InitialisedNet.init_variances`) and one fresh
 standard-normal input.  Rows of one initialisation are strongly correlated, so
 instead of the ``K`` Jacobian rows of every logit each initialisation gets one
 forward pass and two backward passes (a random logit, the loss at a random
-label), ``B`` initialisations run together under ``torch.func.vmap`` over
-stacked weights, and batches run side by side on the CPU cores: many cheap
-initialisations replace a few expensive ones.  Every statistic
+label), and ``B`` initialisations run as the ``B`` examples of one batch
+(:class:`verify.batched.BatchedInitialisations`): many cheap initialisations
+replace a few expensive ones.  Every statistic
 is a mean over samples with its standard error ``std / sqrt(N)``: rows and
 logits of one initialisation are correlated, so they are averaged into one
 sample before any error is computed.
@@ -19,16 +19,17 @@ import math
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, vjp, vmap
+
+from .batched import WEIGHT_LAYERS, BatchedInitialisations
 
 __all__ = ["Estimate", "MonteCarloResult", "sample_gradients", "run_monte_carlo"]
-
-WEIGHT_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
 @dataclass(frozen=True)
@@ -87,79 +88,83 @@ class MonteCarloResult:
         return flat.mean(axis=0), flat.std(axis=0, ddof=1) / math.sqrt(self.samples)
 
 
-def _weight_layers(model: nn.Module) -> dict:
-    return {name: m for name, m in model.named_modules() if isinstance(m, WEIGHT_LAYERS)}
+def _sample_weights(model: nn.Module, variances: dict, batch: int, seeds: list, device, pool=None) -> dict:
+    """Weights of ``batch`` initialisations, ``{layer name: (batch,) + weight.shape}``.
 
+    Each layer draws from its own generator (``seeds[i]`` for the ``i``-th weight
+    layer), so the layers can be drawn on several threads (``pool``) and the
+    result does not depend on which thread drew what.
+    """
+    layers = [(name, module) for name, module in model.named_modules() if isinstance(module, WEIGHT_LAYERS)]
 
-def _sample_weights(model: nn.Module, variances: dict, batch: int, generator: torch.Generator, device) -> dict:
-    params = {}
-    for name, module in _weight_layers(model).items():
+    def draw(item):
+        (name, module), seed = item
+        generator = torch.Generator(device=device).manual_seed(seed)
         shape = (batch,) + tuple(module.weight.shape)
-        params[f"{name}.weight"] = torch.empty(shape, device=device).normal_(0.0, math.sqrt(variances[name]), generator=generator)
-        if module.bias is not None:  # the declared initialisation has zero biases
-            params[f"{name}.bias"] = torch.zeros((batch,) + tuple(module.bias.shape), device=device)
-    return params
+        return name, torch.empty(shape, device=device).normal_(0.0, math.sqrt(variances[name]), generator=generator)
+
+    items = list(zip(layers, seeds))
+    return dict(pool.map(draw, items) if pool is not None else map(draw, items))
 
 
-def sample_gradients(model: nn.Module, params: dict, inputs: torch.Tensor, cotangents) -> tuple:
+def sample_gradients(runner: BatchedInitialisations, weights: dict, inputs: torch.Tensor, cotangents) -> tuple:
     """Input gradients of ``B`` initialisations for chosen combinations of logits.
 
     Parameters
     ----------
-    model : torch.nn.Module
-        Supplies the architecture, and every parameter or buffer not in ``params``.
-    params : dict
-        Parameter name -> stacked tensor ``(B, ...)``: one set of weights per initialisation.
+    runner : BatchedInitialisations
+        The traced network.
+    weights : dict
+        Layer name -> ``(B,) + weight.shape``: one set of weights per initialisation.
     inputs : torch.Tensor
         ``(B,) + input_shape``: one input per initialisation.
     cotangents : callable
-        ``cotangents(logits) -> (P, K)``: the combinations of logits to differentiate,
-        chosen after the forward pass (the loss gradient needs the softmax).
+        ``cotangents(logits) -> (P, B, K)``: the combinations of logits to
+        differentiate, chosen after the forward pass (the loss needs the softmax).
 
     Returns
     -------
     (gradients, logits)
-        ``(B, P) + input_shape`` and ``(B, K)``: one forward pass and ``P`` backward
-        passes per initialisation, all ``B`` together under ``torch.func.vmap``.
+        ``(B, P) + input_shape`` and ``(B, K)``: one forward and ``P`` backward
+        passes for all ``B`` initialisations together.
     """
-    fixed = {k: v.detach() for k, v in dict(model.named_parameters()).items() if k not in params}
-    buffers = dict(model.named_buffers())
-
-    def one(p, x, index):
-        out, pull = vjp(lambda xx: functional_call(model, ({**fixed, **p}, buffers), (xx.unsqueeze(0),)).squeeze(0), x)
-        rows = cotangents(out, index)
-        return torch.stack([pull(rows[j])[0] for j in range(rows.shape[0])]), out
-
-    return vmap(one, randomness="error")(params, inputs, torch.arange(inputs.shape[0], device=inputs.device))
+    x = inputs.detach().requires_grad_(True)
+    logits = runner.run_batch(weights, x)
+    rows = cotangents(logits.detach())
+    grads = [torch.autograd.grad(logits, x, grad_outputs=rows[j], retain_graph=j + 1 < len(rows))[0] for j in range(len(rows))]
+    return torch.stack(grads, dim=1), logits.detach()
 
 
-def _batch_generator(seed: int, index: int, device) -> torch.Generator:
-    """Each batch has its own stream, so results do not depend on which worker ran it."""
-    state = np.random.SeedSequence([seed, index]).generate_state(2)
-    return torch.Generator(device=device).manual_seed(int(state[0]) << 32 | int(state[1]))
+def _batch_seeds(seed: int, index: int, count: int) -> list:
+    """Independent 64-bit seeds for batch ``index``: one per stream the batch needs."""
+    state = np.random.SeedSequence([seed, index]).generate_state(2 * count)
+    return [int(state[2 * i]) << 32 | int(state[2 * i + 1]) for i in range(count)]
 
 
-def _draw_batch(model, variances, input_shape, size, generator, device) -> tuple:
+def _draw_batch(model, variances, input_shape, size, seed: int, index: int, device, pool=None) -> tuple:
     """Everything random about one batch: weights, inputs, probed logits, labels."""
-    params = _sample_weights(model, variances, size, generator, device)
+    n_layers = sum(isinstance(m, WEIGHT_LAYERS) for m in model.modules())
+    seeds = _batch_seeds(seed, index, n_layers + 1)
+    params = _sample_weights(model, variances, size, seeds[:-1], device, pool)
+    generator = torch.Generator(device=device).manual_seed(seeds[-1])
     inputs = torch.randn((size,) + tuple(input_shape), generator=generator, device=device)
     probe = torch.randint(0, 10**9, (size,), generator=generator, device=device)
     label = torch.randint(0, 10**9, (size,), generator=generator, device=device)
     return params, inputs, probe, label
 
 
-def _run_batch(model, draw: tuple, input_shape, size, loss: bool) -> dict:
+def _run_batch(runner, draw: tuple, input_shape, size, loss: bool) -> dict:
     params, inputs, probe, label = draw
 
-    def cotangents(out, index):
-        k = out.shape[0]
-        logit = torch.nn.functional.one_hot(probe[index] % k, k).to(out.dtype)  # one random logit
+    def cotangents(out):
+        k = out.shape[1]
+        logit = F.one_hot(probe % k, k).to(out.dtype)  # one random logit per initialisation
         if not loss:
             return logit.unsqueeze(0)
-        dloss = torch.softmax(out, 0) - torch.nn.functional.one_hot(label[index] % k, k).to(out.dtype)  # dL/do
+        dloss = torch.softmax(out, 1) - F.one_hot(label % k, k).to(out.dtype)  # dL/do at a random label
         return torch.stack([logit, dloss])
 
-    grads, logits = sample_gradients(model, params, inputs, cotangents)
+    grads, logits = sample_gradients(runner, params, inputs, cotangents)
     grads, logits = grads.detach().double(), logits.detach().double()  # float64 accumulation
     k = logits.shape[1]
     logit_grad = grads[:, 0].reshape(size, -1)
@@ -171,7 +176,7 @@ def _run_batch(model, draw: tuple, input_shape, size, loss: bool) -> dict:
     }
     if loss:
         loss_grad = grads[:, 1].reshape(size, -1)
-        weights = torch.softmax(logits, dim=1) - torch.nn.functional.one_hot(label % k, k).double()
+        weights = torch.softmax(logits, dim=1) - F.one_hot(label % k, k).double()
         result.update(loss_l1=loss_grad.abs().sum(dim=1).cpu().numpy(), loss_l2=loss_grad.norm(dim=1).cpu().numpy(),
                       softmax_factor=(weights**2).sum(dim=1).cpu().numpy())
     return result
@@ -210,7 +215,7 @@ def run_monte_carlo(
         batch): the result is the same for a given seed, device and batch size.
     device : {"cpu", "cuda"}
     batch : int
-        Initialisations evaluated together under ``vmap``.
+        Initialisations evaluated together as one batch.
     loss : bool, default True
         Also measure the loss gradient (one more backward pass per initialisation).
     progress : bool
@@ -229,15 +234,17 @@ def run_monte_carlo(
     variances = model.init_variances()
     sizes = [min(batch, samples - i) for i in range(0, samples, batch)]
 
-    def draw(index: int) -> tuple:
-        return _draw_batch(model, variances, input_shape, sizes[index], _batch_generator(seed, index, device), device)
+    runner = BatchedInitialisations(model)
 
     results, done = [], 0
-    for index, size in enumerate(sizes):
-        results.append(_run_batch(model, draw(index), input_shape, size, loss))
-        done += size
-        if progress:
-            _progress(done, samples, time.perf_counter() - start)
+    # each generator is a sequential RNG: draw the layers on all cores
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for index, size in enumerate(sizes):
+            draw = _draw_batch(model, variances, input_shape, size, seed, index, device, pool)
+            results.append(_run_batch(runner, draw, input_shape, size, loss))
+            done += size
+            if progress:
+                _progress(done, samples, time.perf_counter() - start)
     if progress:
         print(file=sys.stderr)
     merged = {key: np.concatenate([r[key] for r in results]) for key in results[0] if key != "classes"}

@@ -1,0 +1,144 @@
+"""Dimension sweeps and architecture comparisons of Monte Carlo estimates."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from pathstats._format import format_table
+
+from .report import _atomic_write, verify
+
+__all__ = ["fit_loglog", "verify_sweep", "sweep_text", "save_sweep_plot", "compare_architectures", "comparison_text"]
+
+#: Slopes of log E||dL/dx|| against log d under (S) (Corollary 6): 1/2 for l1, 0 for l2.
+THEORY = {"loss_grad_l1": 0.5, "loss_grad_l2": 0.0}
+
+
+def fit_loglog(d, estimates, stderrs) -> dict:
+    """Weighted least-squares slope of ``log(estimate)`` against ``log(d)``, with a 95% interval.
+
+    Each point's variance on the log scale is ``(stderr / estimate)^2`` (delta
+    method); the slope's standard error follows from the weighted normal
+    equations, and the interval is ``slope +- 1.96 stderr`` (normal limit).
+
+    Examples
+    --------
+    >>> fit = fit_loglog([1, 4, 16], [2.0, 4.0, 8.0], [0.02, 0.04, 0.08])
+    >>> round(fit["slope"], 12), round(fit["ci95"][1] - fit["slope"], 4)
+    (0.5, 0.01)
+    """
+    x = np.log(np.asarray(d, dtype=float))
+    y = np.log(np.asarray(estimates, dtype=float))
+    w = (np.asarray(estimates, dtype=float) / np.asarray(stderrs, dtype=float)) ** 2
+    x_bar = (w * x).sum() / w.sum()
+    sxx = (w * (x - x_bar) ** 2).sum()
+    slope = float((w * (x - x_bar) * (y - (w * y).sum() / w.sum())).sum() / sxx)
+    stderr = float(1 / math.sqrt(sxx))
+    return {"slope": slope, "stderr": stderr, "ci95": [slope - 1.96 * stderr, slope + 1.96 * stderr]}
+
+
+def verify_sweep(arch: str, shapes: list, samples: int, seed: int = 0, device: str = "cpu", batch: int = 32,
+                 progress: bool = False) -> dict:
+    """Verify at each input shape; fit the slopes of the measured and predicted loss-gradient norms."""
+    rows, runs = [], []
+    for k, shape in enumerate(shapes):
+        report, result, prediction = verify(arch, shape, samples=samples, seed=seed + k, device=device, batch=batch, progress=progress)
+        rows.append({"input_shape": list(shape), "d": int(np.prod(shape)),
+                     **{key: report[key] for key in ("grad_sq_total", "logit_grad_l1", "loss_grad_l1", "loss_grad_l2")},
+                     "elapsed_s": report["elapsed_s"]})
+        runs.append((result, prediction))
+    d = [r["d"] for r in rows]
+    slopes = {}
+    for key, theory in THEORY.items():
+        measured = fit_loglog(d, [r[key]["estimate"] for r in rows], [r[key]["stderr"] for r in rows])
+        predicted = float(np.polyfit(np.log(d), np.log([r[key]["predicted"] for r in rows]), 1)[0])
+        slopes[key] = {**measured, "predicted": predicted, "theory": theory,
+                       "theory_in_ci95": measured["ci95"][0] <= theory <= measured["ci95"][1]}
+    return {"arch": arch, "samples": samples, "device": device, "rows": rows, "slopes": slopes}
+
+
+def sweep_text(sweep: dict) -> str:
+    rows = [["x".join(map(str, r["input_shape"])), r["d"],
+             f"{r['loss_grad_l1']['estimate']:.4g} +- {r['loss_grad_l1']['stderr']:.2g}", f"{r['loss_grad_l1']['predicted']:.4g}",
+             f"{r['loss_grad_l2']['estimate']:.4g} +- {r['loss_grad_l2']['stderr']:.2g}", f"{r['loss_grad_l2']['predicted']:.4g}",
+             f"{r['elapsed_s']:.1f}"] for r in sweep["rows"]]
+    lines = [f"{sweep['arch']}: {sweep['samples']} initialisations per size on {sweep['device']}", "",
+             format_table(["input", "d", "E||dL/dx||_1", "predicted", "E||dL/dx||_2", "predicted", "s"], rows), "",
+             "log-log slopes against d: measured [95% CI] / model-mode prediction / theory under (S)"]
+    for key, label in [("loss_grad_l1", "E||dL/dx||_1"), ("loss_grad_l2", "E||dL/dx||_2")]:
+        s = sweep["slopes"][key]
+        lines.append(f"  {label}: {s['slope']:+.3f} [{s['ci95'][0]:+.3f}, {s['ci95'][1]:+.3f}] / {s['predicted']:+.3f} / {s['theory']:+.1f}"
+                     + ("" if s["theory_in_ci95"] else "  (theory outside the interval)"))
+    return "\n".join(lines)
+
+
+def save_sweep_plot(sweep: dict, path: str) -> None:
+    """Log-log plot of measured (with 2 stderr bars) and predicted norms against d."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    d = np.array([r["d"] for r in sweep["rows"]], dtype=float)
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for key, label in [("loss_grad_l1", "E||dL/dx||_1"), ("loss_grad_l2", "E||dL/dx||_2")]:
+        est = np.array([r[key]["estimate"] for r in sweep["rows"]])
+        err = np.array([r[key]["stderr"] for r in sweep["rows"]])
+        pred = np.array([r[key]["predicted"] for r in sweep["rows"]])
+        s = sweep["slopes"][key]
+        bars = ax.errorbar(d, est, yerr=2 * err, fmt="o", capsize=3,
+                           label=f"{label}: slope {s['slope']:+.3f} [{s['ci95'][0]:+.3f}, {s['ci95'][1]:+.3f}], theory {s['theory']:+.1f}")
+        ax.plot(d, pred, "--", color=bars[0].get_color(), alpha=0.7, label=f"{label} predicted (model mode)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("input dimension d")
+    ax.set_ylabel("gradient norm at initialisation")
+    ax.set_title(f"{sweep['arch']}, N = {sweep['samples']} per size")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    _atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    plt.close(fig)
+
+
+def compare_architectures(archs: list, shape: tuple, samples: int, seed: int = 0, device: str = "cpu", batch: int = 32,
+                          progress: bool = False) -> dict:
+    """Figure 3 of the paper at initialisation: measured totals of several nets and Theorem 11's factor."""
+    rows = []
+    for arch in archs:
+        report, _, prediction = verify(arch, shape, samples=samples, seed=seed, device=device, batch=batch, progress=progress)
+        rows.append({"arch": arch, "avgpool_factor": prediction.avgpool_factor,
+                     "theory_total": report.get("theory", {}).get("grad_sq_total"), **{k: report[k] for k in ("grad_sq_total", "loss_grad_l1")}})
+    base = rows[0]["grad_sq_total"]
+    for row in rows:
+        total = row["grad_sq_total"]
+        ratio = total["estimate"] / base["estimate"]
+        rel = math.hypot(total["stderr"] / total["estimate"], base["stderr"] / base["estimate"]) if row is not rows[0] else 0.0
+        row["ratio_to_first"] = {"estimate": ratio, "stderr": ratio * rel,
+                                 "theorem11": row["avgpool_factor"] / rows[0]["avgpool_factor"]}
+    return {"input_shape": list(shape), "samples": samples, "device": device, "rows": rows}
+
+
+def comparison_text(comparison: dict) -> str:
+    first = comparison["rows"][0]["arch"]
+    rows = [[r["arch"], f"{r['avgpool_factor']:.4g}", "-" if r["theory_total"] is None else f"{r['theory_total']:.4g}",
+             f"{r['grad_sq_total']['predicted']:.4g}", f"{r['grad_sq_total']['estimate']:.4g} +- {r['grad_sq_total']['stderr']:.2g}",
+             f"{r['grad_sq_total']['z']:+.1f}", f"{r['ratio_to_first']['estimate']:.4g} +- {r['ratio_to_first']['stderr']:.2g}",
+             f"{r['ratio_to_first']['theorem11']:.4g}"] for r in comparison["rows"]]
+    shape = "x".join(map(str, comparison["input_shape"]))
+    return "\n".join([
+        f"E||do/dx||_2^2 at initialisation, {shape}, N = {comparison['samples']} per net",
+        "",
+        format_table(["net", "1/(a1..an)", "theory", "model", "measured", "z", f"ratio to {first}", "Thm 11 ratio"], rows),
+        "",
+        "theory: (H') literally ('-' where a layer is outside it); model: model-mode prediction; z: measured vs model.",
+    ])
+
+
+def write_json(path: str, data: dict) -> None:
+    import json
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    _atomic_write(path, lambda f: f.write(json.dumps(data, indent=1).encode()))
