@@ -288,7 +288,8 @@ def _verify_many(args: argparse.Namespace) -> int:
     import os
 
     import nets
-    from verify.scaling import compare_architectures, comparison_text, save_sweep_plot, sweep_text, verify_sweep, write_json
+    from verify.scaling import (compare_architectures, comparison_text, save_comparison_plot, save_sweep_plot,
+                                sweep_text, verify_sweep, write_json)
 
     options = dict(samples=args.samples, seed=args.seed, device=args.device, batch=args.batch, progress=not args.json)
     if args.sizes:
@@ -309,9 +310,8 @@ def _verify_many(args: argparse.Namespace) -> int:
     if args.out:
         written.append(os.path.join(args.out, f"{name}.json"))
         write_json(written[-1], data)
-        if args.sizes:
-            written.append(os.path.join(args.out, "sweep.png"))
-            save_sweep_plot(data, written[-1])
+        written.append(os.path.join(args.out, f"{name}.png"))
+        (save_sweep_plot if args.sizes else save_comparison_plot)(data, written[-1])
     print(json.dumps(data) if args.json else text)
     if not args.json:
         for path in written:

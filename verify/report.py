@@ -59,6 +59,10 @@ def verify_text(report: dict) -> str:
         "predicted l1 norms use a Gaussian approximation, l2 norms are sqrt(E||.||^2) (Jensen upper bounds);",
         "the loss-gradient prediction assumes a uniform softmax, whose factor (K-1)/K is measured in the last row.",
     ]
+    gaps = [label for key, label in names.items() if key in report and key != "softmax_factor" and abs(report[key]["z"]) > 4]
+    if gaps:
+        lines.append("beyond 4 standard errors: " + ", ".join(gaps) + " -- a measured gap between the model-mode "
+                     "prediction and reality (cross terms that H5 drops, max-pooling routing, Gaussian l1 approximation...)")
     if "theory" in report:
         lines.append(f"theory mode predicts E||do/dx||_2^2 = {report['theory']['grad_sq_total']:.5g} "
                      f"({100 * report['theory']['relative_deviation_from_model']:+.2f}% from model mode: nominal fan-in, logits, BatchNorm eps)")

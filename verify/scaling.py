@@ -11,7 +11,8 @@ from pathstats._format import format_table
 
 from .report import _atomic_write, verify
 
-__all__ = ["fit_loglog", "verify_sweep", "sweep_text", "save_sweep_plot", "compare_architectures", "comparison_text"]
+__all__ = ["fit_loglog", "verify_sweep", "sweep_text", "save_sweep_plot", "compare_architectures", "comparison_text",
+           "save_comparison_plot", "write_json"]
 
 #: Slopes of log E||dL/dx|| against log d under (S) (Corollary 6): 1/2 for l1, 0 for l2.
 THEORY = {"loss_grad_l1": 0.5, "loss_grad_l2": 0.0}
@@ -135,6 +136,30 @@ def comparison_text(comparison: dict) -> str:
         "",
         "theory: (H') literally ('-' where a layer is outside it); model: model-mode prediction; z: measured vs model.",
     ])
+
+
+def save_comparison_plot(comparison: dict, path: str) -> None:
+    """Measured E||do/dx||^2 of each net (2 stderr bars) beside model mode and Theorem 11's factor."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = comparison["rows"]
+    positions = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    ax.bar(positions - 0.2, [r["grad_sq_total"]["estimate"] for r in rows], 0.4,
+           yerr=[2 * r["grad_sq_total"]["stderr"] for r in rows], capsize=3, label="measured (2 stderr)")
+    ax.bar(positions + 0.2, [r["grad_sq_total"]["predicted"] for r in rows], 0.4, label="model mode")
+    ax.plot(positions, [r["avgpool_factor"] for r in rows], "k_", markersize=30, label="Theorem 11: 1/(a1...an)")
+    ax.set_xticks(positions, [r["arch"] for r in rows])
+    ax.set_yscale("log")
+    ax.set_ylabel("E||do/dx||_2^2 at initialisation")
+    ax.set_title(f"{'x'.join(map(str, comparison['input_shape']))}, N = {comparison['samples']} per net")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    _atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    plt.close(fig)
 
 
 def write_json(path: str, data: dict) -> None:

@@ -1,0 +1,53 @@
+"""Figures of the documentation, computed by the engine when the docs build."""
+
+from __future__ import annotations
+
+import os
+
+
+def make_figures(directory: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from torch import nn
+
+    from pathstats import predict
+
+    os.makedirs(directory, exist_ok=True)
+
+    # where (S) fails: S(x) * d per pixel for three ways of reading a 3 x 32 x 32 image
+    strided = nn.Sequential(nn.Conv2d(1, 4, 3, 2, 1, padding_mode="circular"), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 16 * 16, 2))
+    cases = [
+        ("conv6: 3x3, stride 2, reflect", predict("conv6", (3, 32, 32), mode="theory")),
+        ("one 3x3 stride-2 conv, circular", predict(strided.eval(), (1, 32, 32), mode="theory")),
+        ("resnet: zero padding (model mode)", predict("resnet", (3, 32, 32))),
+    ]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
+    for ax, (title, p) in zip(axes, cases):
+        scaled = p.path_sum_map * p.d
+        image = ax.imshow(scaled.mean(axis=0), cmap="viridis")
+        ax.set_title(f"{title}\nS(x)*d in [{scaled.min():.2g}, {scaled.max():.2g}]", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        fig.colorbar(image, ax=ax, shrink=0.8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(directory, "symmetry_maps.png"), dpi=90)
+    plt.close(fig)
+
+    # Corollary 6 at initialisation: predicted norms against d
+    sizes = [32, 64, 128, 256]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for arch in ("conv6", "conv6-strided", "conv6-avgpool"):
+        ps = [predict(arch, (3, s, s)) for s in sizes]
+        d = np.array([p.d for p in ps], dtype=float)
+        l1 = np.array([p.loss_grad["l1"] for p in ps])
+        slope = np.polyfit(np.log(d), np.log(l1), 1)[0]
+        ax.loglog(d, l1, "o-", label=f"{arch}: slope {slope:+.3f}")
+    ax.set_xlabel("input dimension d")
+    ax.set_ylabel("predicted E||dL/dx||_1 (Gaussian approx.)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(directory, "l1_scaling.png"), dpi=90)
+    plt.close(fig)
