@@ -17,12 +17,12 @@ import os
 import platform
 import resource
 import sys
-import tempfile
 import time
 import tracemalloc
 
 from pathstats import analyze_dag
 from pathstats._format import format_table
+from pathstats._io import write_json
 from pathstats.analysis import DagReport
 from pathstats.dag import _path_counts, _path_sums, backward_plan
 from pathstats.enumeration import brute_force
@@ -115,10 +115,7 @@ def main() -> None:
                        [[r["step"], f"{r['seconds']:.2f}", f"{r['peak_mib']:.0f}"] for r in part2["steps"]], align="lrr"))
 
     result = dict(machine=dict(python=platform.python_version(), cpus=os.cpu_count()), enumeration=part1, dp_alone=part2)
-    directory = os.path.dirname(os.path.abspath(args.out))
-    with tempfile.NamedTemporaryFile("w", dir=directory, delete=False, suffix=".tmp") as f:
-        json.dump(result, f, indent=1)
-    os.replace(f.name, args.out)
+    write_json(args.out, result)
     print(f"\nwrote {args.out}")
 
 

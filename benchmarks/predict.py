@@ -22,7 +22,6 @@ import os
 import platform
 import resource
 import sys
-import tempfile
 import time
 import tracemalloc
 
@@ -31,8 +30,9 @@ import numpy as np
 import nets
 from pathstats import path_counts, path_sums, symmetry_classes, weighted_path_sums
 from pathstats._format import format_table
+from pathstats._io import write_json
 from pathstats.expand import expand
-from pathstats.layer_engine import backward_map, fingerprint_maps, path_count_map
+from pathstats.layer_engine import backward_map, count_classes, fingerprint_maps, path_count_map
 from pathstats.prediction import predict
 from pathstats.trace import read_model
 
@@ -42,8 +42,7 @@ def _layer_engine(model, shape):
     path_sum = backward_map(graph, "path_sum")
     counts = path_count_map(graph)
     model_map = backward_map(graph, "model")
-    fingerprints = fingerprint_maps(graph).reshape(4, -1)
-    return path_sum.ravel(), counts.ravel(), model_map.ravel(), len(np.unique(fingerprints, axis=1).T)
+    return path_sum.ravel(), counts.ravel(), model_map.ravel(), count_classes(fingerprint_maps(graph))
 
 
 def _generic_engine(model, shape):
@@ -99,7 +98,7 @@ def layer_at_scale(sizes, repeats):
             "model-mode map": lambda: backward_map(graph, "model"),
             "path-sum map": lambda: backward_map(graph, "path_sum"),
             "exact path counts": lambda: path_count_map(graph),
-            "(S) fingerprints": lambda: fingerprint_maps(graph),
+            "(S) fingerprints + classes": lambda: count_classes(fingerprint_maps(graph)),
             "predict() total": lambda: predict(model, shape),
         }
         for name, fn in steps.items():
@@ -139,10 +138,7 @@ def main() -> None:
     print(f"process peak RSS {rss:.0f} MiB (generic engine's DAGs included)")
     result = dict(machine=dict(python=platform.python_version(), cpus=os.cpu_count(), torch_threads=threads),
                   layer_vs_generic=part1, layer_alone=part2, process_peak_rss_mib=rss)
-    directory = os.path.dirname(os.path.abspath(args.out))
-    with tempfile.NamedTemporaryFile("w", dir=directory, delete=False, suffix=".tmp") as f:
-        json.dump(result, f, indent=1)
-    os.replace(f.name, args.out)
+    write_json(args.out, result)
     print(f"\nwrote {args.out}")
 
 

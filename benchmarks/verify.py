@@ -25,7 +25,6 @@ import math
 import os
 import platform
 import sys
-import tempfile
 import time
 
 # This file is named as the issue asks, benchmarks/verify.py, which would shadow the
@@ -36,7 +35,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import nets  # noqa: E402
-from pathstats._format import format_table  # noqa: E402
+from pathstats._format import format_table
+from pathstats._io import write_json  # noqa: E402
 from pathstats.trace import read_model  # noqa: E402
 from verify.montecarlo import run_monte_carlo  # noqa: E402
 
@@ -135,10 +135,7 @@ def main() -> None:
     result = dict(machine=dict(python=platform.python_version(), torch=torch.__version__, cpus=os.cpu_count(),
                                threads=torch.get_num_threads(), matmul_gflops=peak / 1e9),
                   target_rse=target, rows=rows, runs=runs)
-    directory = os.path.dirname(os.path.abspath(args.out))
-    with tempfile.NamedTemporaryFile("w", dir=directory, delete=False, suffix=".tmp") as f:
-        json.dump(result, f, indent=1)
-    os.replace(f.name, args.out)
+    write_json(args.out, result)
     print(f"wrote {args.out}")
 
 

@@ -22,11 +22,15 @@ class InitialisedNet(nn.Module):
     Every convolution and linear layer gets ``N(0, 2 / fan_in)`` (He), except the
     layer named ``classifier``, which gets ``N(0, 1 / fan_in)`` (no ReLU follows
     the logits); biases are zero, BatchNorm has weight 1, bias 0 and running
-    statistics (0, 1).  Subclasses build their layers, name the last one
-    ``classifier`` and call :meth:`reset_parameters`.
+    statistics (0, 1).  Subclasses build ``features`` and the last layer
+    ``classifier``, and call :meth:`reset_parameters`.
     """
 
     declared_init = "He-normal 2/fan_in, classifier 1/fan_in, zero biases"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits: ``classifier(flatten(features(x)))``; subclasses build those two."""
+        return self.classifier(torch.flatten(self.features(x), 1))
 
     def init_variances(self) -> dict:
         """Map each weight layer's name to the variance its weights are drawn with."""

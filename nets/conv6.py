@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import nn
 
 from .base import InitialisedNet, conv_bn_relu, spatial_after
@@ -33,6 +32,3 @@ class Conv6(InitialisedNet):
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(math.prod(spatial_after(self.features, input_shape)), classes)
         self.reset_parameters()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.features(x), 1))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from .base import InitialisedNet, conv_bn_relu
@@ -32,6 +31,3 @@ class Conv8(InitialisedNet):
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(channels, classes)
         self.reset_parameters()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.features(x), 1))

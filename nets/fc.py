@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import nn
 
 from .base import InitialisedNet
@@ -24,6 +23,3 @@ class FullyConnected(InitialisedNet):
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(d_in, classes)
         self.reset_parameters()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))

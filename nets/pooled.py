@@ -8,7 +8,6 @@ neuron per channel to the linear layer.
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from .base import InitialisedNet, conv_bn_relu
@@ -36,6 +35,3 @@ class PooledConv6(InitialisedNet):
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(channels, classes)
         self.reset_parameters()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.features(x), 1))

@@ -45,6 +45,3 @@ class ResNet(InitialisedNet):
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(channels, classes)
         self.reset_parameters()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.features(x), 1))

@@ -31,7 +31,20 @@ def _moved(state: np.ndarray, axis: int, length: int) -> tuple:
     return moved.reshape(length, -1), moved.shape[1:]
 
 
-class FloatAlgebra:
+class _FieldOps:
+    """Plain numpy operators: enough for float64 and for object arrays of exact numbers."""
+
+    def mul(self, a, b):
+        return a * b
+
+    def add(self, a, b):
+        return a + b
+
+    def sum_keep(self, a: np.ndarray, axis: int) -> np.ndarray:
+        return a.sum(axis=axis, keepdims=True)
+
+
+class FloatAlgebra(_FieldOps):
     """float64 arithmetic."""
 
     name = "float64"
@@ -43,15 +56,6 @@ class FloatAlgebra:
     def reciprocal(self, values) -> np.ndarray:
         return 1.0 / np.asarray(values, dtype=np.float64)
 
-    def mul(self, a, b):
-        return a * b
-
-    def add(self, a, b):
-        return a + b
-
-    def sum_keep(self, a: np.ndarray, axis: int) -> np.ndarray:
-        return a.sum(axis=axis, keepdims=True)
-
     def axis_backward(self, state: np.ndarray, axis: int, matrix: sp.csr_matrix) -> np.ndarray:
         """``out[..., i, ...] = sum_q matrix[q, i] * state[..., q, ...]`` along ``axis``."""
         n_out, n_in = matrix.shape
@@ -60,7 +64,7 @@ class FloatAlgebra:
         return np.moveaxis(result, 0, axis)
 
 
-class ExactAlgebra:
+class ExactAlgebra(_FieldOps):
     """Exact arithmetic on object arrays of Python ints and Fractions."""
 
     name = "exact"
@@ -77,15 +81,6 @@ class ExactAlgebra:
     def reciprocal(self, values) -> np.ndarray:
         array = np.asarray(values)
         return np.vectorize(lambda d: Fraction(1, int(d)), otypes=[object])(array)
-
-    def mul(self, a, b):
-        return a * b
-
-    def add(self, a, b):
-        return a + b
-
-    def sum_keep(self, a: np.ndarray, axis: int) -> np.ndarray:
-        return a.sum(axis=axis, keepdims=True)
 
     def axis_backward(self, state: np.ndarray, axis: int, matrix: sp.csr_matrix) -> np.ndarray:
         n_out, n_in = matrix.shape

@@ -95,10 +95,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("--arch", required=True, help="registered architecture, or several separated by commas to compare "
                         "them (e.g. conv6-strided,conv6-avgpool,conv6-maxpool: Figure 3 at initialisation)")
-    size = verify.add_mutually_exclusive_group(required=True)
-    size.add_argument("--d", type=int, metavar="D", help="input dimension: 3 x s x s for image architectures")
-    size.add_argument("--shape", metavar="C,H,W", help="input shape, e.g. 3,64,48")
-    size.add_argument("--sizes", metavar="S1,S2,...", help="a dimension sweep over sizes s (inputs 3 x s x s; d for fc)")
+    _add_size_arguments(verify, sweep=True)
     verify.add_argument("--samples", type=int, default=200, metavar="N", help="initialisations (default 200)")
     verify.add_argument("--seed", type=int, default=0, metavar="S", help="seed of weights, inputs and labels (default 0)")
     verify.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -110,11 +107,17 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--arch", required=True, help="registered architecture (see pathstats archs)")
+def _add_size_arguments(parser: argparse.ArgumentParser, sweep: bool = False) -> None:
     size = parser.add_mutually_exclusive_group(required=True)
     size.add_argument("--d", type=int, metavar="D", help="input dimension: 3 x s x s for image architectures")
     size.add_argument("--shape", metavar="C,H,W", help="input shape, e.g. 3,64,48")
+    if sweep:
+        size.add_argument("--sizes", metavar="S1,S2,...", help="a dimension sweep over sizes s (inputs 3 x s x s; d for fc)")
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--arch", required=True, help="registered architecture (see pathstats archs)")
+    _add_size_arguments(parser)
     parser.add_argument("--mode", choices=MODES, default="model", help="model (default) or theory, SPEC section 3")
     parser.add_argument("--classes", type=int, default=10, metavar="K", help="number of classes (default 10)")
     parser.add_argument("--init", choices=["he", "torch", "weights"], help="model-mode weight variances (default: the declared init)")
@@ -123,8 +126,6 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def _input_shape(args: argparse.Namespace, arch: str | None = None) -> tuple:
     import nets
 
-    if getattr(args, "sizes", None) and getattr(args, "d", None) is None and not args.shape:
-        raise PathstatsError("give --d or --shape")
     if args.shape:
         try:
             shape = tuple(int(n) for n in args.shape.split(","))

@@ -14,7 +14,7 @@ import numpy as np
 from .algebra import ExactAlgebra, FloatAlgebra, ModularAlgebra
 from .trace import LayerGraph
 
-__all__ = ["WEIGHTINGS", "backward_map", "path_count_map", "fingerprint_maps"]
+__all__ = ["WEIGHTINGS", "backward_map", "path_count_map", "fingerprint_maps", "count_classes"]
 
 #: What each weighting multiplies a node (``node``) and a pointwise layer (``gain``) by.
 #: ``path_sum``: the combinatorial S(x), ``c_v = 1/d_v``.  ``count``: ``c_v = 1``.
@@ -136,3 +136,29 @@ def fingerprint_maps(graph: LayerGraph, seed: int = 0) -> np.ndarray:
         table = dict(zip(degrees, rng.integers(1, prime, len(degrees)).tolist()))
         maps.append(backward_map(graph, "fingerprint", ModularAlgebra(prime), table=table))
     return np.stack(maps)
+
+
+def count_classes(fingerprints: np.ndarray) -> int:
+    """Number of distinct inputs' fingerprints: the symmetry classes of (S).
+
+    Parameters
+    ----------
+    fingerprints : numpy.ndarray
+        ``(4,) + input_shape`` from :func:`fingerprint_maps`.
+
+    Notes
+    -----
+    The four residues (each below ``2**31``) pack into two int64 keys without
+    loss, and one lexicographic sort of the keys counts the distinct pairs:
+    ``O(d log d)``, a fraction of a second for ``d = 3 * 1024**2``.
+
+    Examples
+    --------
+    >>> count_classes(np.array([[1, 1, 2], [5, 5, 5], [7, 7, 7], [0, 0, 0]]))
+    2
+    """
+    flat = np.asarray(fingerprints, dtype=np.int64).reshape(4, -1)
+    high, low = (flat[0] << 31) | flat[1], (flat[2] << 31) | flat[3]
+    order = np.lexsort((low, high))
+    high, low = high[order], low[order]
+    return 1 + int(((high[1:] != high[:-1]) | (low[1:] != low[:-1])).sum())

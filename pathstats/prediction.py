@@ -10,8 +10,6 @@ predicted norms of logit and loss gradients.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,8 +17,9 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from ._io import atomic_write
 from .errors import PathstatsError
-from .layer_engine import backward_map, fingerprint_maps, path_count_map
+from .layer_engine import backward_map, count_classes, fingerprint_maps, path_count_map
 from .trace import read_model
 
 __all__ = ["Prediction", "predict", "loss_gradient_factor", "MODES", "save_array"]
@@ -241,8 +240,7 @@ def predict(model: Any, input_shape: Any = None, mode: str = "model", classes: i
     grad_sq = backward_map(graph, mode)
     path_sum = backward_map(graph, "path_sum")
     counts = path_count_map(graph)
-    fingerprints = fingerprint_maps(graph).reshape(4, -1)
-    n_classes = len(np.unique(fingerprints, axis=1).T)
+    n_classes = count_classes(fingerprint_maps(graph))
     notes = list(graph.notes)
     if n_classes > 1:
         spread = path_sum * math.prod(shape)
@@ -258,7 +256,4 @@ def predict(model: Any, input_shape: Any = None, mode: str = "model", classes: i
 
 def save_array(path: str, array: np.ndarray) -> None:
     """Write ``array`` to ``path`` as .npy atomically (a temporary file, then a rename)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    with tempfile.NamedTemporaryFile(dir=directory, suffix=".npy.tmp", delete=False) as f:
-        np.save(f, array)
-    os.replace(f.name, path)
+    atomic_write(path, lambda f: np.save(f, array))

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 
 from ._format import format_table
+from ._io import atomic_write
 from .prediction import Prediction, predict
 
 __all__ = ["SweepResult", "loglog_slope", "run_sweep", "save_sweep_figure"]
@@ -116,8 +115,5 @@ def save_sweep_figure(result: SweepResult, path: str) -> None:
     right.set_title(f"mode {result.mode}")
     right.legend(fontsize=8)
     fig.tight_layout()
-    directory = os.path.dirname(os.path.abspath(path))
-    with tempfile.NamedTemporaryFile(dir=directory, suffix=".png", delete=False) as f:
-        fig.savefig(f, format="png", dpi=110)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     plt.close(fig)
-    os.replace(f.name, path)

@@ -2,15 +2,14 @@
 
 Each sample is one independent initialisation of the network's declared
 initialisation (:meth:`nets.InitialisedNet.init_variances`) and one fresh
-standard-normal input.  Rows of one initialisation are strongly correlated, so
-instead of the ``K`` Jacobian rows of every logit each initialisation gets one
-forward pass and two backward passes (a random logit, the loss at a random
-label), and ``B`` initialisations run as the ``B`` examples of one batch
+standard-normal input.  Jacobian rows of one initialisation are strongly
+correlated, so instead of the ``K`` rows of every logit each initialisation gets
+one forward pass and two backward passes (a random logit, and the loss at a
+random label), and ``B`` initialisations run as the ``B`` examples of one batch
 (:class:`verify.batched.BatchedInitialisations`): many cheap initialisations
-replace a few expensive ones.  Every statistic
-is a mean over samples with its standard error ``std / sqrt(N)``: rows and
-logits of one initialisation are correlated, so they are averaged into one
-sample before any error is computed.
+replace a few expensive ones.  Each initialisation gives one value of each
+statistic, an independent sample; estimates are means over the ``N`` samples
+with standard errors ``std / sqrt(N)``.
 """
 
 from __future__ import annotations

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 
 import numpy as np
 
 import nets
 from pathstats._format import format_table
+from pathstats._io import atomic_write, write_json
 from pathstats.errors import PathstatsError
 from pathstats.prediction import predict
 
@@ -69,18 +68,11 @@ def verify_text(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _atomic_write(path: str, write) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    with tempfile.NamedTemporaryFile("wb", dir=directory, delete=False, suffix=".tmp") as f:
-        write(f)
-    os.replace(f.name, path)
-
-
 def write_outputs(directory: str, report: dict, result, prediction) -> list:
     """Write ``verify.json`` and ``maps.png`` (predicted vs empirical maps) under ``directory``."""
     os.makedirs(directory, exist_ok=True)
     json_path, figure_path = os.path.join(directory, "verify.json"), os.path.join(directory, "maps.png")
-    _atomic_write(json_path, lambda f: f.write(json.dumps(report, indent=1).encode()))
+    write_json(json_path, report)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -98,6 +90,6 @@ def write_outputs(directory: str, report: dict, result, prediction) -> list:
         image = ax.imshow(data, vmin=0, vmax=vmax, cmap="viridis", aspect="auto" if data.shape[0] == 1 else "equal")
         ax.set_title(f"E[(do/dx)^2], {title}")
     fig.colorbar(image, ax=axes, shrink=0.8)
-    _atomic_write(figure_path, lambda f: fig.savefig(f, format="png", dpi=100))
+    atomic_write(figure_path, lambda f: fig.savefig(f, format="png", dpi=100))
     plt.close(fig)
     return [json_path, figure_path]

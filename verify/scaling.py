@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 
 from pathstats._format import format_table
+from pathstats._io import atomic_write, write_json
 
-from .report import _atomic_write, verify
+from .report import verify
 
 __all__ = ["fit_loglog", "verify_sweep", "sweep_text", "save_sweep_plot", "compare_architectures", "comparison_text",
            "save_comparison_plot", "write_json"]
@@ -100,7 +100,7 @@ def save_sweep_plot(sweep: dict, path: str) -> None:
     ax.set_title(f"{sweep['arch']}, N = {sweep['samples']} per size")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    _atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     plt.close(fig)
 
 
@@ -158,12 +158,5 @@ def save_comparison_plot(comparison: dict, path: str) -> None:
     ax.set_title(f"{'x'.join(map(str, comparison['input_shape']))}, N = {comparison['samples']} per net")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    _atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     plt.close(fig)
-
-
-def write_json(path: str, data: dict) -> None:
-    import json
-
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    _atomic_write(path, lambda f: f.write(json.dumps(data, indent=1).encode()))
