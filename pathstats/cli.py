@@ -289,8 +289,9 @@ def _verify_many(args: argparse.Namespace) -> int:
     import os
 
     import nets
-    from verify.scaling import (compare_architectures, comparison_text, save_comparison_plot, save_sweep_plot,
-                                sweep_text, verify_sweep, write_json)
+    from verify.scaling import compare_architectures, comparison_text, save_comparison_plot, save_sweep_plot, sweep_text, verify_sweep
+
+    from ._io import write_json
 
     options = dict(samples=args.samples, seed=args.seed, device=args.device, batch=args.batch, progress=not args.json)
     if args.sizes:

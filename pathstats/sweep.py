@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._format import format_table
-from ._io import atomic_write
+from ._io import pyplot, save_figure
 from .prediction import Prediction, predict
 
 __all__ = ["SweepResult", "loglog_slope", "run_sweep", "save_sweep_figure"]
@@ -49,19 +49,21 @@ class SweepResult:
             for p in self.predictions
         ]
 
-    def slopes(self) -> dict:
-        rows = self.rows()
+    def slopes(self, rows: list | None = None) -> dict:
+        rows = rows or self.rows()
         d = [r["d"] for r in rows]
         return {key: {"fitted": loglog_slope(d, [r[key] for r in rows]), "theory": theory} for key, theory in THEORY_SLOPES.items()}
 
     def to_dict(self) -> dict:
-        return {"arch": self.arch, "mode": self.mode, "rows": self.rows(), "slopes": self.slopes()}
+        rows = self.rows()
+        return {"arch": self.arch, "mode": self.mode, "rows": rows, "slopes": self.slopes(rows)}
 
     def table(self) -> str:
+        all_rows = self.rows()
         rows = [
             ["x".join(map(str, r["input_shape"])), r["d"], f"{r['grad_sq_total']:.5g}", f"{r['grad_sq_mean']:.4g}",
              f"{r['loss_l1']:.5g}", f"{r['loss_l2']:.5g}", f"{r['s_times_d_min']:.3g}..{r['s_times_d_max']:.3g}", f"{r['elapsed_s']:.2f}"]
-            for r in self.rows()
+            for r in all_rows
         ]
         lines = [
             f"{self.arch}, mode {self.mode}: predicted gradients at initialisation",
@@ -71,7 +73,7 @@ class SweepResult:
             "log-log slopes against d (fitted / theory under (S)):",
         ]
         names = {"loss_l1": "E||dL/dx||_1 (Gaussian approx.)", "loss_l2": "E||dL/dx||_2 (sqrt of 2nd moment)", "grad_sq_mean": "mean E[(do/dx)^2]"}
-        lines += [f"  {names[k]}: {v['fitted']:+.4f} / {v['theory']:+.1f}" for k, v in self.slopes().items()]
+        lines += [f"  {names[k]}: {v['fitted']:+.4f} / {v['theory']:+.1f}" for k, v in self.slopes(all_rows).items()]
         return "\n".join(lines)
 
 
@@ -92,12 +94,8 @@ def _heatmap(prediction: Prediction) -> np.ndarray:
 
 def save_sweep_figure(result: SweepResult, path: str) -> None:
     """Save the S(x)*d map of the largest size beside the log-log plot, atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = result.rows()
+    plt = pyplot()
+    rows, slopes = result.rows(), result.slopes()
     d = np.array([r["d"] for r in rows], dtype=float)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
     largest = result.predictions[-1]
@@ -106,7 +104,7 @@ def save_sweep_figure(result: SweepResult, path: str) -> None:
     left.set_title(f"{result.arch} {'x'.join(map(str, largest.input_shape))}: path sum x d (channel mean)")
     for key, marker, label in [("loss_l1", "o", "E||dL/dx||_1"), ("loss_l2", "s", "E||dL/dx||_2")]:
         values = np.array([r[key] for r in rows])
-        slope = result.slopes()[key]["fitted"]
+        slope = slopes[key]["fitted"]
         right.loglog(d, values, marker, label=f"{label}: slope {slope:+.3f} (theory {THEORY_SLOPES[key]:+.1f})")
         fit = np.exp(np.polyval(np.polyfit(np.log(d), np.log(values), 1), np.log(d)))
         right.loglog(d, fit, "-", color=right.lines[-1].get_color(), alpha=0.6)
@@ -114,6 +112,4 @@ def save_sweep_figure(result: SweepResult, path: str) -> None:
     right.set_ylabel("predicted norm at initialisation")
     right.set_title(f"mode {result.mode}")
     right.legend(fontsize=8)
-    fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
-    plt.close(fig)
+    save_figure(fig, path)

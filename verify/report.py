@@ -8,7 +8,7 @@ import numpy as np
 
 import nets
 from pathstats._format import format_table
-from pathstats._io import atomic_write, write_json
+from pathstats._io import pyplot, save_figure, write_json
 from pathstats.errors import PathstatsError
 from pathstats.prediction import predict
 
@@ -73,11 +73,7 @@ def write_outputs(directory: str, report: dict, result, prediction) -> list:
     os.makedirs(directory, exist_ok=True)
     json_path, figure_path = os.path.join(directory, "verify.json"), os.path.join(directory, "maps.png")
     write_json(json_path, report)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     mean, _ = result.map_estimate()
     predicted = prediction.grad_sq_map
     if predicted.ndim == 3:
@@ -90,6 +86,5 @@ def write_outputs(directory: str, report: dict, result, prediction) -> list:
         image = ax.imshow(data, vmin=0, vmax=vmax, cmap="viridis", aspect="auto" if data.shape[0] == 1 else "equal")
         ax.set_title(f"E[(do/dx)^2], {title}")
     fig.colorbar(image, ax=axes, shrink=0.8)
-    atomic_write(figure_path, lambda f: fig.savefig(f, format="png", dpi=100))
-    plt.close(fig)
+    save_figure(fig, figure_path, dpi=100, tight=False)  # a colorbar shared by two axes
     return [json_path, figure_path]

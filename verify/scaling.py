@@ -7,12 +7,12 @@ import math
 import numpy as np
 
 from pathstats._format import format_table
-from pathstats._io import atomic_write, write_json
+from pathstats._io import pyplot, save_figure
 
 from .report import verify
 
 __all__ = ["fit_loglog", "verify_sweep", "sweep_text", "save_sweep_plot", "compare_architectures", "comparison_text",
-           "save_comparison_plot", "write_json"]
+           "save_comparison_plot"]
 
 #: Slopes of log E||dL/dx|| against log d under (S) (Corollary 6): 1/2 for l1, 0 for l2.
 THEORY = {"loss_grad_l1": 0.5, "loss_grad_l2": 0.0}
@@ -78,11 +78,7 @@ def sweep_text(sweep: dict) -> str:
 
 def save_sweep_plot(sweep: dict, path: str) -> None:
     """Log-log plot of measured (with 2 stderr bars) and predicted norms against d."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     d = np.array([r["d"] for r in sweep["rows"]], dtype=float)
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for key, label in [("loss_grad_l1", "E||dL/dx||_1"), ("loss_grad_l2", "E||dL/dx||_2")]:
@@ -99,9 +95,7 @@ def save_sweep_plot(sweep: dict, path: str) -> None:
     ax.set_ylabel("gradient norm at initialisation")
     ax.set_title(f"{sweep['arch']}, N = {sweep['samples']} per size")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def compare_architectures(archs: list, shape: tuple, samples: int, seed: int = 0, device: str = "cpu", batch: int = 32,
@@ -140,11 +134,7 @@ def comparison_text(comparison: dict) -> str:
 
 def save_comparison_plot(comparison: dict, path: str) -> None:
     """Measured E||do/dx||^2 of each net (2 stderr bars) beside model mode and Theorem 11's factor."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rows = comparison["rows"]
     positions = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
@@ -157,6 +147,4 @@ def save_comparison_plot(comparison: dict, path: str) -> None:
     ax.set_ylabel("E||do/dx||_2^2 at initialisation")
     ax.set_title(f"{'x'.join(map(str, comparison['input_shape']))}, N = {comparison['samples']} per net")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
-    plt.close(fig)
+    save_figure(fig, path)
