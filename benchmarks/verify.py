@@ -6,7 +6,10 @@ mean over the K logits of ||do_k/dx||^2.
 
 verify: ``verify.run_monte_carlo`` — one forward and one backward pass per
 initialisation for a random logit (plus one for the loss gradient in the full
-report), B initialisations under ``torch.func.vmap``.
+report), B initialisations as one batch (grouped convolutions), each sample
+replaced by its exact conditional expectation over the classifier's weights
+(``verify.reduction``); the "raw" row keeps the plain gradients, to show what
+the reduction and the batching each contribute.
 
 Each method draws chunks of initialisations until the standard error of the mean
 total falls below 1% of the mean; the methods alternate, ``--repeats`` times, in
@@ -57,6 +60,16 @@ def baseline_samples(model, count: int, generator: torch.Generator) -> list:
     return values
 
 
+def verify_method(model, batch: int, **options):
+    """``seed -> chunk -> totals`` of 2 batches of ``run_monte_carlo`` with these options."""
+    def make(seed: int):
+        def chunk(index: int) -> list:
+            result = run_monte_carlo(model, SHAPE, 2 * batch, seed=seed * 1000 + index, batch=batch, **options)
+            return list(result.grad_sq_samples.reshape(result.samples, -1).sum(axis=1))
+        return chunk
+    return make
+
+
 def until_one_percent(draw_chunk, target: float, max_samples: int) -> dict:
     """Draw chunks until stderr / mean <= target; return samples, seconds and the estimate."""
     values: list = []
@@ -95,15 +108,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="benchmarks/verify.json")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--quick", action="store_true", help="5% target instead of 1%, for a smoke run")
     args = parser.parse_args()
     target = 0.05 if args.quick else 0.01
     model = nets.build("conv6", SHAPE)
     methods = {
         "baseline (1 init, K autograd.grad)": lambda seed: (lambda chunk: baseline_samples(model, 50, torch.Generator().manual_seed(seed * 1000 + chunk))),
-        "verify, logit only": lambda seed: (lambda chunk: list(run_monte_carlo(model, SHAPE, 4 * args.batch, seed=seed * 1000 + chunk, batch=args.batch, loss=False).grad_sq_samples.reshape(4 * args.batch, -1).sum(axis=1))),
-        "verify, full report (+ loss probe)": lambda seed: (lambda chunk: list(run_monte_carlo(model, SHAPE, 4 * args.batch, seed=seed * 1000 + chunk, batch=args.batch).grad_sq_samples.reshape(4 * args.batch, -1).sum(axis=1))),
+        "verify, logit only, raw samples": verify_method(model, args.batch, loss=False, reduce=False),
+        "verify, logit only": verify_method(model, args.batch, loss=False, reduce=True),
+        "verify, full report (+ loss probe)": verify_method(model, args.batch, loss=True, reduce=True),
     }
     for make in methods.values():  # warm-up: first calls pay for lazy initialisation
         make(99)(0)

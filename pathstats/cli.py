@@ -99,8 +99,10 @@ def _build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--samples", type=int, default=200, metavar="N", help="initialisations (default 200)")
     verify.add_argument("--seed", type=int, default=0, metavar="S", help="seed of weights, inputs and labels (default 0)")
     verify.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    verify.add_argument("--batch", type=int, default=32, metavar="B", help="initialisations evaluated together (default 32)")
+    verify.add_argument("--batch", type=int, metavar="B", help="initialisations evaluated together (default: 64, fewer for large inputs)")
     verify.add_argument("--classes", type=int, default=10, metavar="K")
+    verify.add_argument("--raw", action="store_true", help="report raw logit gradients, without integrating the classifier's "
+                        "weights analytically (same mean, higher variance)")
     verify.add_argument("--json", action="store_true", help="print one JSON object")
     verify.add_argument("--out", metavar="DIR", help="write verify.json and maps.png there")
     verify.set_defaults(handler=_cmd_verify)
@@ -271,10 +273,13 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
     if args.samples < 10:
         raise PathstatsError(f"--samples must be at least 10 for the map test, got {args.samples}")
+    if args.batch is not None and args.batch < 1:
+        raise PathstatsError(f"--batch must be a positive number of initialisations, got {args.batch}")
     if args.sizes or "," in args.arch:
         return _verify_many(args)
     report, result, prediction = verify(args.arch, _input_shape(args), samples=args.samples, seed=args.seed,
-                                        device=args.device, classes=args.classes, batch=args.batch, progress=not args.json)
+                                        device=args.device, classes=args.classes, batch=args.batch, progress=not args.json,
+                                        reduce=not args.raw)
     written = write_outputs(args.out, report, result, prediction) if args.out else []
     if args.json:
         print(json.dumps(report))
@@ -293,7 +298,8 @@ def _verify_many(args: argparse.Namespace) -> int:
 
     from ._io import write_json
 
-    options = dict(samples=args.samples, seed=args.seed, device=args.device, batch=args.batch, progress=not args.json)
+    options = dict(samples=args.samples, seed=args.seed, device=args.device, batch=args.batch, progress=not args.json,
+                   reduce=not args.raw)
     if args.sizes:
         if "," in args.arch:
             raise PathstatsError("--sizes sweeps one architecture; give a single --arch")

@@ -7,13 +7,17 @@ correlated, so instead of the ``K`` rows of every logit each initialisation gets
 one forward pass and two backward passes (a random logit, and the loss at a
 random label), and ``B`` initialisations run as the ``B`` examples of one batch
 (:class:`verify.batched.BatchedInitialisations`): many cheap initialisations
-replace a few expensive ones.  Each initialisation gives one value of each
-statistic, an independent sample; estimates are means over the ``N`` samples
-with standard errors ``std / sqrt(N)``.
+replace a few expensive ones.  Where it is exact, the logit sample is replaced
+by its conditional expectation over the classifier's weights
+(:mod:`verify.reduction`), which keeps its mean and lowers its variance.  Each
+initialisation gives one value of each statistic, an independent sample;
+estimates are means over the ``N`` samples with standard errors
+``std / sqrt(N)``.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import sys
@@ -27,8 +31,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .batched import WEIGHT_LAYERS, BatchedInitialisations
+from .reduction import ClassifierReduction, plan_reduction, reduction_factors
 
-__all__ = ["Estimate", "MonteCarloResult", "sample_gradients", "run_monte_carlo"]
+__all__ = ["Estimate", "MonteCarloResult", "default_batch", "sample_gradients", "run_monte_carlo"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,7 @@ class MonteCarloResult:
     elapsed_s: float = 0.0
     seed: int = 0
     notes: list = field(default_factory=list)
+    reduction: ClassifierReduction | None = None  # what was integrated analytically (None: raw samples)
 
     @property
     def samples(self) -> int:
@@ -90,20 +96,34 @@ class MonteCarloResult:
 def _sample_weights(model: nn.Module, variances: dict, batch: int, seeds: list, device, pool=None) -> dict:
     """Weights of ``batch`` initialisations, ``{layer name: (batch,) + weight.shape}``.
 
-    Each layer draws from its own generator (``seeds[i]`` for the ``i``-th weight
-    layer), so the layers can be drawn on several threads (``pool``) and the
-    result does not depend on which thread drew what.
+    Each layer is drawn in ``_DRAW_CHUNKS`` slices of the batch, each slice from its
+    own generator (``seeds[i * _DRAW_CHUNKS + j]`` for slice ``j`` of the ``i``-th
+    weight layer), so the slices can be drawn on several threads (``pool``) and the
+    result does not depend on which thread drew what.  2-d kernels are drawn channels-last
+    (i.i.d. entries: the memory order does not change their law), the layout
+    :class:`BatchedInitialisations` convolves in.
     """
     layers = [(name, module) for name, module in model.named_modules() if isinstance(module, WEIGHT_LAYERS)]
-
-    def draw(item):
-        (name, module), seed = item
-        generator = torch.Generator(device=device).manual_seed(seed)
+    weights, tasks = {}, []
+    for i, (name, module) in enumerate(layers):
         shape = (batch,) + tuple(module.weight.shape)
-        return name, torch.empty(shape, device=device).normal_(0.0, math.sqrt(variances[name]), generator=generator)
+        channels_last = len(shape) == 5  # (B, out, in, kh, kw) stored as (B, out, kh, kw, in)
+        storage = torch.empty(shape[:2] + shape[3:] + shape[2:3] if channels_last else shape, device=device)
+        weights[name] = storage.permute(0, 1, 4, 2, 3) if channels_last else storage
+        rows = -(-batch // _DRAW_CHUNKS)
+        for chunk in range(_DRAW_CHUNKS):  # contiguous slices: normal_ is vectorised only there
+            if chunk * rows < batch:
+                tasks.append((storage[chunk * rows : (chunk + 1) * rows], math.sqrt(variances[name]), seeds[i * _DRAW_CHUNKS + chunk]))
 
-    items = list(zip(layers, seeds))
-    return dict(pool.map(draw, items) if pool is not None else map(draw, items))
+    def draw(task):
+        block, std, seed = task
+        block.normal_(0.0, std, generator=torch.Generator(device=device).manual_seed(seed))
+
+    list(pool.map(draw, tasks) if pool is not None else map(draw, tasks))
+    return weights
+
+
+_DRAW_CHUNKS = 4  # slices per layer drawn in parallel; fixed, so results do not depend on the thread count
 
 
 def sample_gradients(runner: BatchedInitialisations, weights: dict, inputs: torch.Tensor, cotangents) -> tuple:
@@ -143,7 +163,7 @@ def _batch_seeds(seed: int, index: int, count: int) -> list:
 def _draw_batch(model, variances, input_shape, size, seed: int, index: int, device, pool=None) -> tuple:
     """Everything random about one batch: weights, inputs, probed logits, labels."""
     n_layers = sum(isinstance(m, WEIGHT_LAYERS) for m in model.modules())
-    seeds = _batch_seeds(seed, index, n_layers + 1)
+    seeds = _batch_seeds(seed, index, n_layers * _DRAW_CHUNKS + 1)
     params = _sample_weights(model, variances, size, seeds[:-1], device, pool)
     generator = torch.Generator(device=device).manual_seed(seeds[-1])
     inputs = torch.randn((size,) + tuple(input_shape), generator=generator, device=device)
@@ -152,7 +172,7 @@ def _draw_batch(model, variances, input_shape, size, seed: int, index: int, devi
     return params, inputs, probe, label
 
 
-def _run_batch(runner, draw: tuple, input_shape, size, loss: bool) -> dict:
+def _run_batch(runner, draw: tuple, input_shape, size, loss: bool, reduction: ClassifierReduction | None) -> dict:
     params, inputs, probe, label = draw
 
     def cotangents(out):
@@ -167,10 +187,14 @@ def _run_batch(runner, draw: tuple, input_shape, size, loss: bool) -> dict:
     grads, logits = grads.detach().double(), logits.detach().double()  # float64 accumulation
     k = logits.shape[1]
     logit_grad = grads[:, 0].reshape(size, -1)
+    quadratic = norm = torch.ones(size, dtype=torch.float64, device=grads.device)
+    if reduction is not None:  # each sample becomes its conditional expectation (verify.reduction)
+        row = params[reduction.classifier][torch.arange(size, device=grads.device), probe % k]
+        quadratic, norm = reduction_factors(reduction, runner.captured[reduction.classifier].reshape(size, -1), row)
     result = {
-        "grad_sq": (logit_grad**2).reshape((size,) + tuple(input_shape)).cpu().numpy(),
-        "logit_l1": logit_grad.abs().sum(dim=1).cpu().numpy(),
-        "logit_l2": logit_grad.norm(dim=1).cpu().numpy(),
+        "grad_sq": (logit_grad**2 * quadratic[:, None]).reshape((size,) + tuple(input_shape)).cpu().numpy(),
+        "logit_l1": (logit_grad.abs().sum(dim=1) * norm).cpu().numpy(),
+        "logit_l2": (logit_grad.norm(dim=1) * norm).cpu().numpy(),
         "classes": k,
     }
     if loss:
@@ -181,6 +205,26 @@ def _run_batch(runner, draw: tuple, input_shape, size, loss: bool) -> dict:
     return result
 
 
+def default_batch(model: nn.Module, input_shape: tuple, budget_bytes: int = 2**28, largest: int = 64) -> int:
+    """Initialisations per batch: ``largest``, or fewer so that the biggest float32
+    activation of one batch stays within ``budget_bytes`` (shapes from a meta-device run).
+
+    Examples
+    --------
+    >>> import nets
+    >>> default_batch(nets.build("conv6", (3, 32, 32)), (3, 32, 32)), default_batch(nets.build("conv6", (3, 256, 256)), (3, 256, 256))
+    (64, 16)
+    """
+    sizes = [math.prod(input_shape)]
+    probe = copy.deepcopy(model).to("meta")
+    hooks = [m.register_forward_hook(lambda _, __, out: sizes.append(out[0].numel())) for m in probe.modules() if not list(m.children())]
+    with torch.no_grad():
+        probe(torch.empty((1,) + tuple(input_shape), device="meta"))
+    for hook in hooks:
+        hook.remove()
+    return max(1, min(largest, budget_bytes // (4 * max(sizes))))
+
+
 def run_monte_carlo(
     model: nn.Module,
     input_shape: tuple,
@@ -188,8 +232,9 @@ def run_monte_carlo(
     *,
     seed: int = 0,
     device: str = "cpu",
-    batch: int = 32,
+    batch: int | None = None,
     loss: bool = True,
+    reduce: bool = True,
     progress: bool = False,
 ) -> MonteCarloResult:
     """Draw ``samples`` initialisations and measure the input gradients of each.
@@ -213,10 +258,15 @@ def run_monte_carlo(
         Seeds weights, inputs, logits and labels, batch by batch (a stream per
         batch): the result is the same for a given seed, device and batch size.
     device : {"cpu", "cuda"}
-    batch : int
-        Initialisations evaluated together as one batch.
+    batch : int, optional
+        Initialisations evaluated together as one batch; by default
+        :func:`default_batch` (64 where activations are small).
     loss : bool, default True
         Also measure the loss gradient (one more backward pass per initialisation).
+    reduce : bool, default True
+        Replace each logit-gradient sample by its conditional expectation over
+        the classifier's weights where that is exact (:mod:`verify.reduction`):
+        same mean, lower variance.  False keeps the raw gradients.
     progress : bool
         Print a progress bar on stderr.
 
@@ -231,16 +281,20 @@ def run_monte_carlo(
     start = time.perf_counter()
     model = model.to(device).eval()
     variances = model.init_variances()
+    batch = batch or default_batch(model, input_shape)
     sizes = [min(batch, samples - i) for i in range(0, samples, batch)]
 
     runner = BatchedInitialisations(model)
+    reduction = plan_reduction(runner.module, variances) if reduce else None
+    if reduction is not None:
+        runner.capture.add(reduction.classifier)
 
     results, done = [], 0
     # each generator is a sequential RNG: draw the layers on all cores
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         for index, size in enumerate(sizes):
             draw = _draw_batch(model, variances, input_shape, size, seed, index, device, pool)
-            results.append(_run_batch(runner, draw, input_shape, size, loss))
+            results.append(_run_batch(runner, draw, input_shape, size, loss, reduction))
             done += size
             if progress:
                 _progress(done, samples, time.perf_counter() - start)
@@ -249,7 +303,7 @@ def run_monte_carlo(
     merged = {key: np.concatenate([r[key] for r in results]) for key in results[0] if key != "classes"}
     return MonteCarloResult(tuple(input_shape), results[0]["classes"], device, merged["grad_sq"], merged["logit_l1"],
                             merged["logit_l2"], merged.get("loss_l1"), merged.get("loss_l2"), merged.get("softmax_factor"),
-                            time.perf_counter() - start, seed)
+                            time.perf_counter() - start, seed, reduction=reduction)
 
 
 def _progress(done: int, total: int, elapsed: float) -> None:

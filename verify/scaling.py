@@ -41,12 +41,13 @@ def fit_loglog(d, estimates, stderrs) -> dict:
     return {"slope": slope, "stderr": stderr, "ci95": [slope - 1.96 * stderr, slope + 1.96 * stderr]}
 
 
-def verify_sweep(arch: str, shapes: list, samples: int, seed: int = 0, device: str = "cpu", batch: int = 32,
-                 progress: bool = False) -> dict:
+def verify_sweep(arch: str, shapes: list, samples: int, seed: int = 0, device: str = "cpu", batch: int | None = None,
+                 progress: bool = False, reduce: bool = True) -> dict:
     """Verify at each input shape; fit the slopes of the measured and predicted loss-gradient norms."""
     rows, runs = [], []
     for k, shape in enumerate(shapes):
-        report, result, prediction = verify(arch, shape, samples=samples, seed=seed + k, device=device, batch=batch, progress=progress)
+        report, result, prediction = verify(arch, shape, samples=samples, seed=seed + k, device=device, batch=batch,
+                                            progress=progress, reduce=reduce)
         rows.append({"input_shape": list(shape), "d": int(np.prod(shape)),
                      **{key: report[key] for key in ("grad_sq_total", "logit_grad_l1", "loss_grad_l1", "loss_grad_l2")},
                      "elapsed_s": report["elapsed_s"]})
@@ -98,12 +99,13 @@ def save_sweep_plot(sweep: dict, path: str) -> None:
     save_figure(fig, path)
 
 
-def compare_architectures(archs: list, shape: tuple, samples: int, seed: int = 0, device: str = "cpu", batch: int = 32,
-                          progress: bool = False) -> dict:
+def compare_architectures(archs: list, shape: tuple, samples: int, seed: int = 0, device: str = "cpu", batch: int | None = None,
+                          progress: bool = False, reduce: bool = True) -> dict:
     """Figure 3 of the paper at initialisation: measured totals of several nets and Theorem 11's factor."""
     rows = []
     for arch in archs:
-        report, _, prediction = verify(arch, shape, samples=samples, seed=seed, device=device, batch=batch, progress=progress)
+        report, _, prediction = verify(arch, shape, samples=samples, seed=seed, device=device, batch=batch, progress=progress,
+                                       reduce=reduce)
         rows.append({"arch": arch, "avgpool_factor": prediction.avgpool_factor,
                      "theory_total": report.get("theory", {}).get("grad_sq_total"), **{k: report[k] for k in ("grad_sq_total", "loss_grad_l1")}})
     base = rows[0]["grad_sq_total"]
