@@ -6,6 +6,12 @@ convolution (``groups = B * g``) and a linear layer one batched product; every
 other layer (BatchNorm in eval mode, activations, pooling, flatten, additions)
 already treats the examples of a batch separately.  Weights are plain tensors
 that do not require gradients, so a backward pass computes input gradients only.
+
+2-d activations are kept in the memory order ``(H, W, B, C)``: viewed as one
+grouped image ``(1, B * C, H, W)`` that is channels-last, where oneDNN's grouped
+convolution and above all its input gradient run 2-4x faster than on contiguous
+tensors.  Padding and eval-mode BatchNorm, which ``F.pad`` and ``F.batch_norm``
+would return contiguous, are done here in a way that keeps that layout.
 """
 
 from __future__ import annotations
