@@ -7,9 +7,9 @@ correlated, so instead of the ``K`` rows of every logit each initialisation gets
 one forward pass and two backward passes (a random logit, and the loss at a
 random label), and ``B`` initialisations run as the ``B`` examples of one batch
 (:class:`verify.batched.BatchedInitialisations`): many cheap initialisations
-replace a few expensive ones.  Where it is exact, the logit sample is replaced
-by its conditional expectation over the classifier's weights
-(:mod:`verify.reduction`), which keeps its mean and lowers its variance.  Each
+replace a few expensive ones.  Where it is exact, part of the expectation over
+the classifier's weights is taken analytically (:mod:`verify.reduction`), which
+keeps the logit sample's mean and lowers its variance.  Each
 initialisation gives one value of each statistic, an independent sample;
 estimates are means over the ``N`` samples with standard errors
 ``std / sqrt(N)``.
@@ -264,9 +264,9 @@ def run_monte_carlo(
     loss : bool, default True
         Also measure the loss gradient (one more backward pass per initialisation).
     reduce : bool, default True
-        Replace each logit-gradient sample by its conditional expectation over
-        the classifier's weights where that is exact (:mod:`verify.reduction`):
-        same mean, lower variance.  False keeps the raw gradients.
+        Integrate the classifier's weights analytically where that is exact
+        (:mod:`verify.reduction`): each logit-gradient sample keeps its mean and
+        loses variance.  False keeps the raw gradients.
     progress : bool
         Print a progress bar on stderr.
 

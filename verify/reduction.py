@@ -4,9 +4,10 @@ A sample of :func:`verify.montecarlo.run_monte_carlo` is the input gradient of
 one random logit, ``g = J^T w``, where ``w`` (``n`` entries) is that logit's row
 of the classifier and ``J = dh/dx`` the Jacobian of the classifier's input
 features ``h``.  Two facts about the declared initialisation let part of the
-expectation be taken in closed form, so every sample is replaced by its
-conditional expectation given the rest: the estimator keeps its exact mean,
-its samples stay independent, and its variance drops.
+expectation be taken in closed form: every sample is replaced by its
+conditional expectation given the rest (step 1), then reweighted by its number
+of active features (step 2).  The estimator keeps its exact mean, its samples
+stay independent, and its variance drops.
 
 Notes
 -----
