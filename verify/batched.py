@@ -118,9 +118,9 @@ def _pad(x: torch.Tensor, pads: tuple, mode: str) -> torch.Tensor:
     if x.dim() != 4:
         return F.pad(x, pads, mode=mode)
     planes = x.permute(2, 3, 0, 1)  # (H, W, B, C): contiguous when x came from a grouped conv
-    for axis, (before, after) in enumerate([(pads[2], pads[3]), (pads[0], pads[1])]):
-        planes = _GatherAxis.apply(planes, axis, tuple(_pad_index(planes.shape[axis], before, after, mode)))
-    return planes.permute(2, 3, 0, 1)
+    rows = tuple(_pad_index(planes.shape[0], pads[2], pads[3], mode))
+    columns = tuple(_pad_index(planes.shape[1], pads[0], pads[1], mode))
+    return _PadPlanes.apply(planes, rows, columns, pads[2], pads[0]).permute(2, 3, 0, 1)
 
 
 def _pad_index(size: int, before: int, after: int, mode: str) -> list:
@@ -137,25 +137,39 @@ def _pad_index(size: int, before: int, after: int, mode: str) -> list:
     raise ValueError(f"padding mode {mode!r}: use zeros, reflect, replicate or circular")
 
 
-class _GatherAxis(torch.autograd.Function):
-    """``x.index_select(axis, index)`` where ``index`` is ``0..n-1`` plus a few border
-    entries: the forward concatenates whole blocks, the backward adds the border
-    rows' gradients onto their sources (``index_select``'s backward zero-fills and
-    scatters everything)."""
+class _PadPlanes(torch.autograd.Function):
+    """``out[i, j] = x[rows[i], columns[j]]`` on the two leading axes, where ``rows`` and
+    ``columns`` are ``0..n-1`` with ``top`` and ``left`` border entries before and a
+    few after: one copy of the
+    interior and a few border planes forward; backward, the interior gradient plus
+    the border planes added onto their sources (``index_select`` would zero-fill
+    and scatter every plane, on each axis)."""
 
     @staticmethod
-    def forward(ctx, x, axis: int, index: tuple):
-        size = x.shape[axis]
-        start = next(k for k in range(len(index)) if index[k : k + size] == tuple(range(size)))
-        ctx.axis, ctx.index, ctx.start, ctx.size = axis, index, start, size
-        pieces = [x.narrow(axis, i, 1) for i in index[:start]] + [x] + [x.narrow(axis, i, 1) for i in index[start + size :]]
-        return torch.cat(pieces, dim=axis)
+    def forward(ctx, x, rows: tuple, columns: tuple, top: int, left: int):
+        height, width = x.shape[:2]
+        ctx.geometry = (rows, columns, top, left, height, width)
+        out = x.new_empty((len(rows), len(columns)) + x.shape[2:])
+        out[top : top + height, left : left + width] = x
+        inner = out[top : top + height]
+        for j, source in enumerate(columns):
+            if not left <= j < left + width:
+                inner[:, j] = x[:, source]
+        for i, source in enumerate(rows):
+            if not top <= i < top + height:
+                out[i] = out[top + source]
+        return out
 
     @staticmethod
     def backward(ctx, grad):
-        axis, start, size = ctx.axis, ctx.start, ctx.size
-        grad_x = grad.narrow(axis, start, size).contiguous()
-        for position, source in enumerate(ctx.index):
-            if not start <= position < start + size:
-                grad_x.narrow(axis, source, 1).add_(grad.narrow(axis, position, 1))
-        return grad_x, None, None
+        rows, columns, top, left, height, width = ctx.geometry
+        grad_x = grad[top : top + height, left : left + width].clone()
+        border_rows = [(i, source) for i, source in enumerate(rows) if not top <= i < top + height]
+        border_columns = [(j, source) for j, source in enumerate(columns) if not left <= j < left + width]
+        for i, source in border_rows:  # a border row's interior columns
+            grad_x[source] += grad[i, left : left + width]
+        for j, source in border_columns:  # border columns of every row, corners included
+            grad_x[:, source] += grad[top : top + height, j]
+            for i, row_source in border_rows:
+                grad_x[row_source, source] += grad[i, j]
+        return grad_x, None, None, None, None
