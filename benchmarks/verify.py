@@ -6,9 +6,9 @@ mean over the K logits of ||do_k/dx||^2.
 
 verify: ``verify.run_monte_carlo`` — one forward and one backward pass per
 initialisation for a random logit (plus one for the loss gradient in the full
-report), B initialisations as one batch (grouped convolutions), each sample
-replaced by its exact conditional expectation over the classifier's weights
-(``verify.reduction``); the "raw" row keeps the plain gradients, to show what
+report), B initialisations as one batch (grouped convolutions), with the
+classifier's weights integrated analytically where exact (``verify.reduction``:
+same mean, lower variance); the "raw" row keeps the plain gradients, to show what
 the reduction and the batching each contribute.
 
 Each method draws chunks of initialisations until the standard error of the mean

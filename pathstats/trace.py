@@ -31,9 +31,10 @@ from .layers import (
 __all__ = ["LayerGraph", "read_model"]
 
 _ADD_FUNCTIONS = {operator.add, operator.iadd, torch.add}
-_RELU_FUNCTIONS = {F.relu, torch.relu}
-_FLATTEN_FUNCTIONS = {torch.flatten}
-_FLATTEN_METHODS = {"flatten", "view", "reshape"}
+# fx call targets read as a ReLU or a flatten (also by verify.reduction)
+RELU_FUNCTIONS = {F.relu, torch.relu}
+FLATTEN_FUNCTIONS = {torch.flatten}
+FLATTEN_METHODS = {"flatten", "view", "reshape"}
 _IGNORED_METHODS = {"size", "dim"}  # shape queries, not tensors
 
 
@@ -92,12 +93,12 @@ def _rule_for(node: fx.Node, modules: dict, init: Any):
     if node.op == "call_function":
         if node.target in _ADD_FUNCTIONS and len(operands) >= 2:
             return add_rule(node.name, None, names, in_shapes, out_shape, init)
-        if node.target in _RELU_FUNCTIONS:
+        if node.target in RELU_FUNCTIONS:
             return relu_rule(node.name, None, names, in_shapes, out_shape, init)
-        if node.target in _FLATTEN_FUNCTIONS:
+        if node.target in FLATTEN_FUNCTIONS:
             return flatten_rule(node.name, None, names, in_shapes, out_shape, init)
     if node.op == "call_method":
-        if node.target in _FLATTEN_METHODS:
+        if node.target in FLATTEN_METHODS:
             return flatten_rule(node.name, None, names[:1], in_shapes[:1], out_shape, init)
         if node.target == "relu":
             return relu_rule(node.name, None, names, in_shapes, out_shape, init)

@@ -188,7 +188,7 @@ def _run_batch(runner, draw: tuple, input_shape, size, loss: bool, reduction: Cl
     k = logits.shape[1]
     logit_grad = grads[:, 0].reshape(size, -1)
     quadratic = norm = torch.ones(size, dtype=torch.float64, device=grads.device)
-    if reduction is not None:  # each sample becomes its conditional expectation (verify.reduction)
+    if reduction is not None:  # same mean, lower variance (verify.reduction)
         row = params[reduction.classifier][torch.arange(size, device=grads.device), probe % k]
         quadratic, norm = reduction_factors(reduction, runner.captured[reduction.classifier].reshape(size, -1), row)
     result = {
@@ -281,7 +281,10 @@ def run_monte_carlo(
     start = time.perf_counter()
     model = model.to(device).eval()
     variances = model.init_variances()
-    batch = batch or default_batch(model, input_shape)
+    if batch is None:
+        batch = default_batch(model, input_shape)
+    elif batch < 1:
+        raise ValueError(f"batch must be a positive number of initialisations, got {batch}")
     sizes = [min(batch, samples - i) for i in range(0, samples, batch)]
 
     runner = BatchedInitialisations(model)

@@ -54,12 +54,10 @@ from dataclasses import dataclass
 import torch
 from torch import fx, nn
 
+from pathstats.trace import FLATTEN_FUNCTIONS, FLATTEN_METHODS, RELU_FUNCTIONS
+
 __all__ = ["ClassifierReduction", "plan_reduction", "reduction_factors"]
 
-_RESHAPES = {torch.flatten, torch.reshape}
-_RESHAPE_METHODS = {"flatten", "view", "reshape"}
-_RELUS = {torch.relu, torch.nn.functional.relu}
-_WEIGHT_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
 @dataclass(frozen=True)
@@ -147,8 +145,9 @@ def _flip_layer(graph: fx.GraphModule, node, features: int, variances: dict) -> 
     if not (single_use(node) and _is_relu(graph, node)):
         return None, "the features are not the ReLU of one layer"
     node = node.args[0]
-    if single_use(node) and node.op == "call_module" and isinstance(graph.get_submodule(node.target), nn.modules.batchnorm._BatchNorm):
-        if not _sign_preserving(graph.get_submodule(node.target)):
+    norm = graph.get_submodule(node.target) if single_use(node) and node.op == "call_module" else None
+    if isinstance(norm, nn.modules.batchnorm._BatchNorm):
+        if not _sign_preserving(norm):
             return None, "the BatchNorm before the last ReLU is not a nonzero scale"
         node = node.args[0]
     if not (single_use(node) and node.op == "call_module" and node.target in variances and _calls(graph, node.target) == 1):
@@ -162,15 +161,15 @@ def _flip_layer(graph: fx.GraphModule, node, features: int, variances: dict) -> 
 
 def _is_reshape(graph, node) -> bool:
     if node.op == "call_function":
-        return node.target in _RESHAPES
+        return node.target in FLATTEN_FUNCTIONS
     if node.op == "call_method":
-        return node.target in _RESHAPE_METHODS
+        return node.target in FLATTEN_METHODS
     return node.op == "call_module" and isinstance(graph.get_submodule(node.target), nn.Flatten)
 
 
 def _is_relu(graph, node) -> bool:
     if node.op == "call_function":
-        return node.target in _RELUS
+        return node.target in RELU_FUNCTIONS
     if node.op == "call_method":
         return node.target == "relu"
     return node.op == "call_module" and isinstance(graph.get_submodule(node.target), nn.ReLU)
