@@ -27,7 +27,7 @@ import tracemalloc
 
 import numpy as np
 
-import nets
+from pathstats import nets
 from pathstats import path_counts, path_sums, symmetry_classes, weighted_path_sums
 from pathstats._format import format_table
 from pathstats._io import write_json

@@ -37,11 +37,11 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirna
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import nets  # noqa: E402
+from pathstats import nets  # noqa: E402
 from pathstats._format import format_table
 from pathstats._io import write_json  # noqa: E402
 from pathstats.trace import read_model  # noqa: E402
-from verify.montecarlo import run_monte_carlo  # noqa: E402
+from pathstats.verify.montecarlo import run_monte_carlo  # noqa: E402
 
 SHAPE = (3, 32, 32)
 

@@ -1,6 +1,6 @@
 """The PyTorch models of the paper and beyond, with their declared initialisation.
 
->>> import nets
+>>> from pathstats import nets
 >>> model = nets.build("conv6", (3, 32, 32))
 >>> sorted(nets.ARCHITECTURES)[:3]
 ['conv6', 'conv6-avgpool', 'conv6-maxpool']

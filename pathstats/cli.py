@@ -126,7 +126,7 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _input_shape(args: argparse.Namespace, arch: str | None = None) -> tuple:
-    import nets
+    from pathstats import nets
 
     if args.shape:
         try:
@@ -236,7 +236,7 @@ def _predict_text(p) -> str:
 
 
 def _cmd_archs(args: argparse.Namespace) -> int:
-    import nets
+    from pathstats import nets
 
     if args.json:
         print(json.dumps({name: arch.description for name, arch in nets.ARCHITECTURES.items()}))
@@ -246,7 +246,7 @@ def _cmd_archs(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    import nets
+    from pathstats import nets
 
     from .sweep import run_sweep, save_sweep_figure
 
@@ -269,7 +269,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from verify.report import verify, verify_text, write_outputs
+    from pathstats.verify.report import verify, verify_text, write_outputs
 
     if args.samples < 10:
         raise PathstatsError(f"--samples must be at least 10 for the map test, got {args.samples}")
@@ -293,8 +293,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 def _verify_many(args: argparse.Namespace) -> int:
     import os
 
-    import nets
-    from verify.scaling import compare_architectures, comparison_text, save_comparison_plot, save_sweep_plot, sweep_text, verify_sweep
+    from pathstats import nets
+    from pathstats.verify.scaling import compare_architectures, comparison_text, save_comparison_plot, save_sweep_plot, sweep_text, verify_sweep
 
     from ._io import write_json
 

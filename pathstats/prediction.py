@@ -147,7 +147,7 @@ class Prediction:
 
 def _resolve(model: Any, input_shape: Any, classes: int | None) -> tuple:
     if isinstance(model, str):
-        import nets  # the registry lives in the sibling package
+        from pathstats import nets  # the registry lives in the sibling package
 
         arch = nets.get(model)
         shape = tuple(input_shape) if input_shape is not None else arch.default_shape(3072)

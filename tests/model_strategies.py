@@ -6,7 +6,7 @@ import torch
 from hypothesis import strategies as st
 from torch import nn
 
-from nets.base import spatial_after
+from pathstats.nets.base import spatial_after
 
 
 class Residual(nn.Module):

@@ -15,7 +15,7 @@ from pathstats.expand import expand
 from pathstats.layer_engine import backward_map, fingerprint_maps, path_count_map
 from pathstats.trace import read_model
 from model_strategies import small_nets
-from nets.base import spatial_after
+from pathstats.nets.base import spatial_after
 from torch import nn
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-import nets
+from pathstats import nets
 from pathstats import PathstatsError
 from pathstats.algebra import ExactAlgebra
 from pathstats.cli import main

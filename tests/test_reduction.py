@@ -12,11 +12,11 @@ import torch
 from scipy import stats
 from torch import fx, nn
 
-import nets
-from nets.base import InitialisedNet
-from verify.batched import BatchedInitialisations
-from verify.montecarlo import run_monte_carlo, sample_gradients
-from verify.reduction import ClassifierReduction, plan_reduction, reduction_factors
+from pathstats import nets
+from pathstats.nets.base import InitialisedNet
+from pathstats.verify.batched import BatchedInitialisations
+from pathstats.verify.montecarlo import run_monte_carlo, sample_gradients
+from pathstats.verify.reduction import ClassifierReduction, plan_reduction, reduction_factors
 
 from test_verify import CASES, SmallNet, Z_MAX
 

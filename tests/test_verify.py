@@ -10,14 +10,14 @@ import pytest
 import torch
 from torch import nn
 
-import nets
-from nets.base import InitialisedNet, conv_bn_relu, spatial_after
+from pathstats import nets
+from pathstats.nets.base import InitialisedNet, conv_bn_relu, spatial_after
 from pathstats.cli import main
 from pathstats.prediction import predict
 from pathstats.sweep import loglog_slope
-from verify.compare import compare
-from verify.batched import BatchedInitialisations
-from verify.montecarlo import Estimate, run_monte_carlo, sample_gradients
+from pathstats.verify.compare import compare
+from pathstats.verify.batched import BatchedInitialisations
+from pathstats.verify.montecarlo import Estimate, run_monte_carlo, sample_gradients
 
 Z_MAX = 4.0  # |z| below 4 standard errors: a false alarm has probability 6e-5 per check
 
@@ -196,7 +196,7 @@ def test_cli_verify_refuses_cuda_without_a_gpu_too_few_samples_and_empty_batches
 @pytest.mark.parametrize("pads", [(1, 1, 1, 1), (1, 2, 2, 1), (0, 2, 1, 0)])
 @pytest.mark.parametrize("channels_inner", [False, True])
 def test_layout_keeping_padding_equals_f_pad_with_its_gradient(mode, pads, channels_inner):
-    from verify.batched import _pad
+    from pathstats.verify.batched import _pad
 
     x = torch.randn(3, 4, 5, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     if channels_inner:  # the (H, W, B, C) memory order of grouped activations
@@ -210,7 +210,7 @@ def test_layout_keeping_padding_equals_f_pad_with_its_gradient(mode, pads, chann
 
 
 def test_frozen_batchnorm_equals_eval_batchnorm_and_keeps_the_layout():
-    from verify.batched import _frozen_batchnorm
+    from pathstats.verify.batched import _frozen_batchnorm
 
     gen = torch.Generator().manual_seed(0)
     norm = nn.BatchNorm2d(4).eval()

@@ -35,7 +35,7 @@ class BatchedInitialisations(fx.Interpreter):
         Traced once with :func:`torch.fx.symbolic_trace`; eval mode expected.
     capture : tuple of str
         Names of layers whose input each run keeps in ``captured`` (detached),
-        e.g. the classifier's features for :mod:`verify.reduction`.
+        e.g. the classifier's features for :mod:`pathstats.verify.reduction`.
 
     Examples
     --------

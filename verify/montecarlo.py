@@ -1,14 +1,14 @@
 """Monte Carlo over random initialisations: empirical input Jacobians (SPEC section 6).
 
 Each sample is one independent initialisation of the network's declared
-initialisation (:meth:`nets.InitialisedNet.init_variances`) and one fresh
+initialisation (:meth:`pathstats.nets.InitialisedNet.init_variances`) and one fresh
 standard-normal input.  Jacobian rows of one initialisation are strongly
 correlated, so instead of the ``K`` rows of every logit each initialisation gets
 one forward pass and two backward passes (a random logit, and the loss at a
 random label), and ``B`` initialisations run as the ``B`` examples of one batch
-(:class:`verify.batched.BatchedInitialisations`): many cheap initialisations
+(:class:`pathstats.verify.batched.BatchedInitialisations`): many cheap initialisations
 replace a few expensive ones.  Where it is exact, part of the expectation over
-the classifier's weights is taken analytically (:mod:`verify.reduction`), which
+the classifier's weights is taken analytically (:mod:`pathstats.verify.reduction`), which
 keeps the logit sample's mean and lowers its variance.  Each
 initialisation gives one value of each statistic, an independent sample;
 estimates are means over the ``N`` samples with standard errors
@@ -211,7 +211,7 @@ def default_batch(model: nn.Module, input_shape: tuple, budget_bytes: int = 2**2
 
     Examples
     --------
-    >>> import nets
+    >>> from pathstats import nets
     >>> default_batch(nets.build("conv6", (3, 32, 32)), (3, 32, 32)), default_batch(nets.build("conv6", (3, 256, 256)), (3, 256, 256))
     (64, 16)
     """
@@ -265,7 +265,7 @@ def run_monte_carlo(
         Also measure the loss gradient (one more backward pass per initialisation).
     reduce : bool, default True
         Integrate the classifier's weights analytically where that is exact
-        (:mod:`verify.reduction`): each logit-gradient sample keeps its mean and
+        (:mod:`pathstats.verify.reduction`): each logit-gradient sample keeps its mean and
         loses variance.  False keeps the raw gradients.
     progress : bool
         Print a progress bar on stderr.

@@ -1,6 +1,6 @@
 """Exact variance reduction: integrating the classifier's weights analytically.
 
-A sample of :func:`verify.montecarlo.run_monte_carlo` is the input gradient of
+A sample of :func:`pathstats.verify.montecarlo.run_monte_carlo` is the input gradient of
 one random logit, ``g = J^T w``, where ``w`` (``n`` entries) is that logit's row
 of the classifier and ``J = dh/dx`` the Jacobian of the classifier's input
 features ``h``.  Two facts about the declared initialisation let part of the
@@ -111,7 +111,7 @@ def plan_reduction(graph: fx.GraphModule, variances: dict) -> ClassifierReductio
 
     Examples
     --------
-    >>> import nets
+    >>> from pathstats import nets
     >>> net = nets.build("fc", (24,), widths=(16, 16))
     >>> plan = plan_reduction(fx.symbolic_trace(net), net.init_variances())
     >>> plan.classifier, plan.features, plan.flip_layer

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-import nets
+from pathstats import nets
 from pathstats._format import format_table
 from pathstats._io import pyplot, save_figure, write_json
 from pathstats.errors import PathstatsError
@@ -23,7 +23,7 @@ def verify(arch: str, input_shape: tuple, samples: int = 200, seed: int = 0, dev
     """Predict, run the Monte Carlo and compare; returns ``(report, result, prediction)``.
 
     ``reduce`` integrates the classifier's weights analytically where that is
-    exact (:mod:`verify.reduction`); the report's ``estimator`` says what was done.
+    exact (:mod:`pathstats.verify.reduction`); the report's ``estimator`` says what was done.
     """
     if device == "cuda":
         import torch
