@@ -362,7 +362,7 @@ def _write_after(command: str, writes: list, quiet: bool, failed: bool = False) 
 def _check_verify_arguments(args: argparse.Namespace) -> list:
     """Check everything verify needs and plan each run (model, prediction, the map
     test's minimum) before any Monte Carlo; return the plans."""
-    from pathstats.verify.report import check_verify_samples, plan_verify
+    from pathstats.verify.report import check_samples_before_planning, check_verify_samples, plan_verify
 
     check_seed(args.seed)
     check_classes(args.classes)
@@ -382,8 +382,11 @@ def _check_verify_arguments(args: argparse.Namespace) -> list:
         for arch in archs:
             check_architecture_input(arch, shape, args.classes)
         shapes = [shape] * len(archs)
+    for arch, shape in zip(archs, shapes):
+        check_samples_before_planning(arch, shape, args.samples, "--samples")
     plans = []
-    with progress(total=len(archs), desc="planning: predictions", unit="net", disable=args.json, delay=2.0) as bar:
+    with progress(total=len(archs), desc="planning: predictions before the Monte Carlo",
+                  unit="size" if args.sizes else "net", disable=args.json, delay=2.0) as bar:
         for arch, shape in zip(archs, shapes):
             plans.append(plan_verify(arch, shape, args.classes))
             bar.update()

@@ -57,7 +57,7 @@ class _LogProgress:
         return f"{head}{done}, elapsed {_duration(elapsed)}{eta}{postfix}"
 
     def _print(self) -> None:
-        self.last_print_t, self.printed = time.perf_counter(), True
+        self.last_print_t, self.printed, self.printed_n = time.perf_counter(), True, self.n
         try:
             print(self._line(), file=self.file, flush=True)
         except (OSError, ValueError):  # a closed or broken stderr must not stop the work
@@ -85,7 +85,7 @@ class _LogProgress:
         """Print the final line (if ``leave`` and past the ``delay``) once."""
         if not self.closed:
             self.closed = True
-            if self.leave and (self.printed or self._due()):
+            if self.leave and (self._due() if not self.printed else self.printed_n != self.n):
                 self._print()
 
     def __iter__(self) -> Iterator:

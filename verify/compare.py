@@ -12,7 +12,7 @@ from pathstats.prediction import Prediction
 
 from .montecarlo import Estimate, MonteCarloResult
 
-__all__ = ["map_fit", "map_test_min_samples", "compare"]
+__all__ = ["map_fit", "map_test_min_samples", "map_test_bin_bounds", "compare"]
 
 
 def map_fit(result: MonteCarloResult, predicted: np.ndarray, bins: int = 8) -> dict:
@@ -70,6 +70,22 @@ def map_test_min_samples(input_shape: tuple, predicted: np.ndarray, bins: int = 
     flat = np.asarray(predicted, dtype=np.float64).ravel()
     b = len(np.unique(_bin_labels(tuple(input_shape), flat, bins)))
     return b + 2, b
+
+
+def map_test_bin_bounds(input_shape: tuple, bins: int = 8) -> tuple:
+    """Least and most bins :func:`map_fit` can use on inputs of this shape, whatever
+    the prediction: one or two per border ring.
+
+    Known from the shape alone, so a sample count can be refused before predicting.
+
+    Examples
+    --------
+    >>> map_test_bin_bounds((3, 32, 32)), map_test_bin_bounds((3, 4, 4)), map_test_bin_bounds((5,))
+    ((8, 16), (2, 4), (5, 10))
+    """
+    shape = tuple(input_shape)
+    rings = min(bins, (min(shape[1:]) - 1) // 2 + 1) if len(shape) >= 2 else min(bins, math.prod(shape))
+    return rings, 2 * rings
 
 
 def _bin_labels(shape: tuple, flat_pred: np.ndarray, bins: int) -> np.ndarray:

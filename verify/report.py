@@ -17,10 +17,10 @@ from pathstats.errors import PathstatsError
 from pathstats.prediction import Prediction, predict
 from pathstats.provenance import provenance
 
-from .compare import compare, map_test_min_samples
+from .compare import compare, map_test_bin_bounds, map_test_min_samples
 from .montecarlo import run_monte_carlo
 
-__all__ = ["VerifyPlan", "plan_verify", "check_verify_samples", "verify", "verify_text", "write_outputs"]
+__all__ = ["VerifyPlan", "plan_verify", "check_samples_before_planning", "check_verify_samples", "verify", "verify_text", "write_outputs"]
 
 
 @dataclass
@@ -59,15 +59,28 @@ def plan_verify(arch: str, input_shape: tuple, classes: int = 10) -> VerifyPlan:
     return VerifyPlan(arch, tuple(input_shape), classes, model, prediction, theory, min_samples, bins)
 
 
+def check_samples_before_planning(arch: str, input_shape: tuple, samples: int, name: str = "samples") -> int:
+    """Refuse, from the shape alone, a sample count that no prediction could make
+    enough for the map test (fewer than the least number of bins + 2), or that
+    would not fit in memory; run before :func:`plan_verify`, which may take minutes
+    on large inputs."""
+    low, _ = map_test_bin_bounds(input_shape)
+    shape = "x".join(map(str, input_shape))
+    samples = check_samples(samples, low + 2, name,
+                            why=f"the map test of {arch} {shape} compares at least {low} bins of coordinates")
+    d = math.prod(input_shape)
+    check_memory(8 * samples * d, f"{name} {samples} at d = {d} keeps N x d float64 gradient samples",
+                 f"use fewer {name} or a smaller input")
+    return samples
+
+
 def check_verify_samples(plan: VerifyPlan, samples: int, name: str = "samples") -> int:
     """Refuse a sample count too small for the plan's map test, or too large for memory
     (the run keeps ``N x d`` float64 gradient samples)."""
+    check_samples_before_planning(plan.arch, plan.input_shape, samples, name)
     shape = "x".join(map(str, plan.input_shape))
-    samples = check_samples(samples, plan.min_samples, name,
-                            why=f"the map test of {plan.arch} {shape} compares {plan.bins} bins of coordinates")
-    check_memory(8 * samples * math.prod(plan.input_shape), f"{name} {samples} at d = {math.prod(plan.input_shape)} "
-                 "keeps N x d float64 gradient samples", f"use fewer {name} or a smaller input")
-    return samples
+    return check_samples(samples, plan.min_samples, name,
+                         why=f"the map test of {plan.arch} {shape} compares {plan.bins} bins of coordinates")
 
 
 def _estimator(reduction, reduce: bool) -> str:
