@@ -101,6 +101,12 @@ def _cases(tmp: str) -> list:
          "more than this machine has"),
         ("verify-figure-format", ["verify", "--arch", "fc", "--d", "64", "--figure-format", "jpg"], None, "invalid choice"),
         ("verify-device", ["verify", "--arch", "fc", "--d", "64", "--device", "tpu"], None, "invalid choice"),
+        ("verify-resume-without-out", ["verify", "--arch", "fc", "--sizes", "16,32", "--resume", *SLOW], None,
+         "--resume continues a sweep"),
+        ("verify-resume-deep-json", ["verify", "--arch", "fc", "--sizes", "16,32", *SLOW, "--resume", "--out",
+                                     os.path.join(tmp, "old")], None, "cannot continue from"),
+        ("verify-resume-other-sweep", ["verify", "--arch", "fc", "--sizes", "16,32", *SLOW, "--resume", "--out",
+                                       os.path.join(tmp, "other")], None, "it was run with another samples"),
         # usage
         ("no-command", [], None, "required"),
         ("unknown-command", ["train-everything"], None, "invalid choice"),
@@ -115,6 +121,12 @@ def hostile_dir(tmp_path):
     (tmp_path / "file.txt").write_text("not a folder")
     (tmp_path / "dir").mkdir()
     (tmp_path / "deep.json").write_text(DEEP)
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "sweep.json").write_text(DEEP)
+    (tmp_path / "other").mkdir()
+    options = {"seed": 0, "batch": None, "reduce": True, "classes": 10}
+    (tmp_path / "other" / "sweep.json").write_text(json.dumps({"arch": "fc", "samples": 20, "device": "cpu",
+                                                               "options": options, "rows": []}))
     return tmp_path
 
 
@@ -233,6 +245,36 @@ def test_verify_sweep_writes_each_size_as_it_finishes(tmp_path, monkeypatch, cap
     err = capsys.readouterr().err.splitlines()
     assert [len(rows) for rows in seen] == [0, 1]  # size 1 was on disk before size 2 started
     assert err[-1].startswith("pathstats verify: interrupted after 1 of 2 sizes; the 1 finished sizes are kept: they are in")
+
+
+def test_resumed_sweep_equals_the_uninterrupted_one(tmp_path, monkeypatch, capsys):
+    from pathstats.verify import scaling
+
+    argv = ["verify", "--arch", "fc", "--sizes", "16,32", "--samples", "12", "--json"]
+    assert main(argv + ["--out", str(tmp_path / "full")]) == 0
+    full = json.loads(capsys.readouterr().out)
+    real, calls = scaling.verify, []
+
+    def interrupt_second(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scaling, "verify", interrupt_second)
+    assert main(argv + ["--out", str(tmp_path / "cut")]) == 130
+    monkeypatch.setattr(scaling, "verify", real)
+    capsys.readouterr()
+    assert main(argv + ["--out", str(tmp_path / "cut"), "--resume"]) == 0
+    captured = capsys.readouterr()
+    resumed = json.loads(captured.out)
+    assert "resuming: 1 of 2 sizes already finished" in captured.err
+
+    def strip(rows):
+        return [{k: v for k, v in row.items() if k != "elapsed_s"} for row in rows]
+
+    assert strip(resumed["rows"]) == strip(full["rows"]) and resumed["slopes"] == full["slopes"]
+    assert resumed["complete"] is True
 
 
 # --- provenance, formats, umask ----------------------------------------------------------
