@@ -180,10 +180,15 @@ def parse_int_list(text: str, name: str, *, minimum: int = 1, min_items: int = 1
     small = [v for v in values if v < minimum]
     if small:
         raise InvalidArgumentError(f"{name} values must be at least {minimum}, got {small[0]}")
-    repeated = sorted({v for v in values if values.count(v) > 1})
-    if repeated:
-        raise InvalidArgumentError(f"{name} lists {repeated[0]} more than once")
-    return values
+    return _no_repeats(values, name)
+
+
+def _no_repeats(items: list, name: str) -> list:
+    """``items``, or a refusal naming the first item listed twice."""
+    repeated = next((item for k, item in enumerate(items) if item in items[:k]), None)
+    if repeated is not None:
+        raise InvalidArgumentError(f"{name} lists {repeated!r} more than once")
+    return items
 
 
 def parse_shape(text: str, name: str = "--shape") -> tuple:
@@ -225,10 +230,7 @@ def parse_architectures(text: str, name: str = "--arch") -> list:
     for n in names:
         if n not in nets.ARCHITECTURES:
             raise InvalidArgumentError(f"{name}: unknown architecture {n!r}; registered: {', '.join(nets.ARCHITECTURES)}")
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise InvalidArgumentError(f"{name} lists {repeated[0]!r} more than once")
-    return names
+    return _no_repeats(names, name)
 
 
 def _physical_memory() -> int | None:

@@ -204,18 +204,27 @@ def test_unexpected_errors_are_one_line_with_exit_1(monkeypatch, capsys):
     assert "Traceback" not in err
 
 
-def test_interrupted_sweep_keeps_the_finished_sizes(tmp_path, monkeypatch, capsys):
-    from pathstats import sweep
+def _interrupt_call(monkeypatch, module, name: str, n: int, before=None):
+    """Make the ``n``-th call of ``module.name`` raise KeyboardInterrupt (Ctrl-C); call
+    ``before()`` first on every call.  Returns the real function."""
+    real, calls = getattr(module, name), []
 
-    real, calls = sweep.predict, []
-
-    def interrupt_third(*args, **kwargs):
+    def interrupting(*args, **kwargs):
         calls.append(args)
-        if len(calls) == 3:
+        if before is not None:
+            before()
+        if len(calls) == n:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(sweep, "predict", interrupt_third)
+    monkeypatch.setattr(module, name, interrupting)
+    return real
+
+
+def test_interrupted_sweep_keeps_the_finished_sizes(tmp_path, monkeypatch, capsys):
+    from pathstats import sweep
+
+    _interrupt_call(monkeypatch, sweep, "predict", 3)
     out = tmp_path / "sweep.json"
     assert main(["sweep", "--arch", "conv6", "--sizes", "32,64,128", "--out", str(out)]) == 130
     captured = capsys.readouterr()
@@ -231,16 +240,9 @@ def test_interrupted_sweep_keeps_the_finished_sizes(tmp_path, monkeypatch, capsy
 def test_verify_sweep_writes_each_size_as_it_finishes(tmp_path, monkeypatch, capsys):
     from pathstats.verify import scaling
 
-    real, seen = scaling.verify, []
-
-    def record(*args, **kwargs):
-        path = tmp_path / "run" / "sweep.json"
-        seen.append(json.loads(path.read_text())["rows"] if path.exists() else [])
-        if len(seen) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(scaling, "verify", record)
+    path, seen = tmp_path / "run" / "sweep.json", []
+    _interrupt_call(monkeypatch, scaling, "verify", 2,
+                    before=lambda: seen.append(json.loads(path.read_text())["rows"] if path.exists() else []))
     assert main(["verify", "--arch", "fc", "--sizes", "16,32", "--samples", "20", "--out", str(tmp_path / "run")]) == 130
     err = capsys.readouterr().err.splitlines()
     assert [len(rows) for rows in seen] == [0, 1]  # size 1 was on disk before size 2 started
@@ -253,15 +255,7 @@ def test_resumed_sweep_equals_the_uninterrupted_one(tmp_path, monkeypatch, capsy
     argv = ["verify", "--arch", "fc", "--sizes", "16,32", "--samples", "12", "--json"]
     assert main(argv + ["--out", str(tmp_path / "full")]) == 0
     full = json.loads(capsys.readouterr().out)
-    real, calls = scaling.verify, []
-
-    def interrupt_second(*args, **kwargs):
-        calls.append(args)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(scaling, "verify", interrupt_second)
+    real = _interrupt_call(monkeypatch, scaling, "verify", 2)
     assert main(argv + ["--out", str(tmp_path / "cut")]) == 130
     monkeypatch.setattr(scaling, "verify", real)
     capsys.readouterr()
