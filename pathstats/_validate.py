@@ -24,6 +24,7 @@ __all__ = [
     "check_samples",
     "check_device",
     "check_memory",
+    "physical_memory",
     "check_shape",
     "parse_int_list",
     "parse_shape",
@@ -233,7 +234,7 @@ def parse_architectures(text: str, name: str = "--arch") -> list:
     return _no_repeats(names, name)
 
 
-def _physical_memory() -> int | None:
+def physical_memory() -> int | None:
     """Bytes of physical memory, or None where the system does not say."""
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -253,7 +254,7 @@ def check_memory(nbytes: float, what: str, advice: str) -> None:
     ...
     pathstats.errors.InvalidArgumentError: --samples 10**20 keeps N x d gradients: about 1.13e+15 GiB, more than this machine has (... GiB); use fewer --samples
     """
-    total = _physical_memory()
+    total = physical_memory()
     if total and nbytes > 0.8 * total:
         raise InvalidArgumentError(f"{what}: about {nbytes / 2**30:.3g} GiB, more than this machine has "
                                    f"({total / 2**30:.0f} GiB); {advice}")

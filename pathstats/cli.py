@@ -364,7 +364,7 @@ def _write_after(command: str, writes: list, quiet: bool, failed: bool = False) 
 def _check_verify_arguments(args: argparse.Namespace) -> list:
     """Check everything verify needs and plan each run (model, prediction, the map
     test's minimum) before any Monte Carlo; return the plans."""
-    from pathstats.verify.report import check_samples_before_planning, check_verify_samples, plan_verify
+    from pathstats.verify.report import check_batch_memory, check_samples_before_planning, check_verify_samples, plan_verify
 
     check_seed(args.seed)
     check_classes(args.classes)
@@ -397,6 +397,8 @@ def _check_verify_arguments(args: argparse.Namespace) -> list:
             bar.update()
     for plan in plans:
         check_verify_samples(plan, args.samples, "--samples")
+        if args.batch is not None:
+            check_batch_memory(plan, min(args.batch, args.samples), "--batch")
     return plans
 
 
@@ -519,8 +521,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug: one line, the traceback on request
         if os.environ.get("PATHSTATS_DEBUG"):
             raise
-        if type(exc).__name__ == "OutOfMemoryError":  # torch's, on a GPU
-            print(f"{prefix}: error: out of device memory; use a smaller --batch", file=sys.stderr)
+        if type(exc).__name__ == "OutOfMemoryError" or "can't allocate memory" in str(exc):  # torch's, GPU or CPU
+            print(f"{prefix}: error: out of memory; use a smaller input, fewer --samples or a smaller --batch", file=sys.stderr)
             return EXIT_USAGE
         print(f"{prefix}: internal error: {type(exc).__name__}: {_one_line(exc)[:300]} (a bug: please report it with "
               "the command line; PATHSTATS_DEBUG=1 shows the traceback)", file=sys.stderr)

@@ -99,6 +99,8 @@ def _cases(tmp: str) -> list:
         ("verify-memory", ["verify", "--arch", "fc", "--d", "64", "--samples", str(10**12)], None, "more than this machine has"),
         ("verify-sweep-memory", ["verify", "--arch", "conv6", "--sizes", "32,4096", "--samples", "20000"], None,
          "more than this machine has"),
+        ("verify-batch-memory", ["verify", "--arch", "conv6", "--d", "3072", "--samples", str(10**6), "--batch", str(10**6)],
+         None, "do not fit in this machine's memory"),
         ("verify-figure-format", ["verify", "--arch", "fc", "--d", "64", "--figure-format", "jpg"], None, "invalid choice"),
         ("verify-device", ["verify", "--arch", "fc", "--d", "64", "--device", "tpu"], None, "invalid choice"),
         ("verify-resume-without-out", ["verify", "--arch", "fc", "--sizes", "16,32", "--resume", *SLOW], None,
