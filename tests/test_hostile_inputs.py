@@ -24,6 +24,7 @@ import pytest
 import torch
 
 import pathstats
+from pathstats._validate import physical_memory
 from pathstats.cli import main
 from pathstats.errors import OutputPathError
 from pathstats.provenance import PROVENANCE_KEYS
@@ -34,6 +35,9 @@ REFUSAL_S = 5.0
 
 DEEP = "[" * 100_000 + "]" * 100_000
 SLOW = ["--samples", "1000000"]  # a Monte Carlo of hours, if it ever started
+# conv6 initialisations at 3x256x256 whose gradients fit in memory (N x d x 8 bytes: 8%
+# of it) but whose activations, all at once, do not (about 64/3 x d x 4 bytes each)
+BATCH = str(math.ceil((physical_memory() or 2**40) / (100 * 3 * 256 * 256)))
 
 
 def _cases(tmp: str) -> list:
@@ -99,7 +103,7 @@ def _cases(tmp: str) -> list:
         ("verify-memory", ["verify", "--arch", "fc", "--d", "64", "--samples", str(10**12)], None, "more than this machine has"),
         ("verify-sweep-memory", ["verify", "--arch", "conv6", "--sizes", "32,4096", "--samples", "20000"], None,
          "more than this machine has"),
-        ("verify-batch-memory", ["verify", "--arch", "conv6", "--d", "3072", "--samples", str(10**6), "--batch", str(10**6)],
+        ("verify-batch-memory", ["verify", "--arch", "conv6", "--shape", "3,256,256", "--samples", BATCH, "--batch", BATCH],
          None, "do not fit in this machine's memory"),
         ("verify-figure-format", ["verify", "--arch", "fc", "--d", "64", "--figure-format", "jpg"], None, "invalid choice"),
         ("verify-device", ["verify", "--arch", "fc", "--d", "64", "--device", "tpu"], None, "invalid choice"),
