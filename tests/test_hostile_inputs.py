@@ -122,6 +122,15 @@ def _cases(tmp: str) -> list:
 CASE_IDS = [case[0] for case in _cases("/x")]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def warm_torch():
+    """Pay torch's one-time cost of a first forward pass (about 3 s, measured, cold:
+    the registry builds each net with a shape probe) before any refusal is timed."""
+    from pathstats import nets
+
+    nets.build("conv6", (3, 32, 32))
+
+
 @pytest.fixture
 def hostile_dir(tmp_path):
     (tmp_path / "file.txt").write_text("not a folder")
