@@ -113,7 +113,8 @@ def _cases(tmp: str) -> list:
                                      os.path.join(tmp, "old")], None, "cannot continue from"),
         ("verify-resume-other-sweep", ["verify", "--arch", "fc", "--sizes", "16,32", *SLOW, "--resume", "--out",
                                        os.path.join(tmp, "other")], None, "it was run with another samples"),
-        # usage
+        # archs, usage
+        ("archs-unknown-option", ["archs", "--arch", "conv6"], None, "unrecognized arguments"),
         ("no-command", [], None, "required"),
         ("unknown-command", ["train-everything"], None, "invalid choice"),
     ]
@@ -176,7 +177,7 @@ def test_hostile_input_is_refused_in_one_line_before_the_work(case, hostile_dir,
 
 def test_the_battery_covers_every_command():
     commands = {case.split("-")[0] for case in CASE_IDS}
-    assert {"dag", "predict", "sweep", "verify"} <= commands and len(CASE_IDS) >= 30
+    assert {"dag", "predict", "archs", "sweep", "verify"} <= commands and len(CASE_IDS) >= 30
 
 
 @pytest.mark.parametrize("argv", [
