@@ -408,3 +408,28 @@ def test_estimator_line_says_one_thing(capsys):
             assert "raw samples" in line and "integrated" not in line and "reduction switched off" in line
         else:
             assert "integrated analytically" in line and "raw samples of one" not in line
+
+
+# --- progress ----------------------------------------------------------------------------
+
+
+def test_sweeps_show_the_running_size_in_plain_lines(capsys):
+    assert main(["sweep", "--arch", "fc", "--sizes", "16,32"]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    assert "sweep fc, size 1/2: 16" in err and "sweep fc, size 2/2: 32: 2/2 size (100%)" in err
+    assert main(["verify", "--arch", "fc", "--sizes", "16,32", "--samples", "12"]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and "size 2/2: fc 32: 12/12 init (100%)" in err
+
+
+def test_long_predictions_show_progress_layer_by_layer(monkeypatch):
+    from pathstats import prediction
+
+    log, real = io.StringIO(), prediction.progress_bar
+    monkeypatch.setattr(prediction, "progress_bar", lambda **kw: real(**{**kw, "delay": 0, "file": log}))
+    pathstats.predict("conv6", (3, 32, 32), progress=True)
+    lines = log.getvalue().splitlines()
+    total = lines[-1].split(": ")[1].split()[0].split("/")[1]
+    assert lines[0].startswith(f"predict conv6 3x32x32: 0/{total} layer")
+    assert lines[-1].startswith(f"predict conv6 3x32x32: {total}/{total} layer (100%)")
