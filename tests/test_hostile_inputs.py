@@ -78,6 +78,8 @@ def _cases(tmp: str) -> list:
         ("sweep-text-size", ["sweep", "--arch", "conv6", "--sizes", "32,abc"], None, "comma-separated integers"),
         ("sweep-negative-size", ["sweep", "--arch", "conv6", "--sizes", "32,-64"], None, "at least 1"),
         ("sweep-too-small-size", ["sweep", "--arch", "conv6", "--sizes", "2,4096"], None, "cannot read inputs"),
+        ("sweep-size-fails-deep-layer", ["sweep", "--arch", "conv6-avgpool", "--sizes", "4096,3"], None,
+         "cannot read inputs of shape (3, 3, 3)"),
         ("sweep-two-archs", ["sweep", "--arch", "conv6,fc", "--sizes", "32,64"], None, "single --arch"),
         ("sweep-figure-jpg", ["sweep", "--arch", "conv6", "--sizes", "32,4096", "--figure", os.path.join(tmp, "s.jpg")], None,
          "figure format"),
