@@ -42,7 +42,6 @@ tensor([4.])
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 
@@ -51,6 +50,9 @@ import torch.autograd.forward_ad as fwAD
 from torch import nn
 
 from pathstats.errors import PathstatsError
+
+from .attacks import _ascend, _check_bounds, _check_eps, _check_count, _generator, step_for
+from .gradients import _to_model, check_batch, eval_mode
 
 __all__ = [
     "OperatorNormError",
@@ -63,6 +65,8 @@ __all__ = [
     "exact_method",
     "dual_map",
     "norm_exponent",
+    "logit_pgd",
+    "alignment",
 ]
 
 MAX_SIGN_CLASSES = 16  # q = 1 is exact by enumerating 2^(K-1) sign vectors up to this K
@@ -159,18 +163,6 @@ def dual_map(z: torch.Tensor, p) -> torch.Tensor:
 # ----------------------------------------------------------------------------- Jacobian products
 
 
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module):
-    """Run ``model`` in eval mode (no BatchNorm update, per-sample Jacobians), then restore."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, training in modes:
-            m.training = training
-
-
 def _jvp(model: nn.Module, x: torch.Tensor, v: torch.Tensor, *, logits: bool = False):
     """``J_f(x) v`` per sample, by forward-mode differentiation (and the logits if asked)."""
     with fwAD.dual_level():
@@ -192,7 +184,7 @@ def logit_jacobian(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     >>> bool((logit_jacobian(model, torch.rand(2, 1, 2, 2))[1] == model[1].weight).all())
     True
     """
-    with _eval_mode(model), torch.enable_grad():
+    with eval_mode(model), torch.enable_grad():
         x = x.detach().requires_grad_(True)
         out = model(x)
         rows = []
@@ -294,7 +286,7 @@ def power_iteration(model: nn.Module, x: torch.Tensor, p, q, iters: int = 50, se
         raise OperatorNormError(f"iters must be a non-negative integer, got {iters!r}")
     x = x.detach()
     v = _unit_start(x, p, seed)
-    with _eval_mode(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         for _ in range(int(iters)):
             u = dual_map(_jvp(model, x, v), _dual(q))
             v = dual_map(_vjp(model, x, u), p)
@@ -343,7 +335,7 @@ def operator_norm(model: nn.Module, x: torch.Tensor, p, q, iters: int = 50, seed
     if method not in ("auto", "exact", "power"):
         raise OperatorNormError(f"method must be 'auto', 'exact' or 'power', got {method!r}")
     if method != "power":
-        with _eval_mode(model), torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             classes = model(x[:1]).shape[1]
         how = exact_method(p, q, classes)
         if how is not None:
@@ -355,7 +347,7 @@ def operator_norm(model: nn.Module, x: torch.Tensor, p, q, iters: int = 50, seed
                 "exact are p = 1, q = inf, p = q = 2, and q = 1 for at most 16 classes; use method='power' for a lower bound"
             )
     v = power_iteration(model, x, p, q, iters, seed)
-    with _eval_mode(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         norms = _norms(_jvp(model, x.detach(), v), q)
     return OperatorNormResult(norms, v, f"power iteration (Roth et al. eq. 12), {int(iters)} steps: a lower bound", False)
 
@@ -386,3 +378,71 @@ def operator_norm_penalty(
     jv, logits = _jvp(model, x.detach(), v, logits=True)
     penalty = _norms(jv, q_value)
     return (penalty, logits) if return_logits else penalty
+
+
+# ----------------------------------------------------------------------------- Theorem 1
+
+
+def logit_pgd(model: nn.Module, x: torch.Tensor, eps: float, norm=2, q=2, steps: int = 10, step_size: float | None = None,
+              bounds=(0.0, 1.0), seed: int | None = None) -> torch.Tensor:
+    """l_p PGD on Roth et al.'s logit loss ``||f(x + delta) - f(x)||_q`` (their Theorem 1's attack).
+
+    The attack loop of :func:`pathstats.robust.attacks.pgd` (same steps,
+    projections and box clipping), ascending this logit-space loss instead of
+    the cross-entropy; it always starts uniformly in the ball (the loss has no
+    gradient at ``delta = 0``).  ``step_size=None`` means ``0.2 * eps``.
+
+    Examples
+    --------
+    >>> model = torch.nn.Linear(4, 3)
+    >>> x = torch.rand(5, 4)
+    >>> x_adv = logit_pgd(model, x, eps=0.1, seed=0)
+    >>> bool(((x_adv - x).norm(dim=1) <= 0.1 + 1e-6).all())
+    True
+    """
+    check_batch(x)
+    step, eps = step_for(norm), _check_eps(eps)
+    q = norm_exponent(q)
+    _check_count("steps", steps, 0)
+    step_size = _check_eps(0.2 * eps if step_size is None else step_size)
+    bounds = _check_bounds(x, bounds)
+    x0 = _to_model(model, x)[0]
+    start = step.random_start(x0, eps, _generator(x0.device, seed))
+    with eval_mode(model):
+        with torch.no_grad():
+            clean = model(x0)
+
+        def gradient(xk: torch.Tensor) -> torch.Tensor:
+            with torch.enable_grad():
+                xk = xk.detach().requires_grad_(True)
+                return torch.autograd.grad(_norms(model(xk) - clean, q).sum(), xk)[0]
+
+        x_adv = _ascend(model, x0, None, eps, step, steps, step_size, start, bounds, gradient=gradient)
+    return x_adv.to(x.device)
+
+
+def alignment(model: nn.Module, x: torch.Tensor, p, q, eps: float, steps: int = 10, seed: int | None = None) -> torch.Tensor:
+    """``|cos|`` between the logit-loss PGD perturbation and the operator norm's maximiser ``v``.
+
+    Roth et al.'s Theorem 1: for radii small enough that the network is linear
+    in the ball, and in the limit of infinite step size, l_p PGD on
+    ``||f(x + delta) - f(x)||_q`` is the power-method iteration of the
+    ``(p, q)``-operator norm, so ``delta`` lines up with ``v`` (up to sign).  The
+    PGD runs with step ``1e6 * eps`` (the limit: each step lands on the
+    maximiser of the linearised loss) and no box; ``v`` comes from
+    :func:`operator_norm` (exact where computable).  Only ``p`` in 1, 2, inf
+    (the attack norms).
+
+    Examples
+    --------
+    >>> torch.manual_seed(0) and None
+    >>> model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 4))
+    >>> cosines = alignment(model, torch.randn(3, 6), 2, 2, eps=1e-3, steps=50, seed=0)
+    >>> bool((cosines > 0.999).all())
+    True
+    """
+    unbounded = (-math.inf, math.inf)
+    delta = logit_pgd(model, x, eps, norm=p, q=q, steps=steps, step_size=1e6 * float(eps), bounds=unbounded, seed=seed) - x
+    v = operator_norm(model, x, p, q, seed=seed).v.to(delta.device)
+    cos = (delta.flatten(1) * v.flatten(1)).sum(1) / (delta.flatten(1).norm(dim=1) * v.flatten(1).norm(dim=1)).clamp(min=1e-30)
+    return cos.abs()
