@@ -197,7 +197,7 @@ def logit_jacobian(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def _sign_vectors(k: int, dtype, device) -> torch.Tensor:
     """The ``2^(k-1)`` sign vectors of length ``k`` with a first entry +1 (one per pair +-s)."""
-    signs = torch.tensor(list(itertools.product((1.0, -1.0), repeat=k - 1)), dtype=dtype, device=device).reshape(-1, k - 1)
+    signs = torch.tensor(list(itertools.product((1.0, -1.0), repeat=k - 1)), dtype=dtype, device=device).reshape(2 ** (k - 1), k - 1)
     return torch.cat([torch.ones(len(signs), 1, dtype=dtype, device=device), signs], dim=1)
 
 
