@@ -38,6 +38,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import os
@@ -443,6 +444,7 @@ def upsample(x: torch.Tensor, size: int) -> torch.Tensor:
 # ----------------------------------------------------------------------------- nets vs data
 
 
+@functools.lru_cache(maxsize=None)
 def minimum_size(arch: str, channels: int = 3, largest: int = 1024) -> int:
     """Smallest square image side that registered network ``arch`` reads.
 
@@ -463,7 +465,8 @@ def _reads(arch: str, input_shape: tuple) -> bool:
     from pathstats import nets
 
     try:
-        model = nets.build(arch, input_shape).to("meta")
+        with torch.device("meta"):  # shapes only: no weights drawn, no arithmetic
+            model = nets.build(arch, input_shape)
         with torch.no_grad():
             model(torch.empty((1,) + tuple(input_shape), device="meta"))
         return True
