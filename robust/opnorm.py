@@ -425,7 +425,7 @@ def logit_pgd(model: nn.Module, x: torch.Tensor, eps: float, norm=2, q=2, steps:
                 return torch.autograd.grad(_norms(model(xk) - clean, q).sum(), xk)[0]
 
         x_adv = _ascend(model, x0, None, eps, step, steps, step_size, start, bounds, gradient=gradient)
-    return x_adv.to(x.device)
+    return x_adv.to(x.device).contiguous()
 
 
 def alignment(model: nn.Module, x: torch.Tensor, p, q, eps: float, steps: int = 10, seed: int | None = None) -> torch.Tensor:
