@@ -25,6 +25,7 @@ from .graphio import read_node_link, resolve_node
 from .prediction import MODES, predict, save_array
 from .progress import progress
 from .provenance import provenance
+from .robust.cli_attack import register as register_attack
 
 __all__ = ["main", "run"]
 
@@ -122,6 +123,7 @@ def _build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--figure-format", choices=["png", "pdf", "svg"], default="png", help="format of the figure "
                         "written under --out (default png)")
     verify.set_defaults(handler=_cmd_verify)
+    register_attack(commands)
     return parser
 
 
