@@ -106,6 +106,7 @@ def _build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", action="store_true", help="print one JSON object")
     verify.add_argument("--out", metavar="DIR", help="write verify.json and maps.png there")
     verify.set_defaults(handler=_cmd_verify)
+    from pathstats.robust import cli_train; cli_train.register(commands)  # noqa: E702 - one line per command
     return parser
 
 
