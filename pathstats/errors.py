@@ -12,6 +12,7 @@ __all__ = [
     "NotADAGError",
     "UnknownNodeError",
     "GraphFormatError",
+    "OutputPathError",
 ]
 
 
@@ -32,3 +33,8 @@ class UnknownNodeError(PathstatsError, LookupError):
 
 class GraphFormatError(PathstatsError, ValueError):
     """A graph or graph file is unreadable, malformed or not directed."""
+
+
+class OutputPathError(PathstatsError, ValueError):
+    """An output path cannot be written (missing or unwritable folder, a folder where a
+    file is wanted or a file where a folder is wanted, an unknown file format)."""

@@ -1,0 +1,476 @@
+"""The data sets every robustness command reads: ``digits``, ``cifar10:DIR``, ``folder:DIR``.
+
+A data set is named by a short spec string:
+
+``digits``
+    scikit-learn's bundled 8 x 8 handwritten digits (1797 grayscale images, 10
+    classes, shipped with scikit-learn: nothing is downloaded).  Pixels (0..16)
+    are divided by 16.  The train/test split is fixed: per class, a seeded
+    permutation (seed 0) sends ``round(0.2 n_class)`` images to the test split
+    (359 test, 1438 train images).
+``cifar10:DIR``
+    CIFAR-10 in the standard python-batches layout (``data_batch_1`` ...
+    ``data_batch_5``, ``test_batch``, ``batches.meta``: pickled dicts with
+    ``b"data"``, uint8 N x 3072, and ``b"labels"``); ``DIR`` is the folder
+    ``cifar-10-batches-py`` or its parent.  Never downloaded.  The pickles are
+    read by a restricted unpickler that builds only NumPy arrays, lists, dicts,
+    numbers and strings, so a crafted file cannot run code.
+``folder:DIR``
+    ``DIR/train/<class>/*.png`` and ``DIR/test/<class>/*.png`` (also ``.jpg``,
+    ``.jpeg``, ``.bmp``), all of one size, 8-bit grayscale or colour; class
+    names sorted alphabetically give the labels 0, 1, ...  If any image has
+    colour, every image is read as RGB; otherwise the data have one channel.
+
+Pixels are float32 in ``[0, 1]``, labels int64.  ``size`` up-samples by copying
+each pixel into a ``k x k`` block (nearest neighbour, ``k = size / native``,
+an integer), as the paper's Section 4.2 does; networks adapt their input
+channels to the data (:func:`check_model_input` says which image sizes a
+registered network reads).
+
+Examples
+--------
+>>> data = load_dataset("digits")
+>>> data.train_x.shape, data.test_x.shape, data.classes, data.input_shape
+(torch.Size([1438, 1, 8, 8]), torch.Size([359, 1, 8, 8]), 10, (1, 8, 8))
+>>> load_dataset("digits", size=32).input_shape
+(1, 32, 32)
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import pickle
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from pathstats.errors import PathstatsError
+
+__all__ = [
+    "DataError",
+    "Dataset",
+    "SPEC_FORMS",
+    "check_data_spec",
+    "load_dataset",
+    "native_size",
+    "upsample",
+    "minimum_size",
+    "check_model_input",
+]
+
+SPEC_FORMS = "digits, cifar10:DIR (the python-batches layout) or folder:DIR (DIR/train/<class>/*.png and DIR/test/<class>/*.png)"
+
+DIGITS_TEST_FRACTION = 0.2
+CIFAR_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta")
+CIFAR_LAYOUT = "the python-batches layout: cifar-10-batches-py/ with data_batch_1 ... data_batch_5, test_batch and batches.meta"
+FOLDER_LAYOUT = "DIR/train/<class>/*.png and DIR/test/<class>/*.png, the same class folders in both"
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
+_GRAY_MODES = ("1", "L", "LA")
+_COLOUR_MODES = ("P", "RGB", "RGBA", "PA")
+
+
+class DataError(PathstatsError, ValueError):
+    """A data spec, data folder or ``--size`` that cannot be read as asked."""
+
+
+@dataclass
+class Dataset:
+    """A classification data set with a train and a test split, on one device.
+
+    ``train_x``/``test_x`` are float32 ``N x C x H x W`` in ``bounds``;
+    ``train_y``/``test_y`` int64 labels in ``0 .. classes - 1``.
+    """
+
+    name: str
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    classes: int
+    input_shape: tuple
+    bounds: tuple = (0.0, 1.0)
+    class_names: tuple = field(default_factory=tuple)
+    description: str = ""
+
+    def to(self, device) -> "Dataset":
+        """The same data set with its tensors on ``device``."""
+        moved = {k: getattr(self, k).to(device) for k in ("train_x", "train_y", "test_x", "test_y")}
+        return Dataset(**{**self.__dict__, **moved})
+
+
+# ----------------------------------------------------------------------------- specs
+
+
+def _parse(spec: str) -> tuple[str, str | None]:
+    if not isinstance(spec, str) or not spec:
+        raise DataError(f"data spec must be a string: {SPEC_FORMS}")
+    kind, sep, path = spec.partition(":")
+    if kind == "digits" and not sep:
+        return kind, None
+    if kind in ("cifar10", "folder") and sep:
+        if not path:
+            raise DataError(f"{kind}: needs a folder after the colon, e.g. {kind}:/data/{'cifar-10-batches-py' if kind == 'cifar10' else 'images'}")
+        return kind, os.path.expanduser(path)
+    raise DataError(f"unknown data spec {spec!r}: use {SPEC_FORMS}")
+
+
+def _cifar_dir(path: str) -> str:
+    """The folder holding the CIFAR-10 batches (``path`` or ``path/cifar-10-batches-py``)."""
+    for candidate in (path, os.path.join(path, "cifar-10-batches-py")):
+        if all(os.path.isfile(os.path.join(candidate, f)) for f in CIFAR_FILES):
+            return candidate
+    if not os.path.isdir(path):
+        raise DataError(f"cifar10: no folder {path!r}; expected {CIFAR_LAYOUT} (it is never downloaded)")
+    inner = os.path.join(path, "cifar-10-batches-py")
+    where = inner if os.path.isdir(inner) else path
+    missing = [f for f in CIFAR_FILES if not os.path.isfile(os.path.join(where, f))]
+    raise DataError(f"cifar10: {where!r} lacks {', '.join(missing)}; expected {CIFAR_LAYOUT} (it is never downloaded)")
+
+
+def _image_files(folder: str) -> list[str]:
+    return sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(folder, f)))
+
+
+def _folder_classes(path: str) -> list[str]:
+    """Sorted class names of an image folder, after checking its layout."""
+    if not os.path.isdir(path):
+        raise DataError(f"folder: no folder {path!r}; expected {FOLDER_LAYOUT}")
+    found = {}
+    for split in ("train", "test"):
+        root = os.path.join(path, split)
+        if not os.path.isdir(root):
+            raise DataError(f"folder: {path!r} has no {split}/ sub-folder; expected {FOLDER_LAYOUT}")
+        classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+        if not classes:
+            raise DataError(f"folder: {root!r} has no class sub-folders; expected {FOLDER_LAYOUT}")
+        for c in classes:
+            if not _image_files(os.path.join(root, c)):
+                raise DataError(f"folder: {os.path.join(root, c)!r} holds no image ({', '.join(IMAGE_EXTENSIONS)}); expected {FOLDER_LAYOUT}")
+        found[split] = classes
+    if found["train"] != found["test"]:
+        only_train = sorted(set(found["train"]) - set(found["test"]))
+        only_test = sorted(set(found["test"]) - set(found["train"]))
+        raise DataError(f"folder: train/ and test/ have different classes (only in train: {only_train}, only in test: {only_test}); expected {FOLDER_LAYOUT}")
+    return found["train"]
+
+
+def native_size(spec: str) -> tuple[int, int]:
+    """Height and width of the images of ``spec`` before any up-sampling.
+
+    >>> native_size("digits")
+    (8, 8)
+    """
+    kind, path = _parse(spec)
+    if kind == "digits":
+        return (8, 8)
+    if kind == "cifar10":
+        _cifar_dir(path)
+        return (32, 32)
+    from PIL import Image
+
+    c = _folder_classes(path)[0]
+    folder = os.path.join(path, "train", c)
+    with Image.open(os.path.join(folder, _image_files(folder)[0])) as image:
+        return (image.height, image.width)
+
+
+def _check_size(native: tuple[int, int], size: int | None, name: str) -> int:
+    """The up-sampling factor ``size / native``; refuses anything but a positive integer factor."""
+    if size is None:
+        return 1
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise DataError(f"--size must be a positive integer, got {size!r}")
+    h, w = native
+    if h != w:
+        raise DataError(f"--size needs square images; {name} images are {h} x {w}: leave --size out")
+    if size % h:
+        multiples = ", ".join(str(h * k) for k in range(1, 5))
+        raise DataError(f"--size {size} is not a multiple of the {h}-pixel side of {name}: up-sampling copies each pixel k x k times; use {multiples}, ...")
+    return size // h
+
+
+def check_data_spec(spec: str, size: int | None = None) -> None:
+    """Refuse, before any work, a data spec (and ``size``) that cannot be loaded.
+
+    Checks the spec's form, that the folder exists with the expected layout
+    (file names only; the files' contents are checked when loaded), and that
+    ``size`` is an integer multiple of the images' side.
+
+    Raises
+    ------
+    DataError
+        In one line that names the expected layout.
+
+    Examples
+    --------
+    >>> check_data_spec("digits", size=32)
+    >>> check_data_spec("mnist")
+    Traceback (most recent call last):
+    ...
+    pathstats.robust.data.DataError: unknown data spec 'mnist': use digits, cifar10:DIR (the python-batches layout) or folder:DIR (DIR/train/<class>/*.png and DIR/test/<class>/*.png)
+    >>> check_data_spec("digits", size=12)
+    Traceback (most recent call last):
+    ...
+    pathstats.robust.data.DataError: --size 12 is not a multiple of the 8-pixel side of digits: up-sampling copies each pixel k x k times; use 8, 16, 24, 32, ...
+    """
+    _check_size(native_size(spec), size, _parse(spec)[0])
+
+
+# ----------------------------------------------------------------------------- loaders
+
+
+def _digits(seed: int) -> tuple:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = bunch.images.astype(np.float32)[:, None] / np.float32(16.0)
+    y = bunch.target.astype(np.int64)
+    rng = np.random.default_rng(seed)
+    test = np.zeros(len(y), dtype=bool)
+    for c in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == c))
+        test[members[: int(round(DIGITS_TEST_FRACTION * len(members)))]] = True
+    names = tuple(str(c) for c in range(10))
+    how = f"scikit-learn digits 8x8, pixels/16, stratified split {1 - DIGITS_TEST_FRACTION:.0%}/{DIGITS_TEST_FRACTION:.0%} (seed {seed})"
+    return x[~test], y[~test], x[test], y[test], names, how
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles dicts, lists, numbers, strings and NumPy arrays, nothing else."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"): ("_reconstruct",),
+        ("numpy._core.multiarray", "_reconstruct"): ("_reconstruct",),
+        ("numpy.core.multiarray", "scalar"): ("scalar",),
+        ("numpy._core.multiarray", "scalar"): ("scalar",),
+        ("numpy", "ndarray"): None,
+        ("numpy", "dtype"): None,
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to build {module}.{name}")
+        if module == "numpy":
+            return getattr(np, name)
+        try:
+            from numpy._core import multiarray
+        except ImportError:  # NumPy < 2
+            from numpy.core import multiarray
+        return getattr(multiarray, name)
+
+
+def _unpickle(path: str) -> dict:
+    try:
+        with open(path, "rb") as f:
+            data = _ArrayUnpickler(io.BytesIO(f.read()), encoding="bytes").load()
+    except Exception as exc:  # any unreadable file is a malformed data set
+        raise DataError(f"cifar10: cannot read {path!r} ({type(exc).__name__}: {exc}); expected {CIFAR_LAYOUT}") from None
+    if not isinstance(data, dict):
+        raise DataError(f"cifar10: {path!r} is not a pickled dict; expected {CIFAR_LAYOUT}")
+    return data
+
+
+def _cifar_batch(path: str) -> tuple[np.ndarray, np.ndarray]:
+    batch = _unpickle(path)
+    data, labels = batch.get(b"data"), batch.get(b"labels")
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or labels is None:
+        raise DataError(f"cifar10: {path!r} lacks b'data' (uint8, N x 3072) or b'labels'; expected {CIFAR_LAYOUT}")
+    labels = np.asarray(labels, dtype=np.int64)
+    if labels.shape != (len(data),):
+        raise DataError(f"cifar10: {path!r} has {len(data)} images but {labels.size} labels; expected {CIFAR_LAYOUT}")
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def _cifar(path: str) -> tuple:
+    where = _cifar_dir(path)
+    meta = _unpickle(os.path.join(where, "batches.meta"))
+    names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in meta.get(b"label_names", [])) or tuple(str(c) for c in range(10))
+    train = [_cifar_batch(os.path.join(where, f"data_batch_{i}")) for i in range(1, 6)]
+    test_x, test_y = _cifar_batch(os.path.join(where, "test_batch"))
+    train_x = np.concatenate([b[0] for b in train])
+    train_y = np.concatenate([b[1] for b in train])
+    for labels in (train_y, test_y):
+        if labels.size and (labels.min() < 0 or labels.max() >= len(names)):
+            raise DataError(f"cifar10: labels outside 0..{len(names) - 1} in {where!r}; expected {CIFAR_LAYOUT}")
+    return train_x.astype(np.float32) / np.float32(255), train_y, test_x.astype(np.float32) / np.float32(255), test_y, names, f"CIFAR-10 python batches in {where}, pixels/255"
+
+
+def _read_image(path: str) -> tuple[np.ndarray, bool]:
+    """An image as uint8 ``H x W x C`` and whether it has colour."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            mode = image.mode
+            if mode in _GRAY_MODES:
+                return np.asarray(image.convert("L"))[..., None], False
+            if mode in _COLOUR_MODES:
+                return np.asarray(image.convert("RGB")), True
+    except OSError as exc:
+        raise DataError(f"folder: cannot read image {path!r} ({exc})") from None
+    raise DataError(f"folder: {path!r} has image mode {mode!r}; only 8-bit grayscale or colour images (modes {', '.join(_GRAY_MODES + _COLOUR_MODES)}) are read")
+
+
+def _folder(path: str) -> tuple:
+    classes = _folder_classes(path)
+    splits, colour, shape = {}, False, None
+    for split in ("train", "test"):
+        images, labels = [], []
+        for label, c in enumerate(classes):
+            folder = os.path.join(path, split, c)
+            for f in _image_files(folder):
+                image, has_colour = _read_image(os.path.join(folder, f))
+                if shape is None:
+                    shape = image.shape[:2]
+                elif image.shape[:2] != shape:
+                    raise DataError(f"folder: {os.path.join(folder, f)!r} is {image.shape[0]} x {image.shape[1]}, others are {shape[0]} x {shape[1]}: all images must have one size")
+                colour |= has_colour
+                images.append(image)
+                labels.append(label)
+        splits[split] = (images, np.asarray(labels, dtype=np.int64))
+    channels = 3 if colour else 1
+
+    def stack(images):
+        x = np.stack([np.broadcast_to(im, im.shape[:2] + (channels,)) for im in images])
+        return x.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255)
+
+    how = f"image folder {path}, {'RGB' if colour else 'grayscale'} pixels/255, classes {', '.join(classes)}"
+    return stack(splits["train"][0]), splits["train"][1], stack(splits["test"][0]), splits["test"][1], tuple(classes), how
+
+
+def load_dataset(spec: str, size: int | None = None, seed: int = 0, device="cpu") -> Dataset:
+    """Load the data set ``spec`` on ``device``, up-sampled to ``size`` x ``size`` pixels.
+
+    Parameters
+    ----------
+    spec : str
+        ``digits``, ``cifar10:DIR`` or ``folder:DIR`` (see the module's description).
+    size : int, optional
+        Side of the up-sampled images, an integer multiple of the native side
+        (each pixel is copied into a block of ``size / native`` squared pixels).
+    seed : int
+        Seed of the digits' train/test split.  Keep the default 0, the project's
+        fixed split: a model's training seed must not reach it.  The other data
+        sets come with their own split and ignore it.
+    device : str or torch.device
+        Where the tensors live (the model's device, so batches need no copies).
+
+    Raises
+    ------
+    DataError
+        Before loading anything, if the spec, its folder layout or ``size`` is
+        wrong; while loading, if a file is malformed.
+
+    Examples
+    --------
+    >>> data = load_dataset("digits", size=16)
+    >>> data.train_x.dtype, data.train_y.dtype, float(data.train_x.max()), data.bounds
+    (torch.float32, torch.int64, 1.0, (0.0, 1.0))
+    >>> bool((data.train_x[:, :, ::2, ::2] == data.train_x[:, :, 1::2, 1::2]).all())
+    True
+    """
+    kind, path = _parse(spec)
+    factor = _check_size(native_size(spec), size, kind)
+    loader = {"digits": lambda: _digits(seed), "cifar10": lambda: _cifar(path), "folder": lambda: _folder(path)}[kind]
+    train_x, train_y, test_x, test_y, names, how = loader()
+    tensors = [torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in (train_x, train_y, test_x, test_y)]
+    if factor > 1:
+        tensors[0], tensors[2] = upsample(tensors[0], size), upsample(tensors[2], size)
+        how += f", up-sampled x{factor} by pixel copying"
+    return Dataset(
+        name=spec if size is None else f"{spec}@{size}",
+        train_x=tensors[0],
+        train_y=tensors[1],
+        test_x=tensors[2],
+        test_y=tensors[3],
+        classes=len(names),
+        input_shape=tuple(tensors[0].shape[1:]),
+        class_names=names,
+        description=how,
+    )
+
+
+def upsample(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Up-sample square images ``N x C x s x s`` to ``size`` by copying each pixel ``k x k`` times.
+
+    ``k = size / s`` must be an integer: nearest-neighbour up-sampling, no
+    interpolation (the paper's Section 4.2).
+
+    Examples
+    --------
+    >>> upsample(torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]]), 4)[0, 0]
+    tensor([[1., 1., 2., 2.],
+            [1., 1., 2., 2.],
+            [3., 3., 4., 4.],
+            [3., 3., 4., 4.]])
+    """
+    if x.dim() != 4:
+        raise DataError(f"upsample takes images N x C x H x W, got shape {tuple(x.shape)}")
+    n, c, h, w = x.shape
+    k = _check_size((h, w), size, "the images")
+    return x[:, :, :, None, :, None].expand(n, c, h, k, w, k).reshape(n, c, h * k, w * k)
+
+
+# ----------------------------------------------------------------------------- nets vs data
+
+
+def minimum_size(arch: str, channels: int = 3, largest: int = 1024) -> int:
+    """Smallest square image side that registered network ``arch`` reads.
+
+    Found by running the network on the meta device (shapes only, no
+    arithmetic) for sides 1, 2, ...; e.g. ``conv6``'s five stride-2 reflect-
+    padded convolutions need 17 pixels.
+
+    >>> minimum_size("conv6"), minimum_size("conv8"), minimum_size("fc")
+    (17, 16, 1)
+    """
+    for side in range(1, largest + 1):
+        if _reads(arch, (channels, side, side)):
+            return side
+    raise DataError(f"{arch} reads no square image up to {largest} pixels")
+
+
+def _reads(arch: str, input_shape: tuple) -> bool:
+    from pathstats import nets
+
+    try:
+        model = nets.build(arch, input_shape).to("meta")
+        with torch.no_grad():
+            model(torch.empty((1,) + tuple(input_shape), device="meta"))
+        return True
+    except PathstatsError as exc:
+        if isinstance(exc, nets.UnknownArchitectureError):
+            raise
+        return False
+    except (RuntimeError, ValueError, NotImplementedError):
+        return False
+
+
+def check_model_input(arch: str, input_shape: tuple) -> None:
+    """Refuse, in one line with the ``--size`` to use, data that network ``arch`` cannot read.
+
+    Registered networks take their input channels from the data (1 for
+    digits, 3 for CIFAR-10); their depth and strides set a smallest image side.
+
+    Examples
+    --------
+    >>> check_model_input("conv6-avgpool", (1, 8, 8))
+    >>> check_model_input("conv6", (1, 8, 8))
+    Traceback (most recent call last):
+    ...
+    pathstats.robust.data.DataError: conv6 reads images of at least 17 x 17 pixels, and the data are 8 x 8: up-sample with --size 24 (or any multiple of 8 from 24 on)
+    """
+    if _reads(arch, input_shape):
+        return
+    side = input_shape[-1]
+    if len(input_shape) != 3:
+        raise DataError(f"{arch} cannot read inputs of shape {tuple(input_shape)}")
+    least = minimum_size(arch, input_shape[0])
+    suggestion = side * math.ceil(least / side)
+    raise DataError(
+        f"{arch} reads images of at least {least} x {least} pixels, and the data are {input_shape[1]} x {side}: "
+        f"up-sample with --size {suggestion} (or any multiple of {side} from {suggestion} on)"
+    )
