@@ -45,9 +45,8 @@ from torch import nn
 
 from pathstats.errors import PathstatsError
 
-from .attacks import fgm, lp_radius, pgd
-from .gradients import eval_mode
-from .opnorm import operator_norm_penalty
+from .attacks import fgm, lp_radius, parse_norm, pgd, step_for
+from .gradients import _loss_gradient, eval_mode
 
 __all__ = [
     "Method",
@@ -55,9 +54,7 @@ __all__ = [
     "MethodError",
     "get_method",
     "frozen_batchnorm_stats",
-    "loss_and_input_gradient",
     "per_sample_norm",
-    "parse_norm",
     "cross_lipschitz",
     "finite_difference_direction",
     "finite_difference_penalty",
@@ -71,23 +68,6 @@ OPTION_DEFAULTS = {"fd_h": 0.01, "opnorm_p": "2", "opnorm_q": "2", "opnorm_iters
 
 class MethodError(PathstatsError, ValueError):
     """An unknown method name or an option a method cannot use."""
-
-
-def parse_norm(norm) -> float:
-    """Read a norm exponent: ``"inf"``, ``float("inf")``, ``2``, ``"2"``, ``1`` ... as a float >= 1.
-
-    Examples
-    --------
-    >>> parse_norm("inf"), parse_norm(2), parse_norm("1")
-    (inf, 2.0, 1.0)
-    """
-    try:
-        value = float(norm)
-    except (TypeError, ValueError):
-        raise MethodError(f"a norm exponent is a number >= 1 or 'inf', not {norm!r}") from None
-    if not value >= 1:  # also refuses nan
-        raise MethodError(f"a norm exponent is a number >= 1 or 'inf', not {norm!r}")
-    return value
 
 
 def _option(config, name: str):
@@ -105,34 +85,6 @@ def per_sample_norm(g: torch.Tensor, q: float) -> torch.Tensor:
     tensor([7.])
     """
     return torch.linalg.vector_norm(g.flatten(1), ord=q, dim=1)
-
-
-def loss_and_input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, create_graph: bool = False):
-    """One forward of ``model`` (in its present mode): per-sample losses and ``dL/dx``.
-
-    ``L`` is the cross-entropy summed over the batch, so each row of the gradient is
-    the sample's own ``dL(x_i, y_i)/dx_i`` (plus BatchNorm's batch coupling in train
-    mode).  The graph of the forward is kept, so the losses can still be
-    back-propagated to the parameters; with ``create_graph`` the gradient is itself
-    differentiable (double backpropagation).
-
-    Returns
-    -------
-    (losses, grad) : (Tensor[B], Tensor of x's shape)
-
-    Examples
-    --------
-    >>> model = torch.nn.Linear(3, 2, bias=False)
-    >>> x, y = torch.rand(4, 3), torch.tensor([0, 1, 1, 0])
-    >>> losses, g = loss_and_input_gradient(model, x, y)
-    >>> p = torch.softmax(model(x), 1) - F.one_hot(y, 2)
-    >>> torch.allclose(g, p @ model.weight), losses.shape
-    (True, torch.Size([4]))
-    """
-    x = x.detach().requires_grad_(True)
-    losses = F.cross_entropy(model(x), y, reduction="none")
-    (grad,) = torch.autograd.grad(losses.sum(), x, create_graph=create_graph, retain_graph=True)
-    return losses, grad
 
 
 @contextlib.contextmanager
@@ -178,7 +130,7 @@ def _loss_none(model, x, y, eps_p, config=None, *, bounds=(0.0, 1.0), seed=None)
 
 def _gradient_penalty(q: float) -> Callable:
     def loss(model, x, y, eps_p, config=None, *, bounds=(0.0, 1.0), seed=None):
-        losses, grad = loss_and_input_gradient(model, x, y, create_graph=True)
+        losses, grad = _loss_gradient(model, x, y, create_graph=True)
         return losses.mean() + eps_p / 2 * per_sample_norm(grad, q).mean()
 
     return loss
@@ -201,8 +153,8 @@ def _loss_fgsm_through(model, x, y, eps_p, config=None, *, bounds=(0.0, 1.0), se
     # has derivative 0 almost everywhere, so for l_inf the parameter gradient equals
     # fgsm's; only the cost differs (tests check both facts).
     with eval_mode(model):
-        _, grad = loss_and_input_gradient(model, x, y, create_graph=True)
-    x_adv = torch.clamp(x + eps_p * torch.sign(grad), *bounds)
+        _, grad = _loss_gradient(model, x, y, create_graph=True)
+    x_adv = torch.clamp(x + eps_p * step_for("inf").direction(grad), *bounds)
     clean = F.cross_entropy(model(x), y)
     with frozen_batchnorm_stats(model):
         adversarial = F.cross_entropy(model(x_adv), y)
@@ -255,8 +207,10 @@ def _loss_crosslip(model, x, y, eps_p, config=None, *, bounds=(0.0, 1.0), seed=N
 def finite_difference_direction(grad: torch.Tensor, q: float) -> torch.Tensor:
     """Finlay & Oberman's probe direction: ``g/||g||_2`` (q = 2) or ``sign(g)/sqrt(N)`` (q = 1).
 
-    Zero where the gradient is zero; ``N`` is the number of input coordinates.
-    Both directions have unit l2 norm, so the step ``h`` has one meaning.
+    The attacks' steepest-ascent directions (l2 and l_inf steps of
+    :func:`~pathstats.robust.attacks.step_for`), the sign scaled by ``1/sqrt(N)``
+    (``N`` input coordinates) so that both have unit l2 norm and the step ``h``
+    means the same; zero where the gradient is zero.
 
     Examples
     --------
@@ -266,46 +220,44 @@ def finite_difference_direction(grad: torch.Tensor, q: float) -> torch.Tensor:
     >>> finite_difference_direction(torch.tensor([[3.0, -4.0, 0.0, 1.0]]), 1)
     tensor([[ 0.5000, -0.5000,  0.0000,  0.5000]])
     """
-    flat = grad.flatten(1)
     if q == 2:
-        norms = flat.norm(dim=1, keepdim=True)
-        direction = torch.where(norms > 0, flat / norms.clamp_min(torch.finfo(flat.dtype).tiny), torch.zeros_like(flat))
-    elif q == 1:
-        direction = torch.sign(flat) / math.sqrt(flat.shape[1])
-    else:
-        raise MethodError(f"the finite-difference penalty is defined for q = 1 or 2, not {q}")
-    return direction.view_as(grad)
+        return step_for(2).direction(grad)
+    if q == 1:
+        return step_for("inf").direction(grad) / math.sqrt(grad[0].numel())
+    raise MethodError(f"the finite-difference penalty is defined for q = 1 or 2, not {q}")
 
 
 def finite_difference_penalty(model: nn.Module, x: torch.Tensor, y: torch.Tensor, q: float, h: float):
     """Per-sample losses and Finlay & Oberman's penalty ``((L(x + h d) - L(x)) / h)^2``.
 
-    ``d`` (:func:`finite_difference_direction`) comes from a first backward pass and
-    is detached, so the penalty needs two ordinary backward passes, no double
-    backpropagation (their Section 3.1, Algorithm 1).  As ``h -> 0`` the penalty
-    tends to ``||dL/dx||_2^2`` (q = 2) or ``||dL/dx||_1^2 / N`` (q = 1), with an
-    ``O(h)`` error.  The probe ``x + h d`` is not clipped to the box (it is a
-    finite difference, not an input), and the second forward leaves BatchNorm's
-    running statistics alone.
+    ``d`` (:func:`finite_difference_direction`) comes from the gradient of the first
+    forward and is detached, so the penalty costs two ordinary backward passes and
+    no double backpropagation (their Section 3.1, Algorithm 1).  As ``h -> 0`` it
+    tends to ``||dL/dx||_2^2`` (q = 2) or ``||dL/dx||_1^2 / N`` (q = 1, ``N`` input
+    coordinates), with an ``O(h)`` error.  The probe ``x + h d`` is not clipped to
+    the box (it is a finite difference, not an input); its forward leaves
+    BatchNorm's running statistics alone.
 
     Returns
     -------
-    (losses, penalty) : (Tensor[B], Tensor[B])
+    (losses, penalty) : (Tensor[B], Tensor[B]), both differentiable in the parameters
 
     Examples
     --------
-    A linear model's loss is smooth, and the penalty approaches ``||dL/dx||_2^2``:
+    On a linear model the penalty approaches ``||dL/dx||_2^2``:
 
+    >>> from pathstats.robust.gradients import input_gradients
     >>> torch.manual_seed(0) and None
     >>> model = torch.nn.Linear(5, 3).double()
     >>> x, y = torch.rand(4, 5, dtype=torch.float64), torch.tensor([0, 1, 2, 0])
     >>> _, pen = finite_difference_penalty(model, x, y, q=2, h=1e-5)
-    >>> exact = loss_and_input_gradient(model, x, y)[1].norm(dim=1) ** 2
-    >>> torch.allclose(pen, exact, rtol=1e-3)
+    >>> torch.allclose(pen, input_gradients(model, x, y).norm(dim=1) ** 2, rtol=1e-3)
     True
     """
-    losses, grad = loss_and_input_gradient(model, x, y)
-    direction = finite_difference_direction(grad.detach(), q)
+    x = x.detach().requires_grad_(True)
+    losses = F.cross_entropy(model(x), y, reduction="none")
+    (grad,) = torch.autograd.grad(losses.sum(), x, retain_graph=True)  # keeps the graph for the parameters
+    direction = finite_difference_direction(grad, q)
     with frozen_batchnorm_stats(model):
         probe = F.cross_entropy(model(x.detach() + h * direction), y, reduction="none")
     return losses, ((probe - losses) / h) ** 2
@@ -320,6 +272,8 @@ def _finite_difference(q: float) -> Callable:
 
 
 def _loss_opnorm(model, x, y, eps_p, config=None, *, bounds=(0.0, 1.0), seed=None):
+    from .opnorm import operator_norm_penalty  # issue 11's module, imported on use
+
     clean = F.cross_entropy(model(x), y)
     with frozen_batchnorm_stats(model):
         penalty = operator_norm_penalty(model, x, parse_norm(_option(config, "opnorm_p")),
@@ -370,6 +324,10 @@ class Method:
         (0.01, 0.01)
         """
         return float(eps) if self.norm is None else float(lp_radius(eps, d, self.norm))
+
+    def to_dict(self) -> dict:
+        """Name, description, source and norm (JSON-ready; the loss left out)."""
+        return {"name": self.name, "description": self.description, "source": self.source, "norm": self.norm}
 
 
 METHODS: dict[str, Method] = {

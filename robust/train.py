@@ -48,10 +48,9 @@ from pathstats.errors import PathstatsError
 from pathstats.progress import progress as progress_bar
 from pathstats.provenance import provenance
 
-from .attacks import lp_radius
-from .data import check_data_spec, load_dataset
-from .gradients import eval_mode, grad_norms
-from .methods import get_method, parse_norm
+from .attacks import norm_name
+from .data import check_data_spec, check_model_input, load_dataset
+from .methods import get_method
 from .vulnerability import vulnerability
 
 __all__ = [
@@ -61,6 +60,7 @@ __all__ = [
     "CheckpointError",
     "train",
     "evaluate",
+    "EVAL_FIELDS",
     "DATA_DEFAULTS",
     "SCHEDULES",
 ]
@@ -204,7 +204,7 @@ class TrainConfig:
         """
         defaults = DATA_DEFAULTS["digits" if self.data == "digits" else "other"]
         filled = {k: (defaults[k] if getattr(self, k) is None else getattr(self, k)) for k in defaults}
-        norms = {k: _norm_name(getattr(self, k)) for k in ("opnorm_p", "opnorm_q")}
+        norms = {k: norm_name(getattr(self, k)) for k in ("opnorm_p", "opnorm_q")}
         return dataclasses.replace(self, **filled, **norms)
 
     def validate(self) -> None:
@@ -219,7 +219,7 @@ class TrainConfig:
         """
         method = get_method(self.method)
         nets.get(self.arch)
-        check_data_spec(self.data)
+        check_data_spec(self.data, self.size)
         _check_number("--eps", self.eps, low=0.0)
         if method.name == "none" and self.eps != 0:
             raise TrainError(f"--method none takes no strength, got --eps {self.eps}; leave --eps out or choose a method")
@@ -239,13 +239,8 @@ class TrainConfig:
             raise TrainError(f"--seed must be an integer >= 0, got {self.seed!r}")
         if self.schedule not in SCHEDULES:
             raise TrainError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
-        parse_norm(self.opnorm_p), parse_norm(self.opnorm_q)
+        norm_name(self.opnorm_p), norm_name(self.opnorm_q)
         _check_device(self.device)
-
-
-def _norm_name(norm) -> str:
-    value = parse_norm(norm)
-    return "inf" if math.isinf(value) else f"{value:g}"
 
 
 def _check_number(flag: str, value, low: float, strict: bool = False) -> None:
@@ -277,52 +272,38 @@ _SHUFFLE, _TRAIN_STEP, _EVAL_TEST, _EVAL_TRAIN = 1, 2, 3, 4
 # --------------------------------------------------------------------------- evaluation
 
 
-def _mean_se(values: torch.Tensor) -> tuple[float, float]:
-    values = values.double().flatten()
-    n = values.numel()
-    mean = float(values.mean()) if n else float("nan")
-    se = float(values.std(unbiased=True) / math.sqrt(n)) if n > 1 else float("nan")
-    return mean, se
+#: The per-image quantities of :func:`evaluate`: name -> key of
+#: :func:`~pathstats.robust.vulnerability.vulnerability`'s result.
+EVAL_FIELDS = {"loss": "loss_clean", "accuracy": "accuracy_clean", "grad_l1": "grad_l1", "grad_l2": "grad_l2",
+               "vulnerability": "vulnerability", "loss_damage": "loss_damage", "accuracy_adv": "accuracy_adv",
+               "first_order_damage": "first_order_damage"}
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eval_eps: float, *, seed: int,
-             bounds=(0.0, 1.0), chunk: int = 500) -> dict:
+             bounds=(0.0, 1.0)) -> dict:
     """Loss, accuracy, gradient norms and l_inf PGD robustness of ``model`` on ``(x, y)``, in eval mode.
 
-    Every quantity is a mean over images with its standard error (``*_se``, the
-    sample standard deviation over ``sqrt(n)``): ``loss``, ``accuracy``,
-    ``grad_l1``, ``grad_l2`` (per-sample ``||dL/dx||``), and, under PGD at
-    ``eval_eps`` (7 steps of ``0.2 eval_eps``, random start, seeded),
-    ``vulnerability``, ``loss_damage`` and ``accuracy_adv``.
+    One call of :func:`~pathstats.robust.vulnerability.vulnerability` (PGD, l_inf,
+    radius ``eval_eps``, 7 steps of ``0.2 eval_eps``, random start, seeded).  Every
+    quantity of :data:`EVAL_FIELDS` is a mean over images with its standard error
+    ``*_se`` (sample standard deviation over ``sqrt(n)``): ``loss``, ``accuracy``,
+    ``grad_l1`` and ``grad_l2`` (per-sample ``||dL/dx||``), ``vulnerability``,
+    ``loss_damage``, ``accuracy_adv`` and Lemma 2's ``first_order_damage``
+    (``eval_eps E||dL/dx||_1``).
 
     Examples
     --------
     >>> torch.manual_seed(0) and None
     >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
     >>> r = evaluate(model, torch.rand(20, 1, 2, 2), torch.randint(0, 3, (20,)), 0.01, seed=0)
-    >>> sorted(k for k in r if not k.endswith("_se"))
-    ['accuracy', 'accuracy_adv', 'grad_l1', 'grad_l2', 'loss', 'loss_damage', 'n', 'vulnerability']
+    >>> r["n"], sorted(k for k in r if k.endswith("_se")) == sorted(k + "_se" for k in EVAL_FIELDS)
+    (20, True)
     """
-    per_sample: dict[str, list[torch.Tensor]] = {k: [] for k in
-                                                 ("loss", "accuracy", "grad_l1", "grad_l2", "vulnerability",
-                                                  "loss_damage", "accuracy_adv")}
-    with eval_mode(model):
-        for start in range(0, x.shape[0], chunk):
-            xb, yb = x[start:start + chunk], y[start:start + chunk]
-            with torch.no_grad():
-                logits = model(xb)
-            per_sample["loss"].append(F.cross_entropy(logits, yb, reduction="none"))
-            per_sample["accuracy"].append((logits.argmax(1) == yb).double())
-            norms = grad_norms(model, xb, yb)
-            per_sample["grad_l1"].append(norms["l1"])
-            per_sample["grad_l2"].append(norms["l2"])
-            attacked = vulnerability(model, xb, yb, attack="pgd", norm="inf", eps=eval_eps, bounds=bounds,
-                                     seed=seed + start, per_sample=True)
-            for key in ("vulnerability", "loss_damage", "accuracy_adv"):
-                per_sample[key].append(torch.as_tensor(attacked["per_sample"][key]).double())
-    out: dict[str, Any] = {"n": int(x.shape[0])}
-    for key, chunks in per_sample.items():
-        out[key], out[f"{key}_se"] = _mean_se(torch.cat([c.detach().cpu() for c in chunks]))
+    measured = vulnerability(model, x, y, attack="pgd", norm="inf", eps=eval_eps, bounds=bounds, seed=seed,
+                             check=False)
+    out: dict[str, Any] = {"n": measured["n"]}
+    for name, key in EVAL_FIELDS.items():
+        out[name], out[name + "_se"] = measured[key], measured[key + "_stderr"]
     return out
 
 
@@ -533,6 +514,7 @@ def train(config: TrainConfig, out_dir: str, *, progress: bool = True, max_steps
     device = torch.device(config.device)
     data = load_dataset(config.data, config.size, seed=0, device=device)
     input_shape = tuple(data.input_shape)
+    check_model_input(config.arch, input_shape)
     torch.manual_seed(config.seed)
     model = nets.build(config.arch, input_shape, data.classes).to(device)
     channels_last = device.type == "cuda" and len(input_shape) == 3
