@@ -19,7 +19,6 @@ from .errors import PathstatsError
 from .generators import EXAMPLES
 from .graphio import read_node_link, resolve_node
 from .prediction import MODES, predict, save_array
-from .robust.cli_attack import register as register_attack
 
 __all__ = ["main", "run"]
 
@@ -107,7 +106,8 @@ def _build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", action="store_true", help="print one JSON object")
     verify.add_argument("--out", metavar="DIR", help="write verify.json and maps.png there")
     verify.set_defaults(handler=_cmd_verify)
-    register_attack(commands)
+    from pathstats.robust import cli_attack; cli_attack.register(commands)  # noqa: E702 - one line per command
+    from pathstats.robust import cli_train; cli_train.register(commands)  # noqa: E702 - one line per command
     return parser
 
 
