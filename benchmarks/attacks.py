@@ -24,7 +24,7 @@ coordinates that differ by more than 1e-5.
 The machine may be shared: the table gives wall-clock throughput and the process's
 CPU time per image, which other processes disturb less.
 
-Usage: python benchmarks/attacks.py [--out benchmarks/attacks.json] [--repeats 3] [--batch 32] [--quick]
+Usage: python benchmarks/attacks.py [--out benchmarks/attacks.json] [--repeats 3] [--batch 32] [--threads 1] [--quick]
 """
 
 from __future__ import annotations
@@ -71,8 +71,12 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/attacks.json")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: on a shared machine, 2-thread OpenMP runs are dominated by "
+                        "waiting for descheduled threads)")
     parser.add_argument("--quick", action="store_true", help="8 images, 1 repeat: a smoke run")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     batch, repeats = (8, 1) if args.quick else (args.batch, args.repeats)
 
     generator = torch.Generator().manual_seed(0)
