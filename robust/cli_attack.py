@@ -58,6 +58,7 @@ def register(commands) -> None:
 def _validate(args: argparse.Namespace) -> None:
     """Refuse every bad flag in one line, before any data or model is loaded."""
     from pathstats import nets
+    from pathstats._validate import check_device, check_seed
 
     from .data import check_data_spec, check_model_input, native_size
 
@@ -72,7 +73,8 @@ def _validate(args: argparse.Namespace) -> None:
         raise PathstatsError(f"--n must be a positive number of test images, got {args.n}")
     if args.size is not None and args.size < 1:
         raise PathstatsError(f"--size must be a positive image side, got {args.size}")
-    _check_device(args.device)
+    check_device(args.device)
+    check_seed(args.seed)
     if args.run is not None:
         config = _read_run(args.run)["config"]
         for flag, given, trained in (("--data", args.data, config.data), ("--size", args.size, config.size)):
@@ -89,15 +91,6 @@ def _validate(args: argparse.Namespace) -> None:
     height, width = native_size(args.data)
     channels = 1 if args.data == "digits" else 3
     check_model_input(args.arch, (channels, args.size or height, args.size or width))
-
-
-def _check_device(device: str) -> None:
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise PathstatsError(f"--device must be a torch device such as cpu or cuda, got {device!r}") from None
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise PathstatsError("--device cuda: no CUDA device is available here; use --device cpu")
 
 
 def _read_run(run: str) -> dict:

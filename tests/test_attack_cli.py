@@ -107,6 +107,7 @@ def test_run_attacks_the_trained_weights(capsys, trained_run):
     (["--arch", "conv6", "--data", "cifar10:/nonexistent", "--attack", "pgd", "--eps", "0.01"], "never downloaded"),
     (["--arch", "conv6", "--data", "digits", "--size", "32", "--attack", "pgd", "--eps", "0.01", "--device", "cuda:x"], "--device"),
     (["--arch", "conv6", "--data", "digits", "--size", "32", "--attack", "pgd", "--norm", "1", "--eps", "0.01"], "invalid choice"),
+    (["--arch", "conv6", "--data", "digits", "--size", "32", "--attack", "pgd", "--eps", "0.01", "--seed", "-1"], "--seed"),
 ])
 def test_bad_flags_are_one_line_exit_2(capsys, argv, words):
     code, out, err = _run(capsys, "attack", *argv)
