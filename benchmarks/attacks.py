@@ -45,6 +45,7 @@ import torch  # noqa: E402
 from pathstats import nets  # noqa: E402
 from pathstats._format import format_table  # noqa: E402
 from pathstats._io import write_json  # noqa: E402
+from pathstats.provenance import provenance  # noqa: E402
 from pathstats.robust.attacks import deepfool, pgd  # noqa: E402
 
 SHAPE = (3, 32, 32)
@@ -142,7 +143,8 @@ def main() -> None:
     print("images/s and speed-up from wall-clock medians; CPU time is the process's (less sensitive to other load)")
     result = {"machine": {"python": platform.python_version(), "torch": torch.__version__, "foolbox": foolbox.__version__,
                           "cpus": os.cpu_count(), "threads": torch.get_num_threads(), "device": "cpu"},
-              "model": "conv6", "input_shape": list(SHAPE), "batch": batch, "repeats": repeats, "pgd_eps": EPS, "rows": rows}
+              "model": "conv6", "input_shape": list(SHAPE), "batch": batch, "repeats": repeats, "pgd_eps": EPS, "rows": rows,
+              "provenance": provenance(seed=0, device="cpu")}
     write_json(args.out, result)
     print(f"wrote {args.out}")
 
