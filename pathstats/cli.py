@@ -25,7 +25,6 @@ from .graphio import read_node_link, resolve_node
 from .prediction import MODES, predict, save_array
 from .progress import progress
 from .provenance import provenance
-from .robust.cli_attack import register as register_attack
 
 __all__ = ["main", "run"]
 
@@ -123,7 +122,8 @@ def _build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--figure-format", choices=["png", "pdf", "svg"], default="png", help="format of the figure "
                         "written under --out (default png)")
     verify.set_defaults(handler=_cmd_verify)
-    register_attack(commands)
+    from pathstats.robust import cli_attack; cli_attack.register(commands)  # noqa: E702 - one line per command
+    from pathstats.robust import cli_train; cli_train.register(commands)  # noqa: E702 - one line per command
     return parser
 
 
