@@ -16,6 +16,11 @@ import shlex
 
 #: name -> command line, as a user types it.  The CLI page includes each transcript.
 EXAMPLES = {
+    "help": "pathstats --help",
+    "help_predict": "pathstats predict --help",
+    "help_sweep": "pathstats sweep --help",
+    "help_verify": "pathstats verify --help",
+    "help_dag": "pathstats dag --help",
     "archs": "pathstats archs",
     "predict": "pathstats predict --arch conv6 --d 3072",
     "predict_json": "pathstats predict --arch fc --d 64 --json",
@@ -46,8 +51,8 @@ def run_example(command: str, folder: str) -> str:
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             try:
                 status = main(argv)
-            except SystemExit as exc:  # argparse's usage errors exit from inside main
-                status = exc.code
+            except SystemExit as exc:  # --help and argparse's usage errors exit from inside main
+                status = exc.code or 0
     finally:
         os.chdir(previous)
     lines = [f"$ {command}", stdout.getvalue().rstrip("\n")]

@@ -23,8 +23,10 @@ def _command(argv: list[str] | None) -> str:
         import os
 
         argv = [os.path.basename(sys.argv[0]) or "python", *sys.argv[1:]]
-        if argv[0] in ("__main__.py", "-m"):
+        if argv[0] == "__main__.py":
             argv[0] = "pathstats"
+        elif argv[0] == "-c":
+            argv[0:1] = ["python", "-c"]
     else:
         argv = ["pathstats", *argv]
     return shlex.join(str(a) for a in argv)
