@@ -30,7 +30,12 @@ interpreter (``--baseline-only``: imports, model, loop until the target), whose
 wall time is the fair end-to-end comparison.  A last table times each set-up stage
 of the command in a fresh interpreter.
 
-Usage: python benchmarks/verify.py [--out benchmarks/verify.json] [--repeats 3] [--quick] [--no-command]
+``--threads N`` runs every method, and the subprocesses, on N torch threads
+(``OMP_NUM_THREADS``); on a machine whose cores other jobs share, torch's default
+threads wait on each other and the small per-initialisation operations of the
+baseline slow down 50-fold, so the comparison is only fair on one thread there.
+
+Usage: python benchmarks/verify.py [--out benchmarks/verify.json] [--repeats 3] [--quick] [--no-command] [--threads N]
 """
 
 from __future__ import annotations
@@ -106,11 +111,22 @@ def command_run(samples: int, seed: int) -> dict:
     script = shutil.which("pathstats", path=os.path.dirname(sys.executable)) or shutil.which("pathstats")
     command = [script, "verify", "--arch", "conv6", "--d", "3072", "--samples", str(samples), "--seed", str(seed), "--json"]
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    done = subprocess.run(command, capture_output=True, text=True, check=True, env=_environment())
     wall = time.perf_counter() - start
     total = json.loads(done.stdout)["grad_sq_total"]
     rse = total["stderr"] / total["estimate"]
     return {"samples": samples, "wall_s": wall, "rse": rse, "estimate": total["estimate"]}
+
+
+def _environment() -> dict:
+    """The environment of the subprocesses: this one, with the thread count of ``--threads``."""
+    env = dict(os.environ)
+    if _THREADS:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(_THREADS)
+    return env
+
+
+_THREADS: int | None = None  # set by --threads
 
 
 def command_to_target(run: dict, target: float) -> float:
@@ -150,7 +166,7 @@ print(json.dumps(stages))
 
 def setup_stages() -> list:
     """``[[stage, seconds], ...]`` of :data:`SETUP_STAGES`, in a fresh interpreter."""
-    done = subprocess.run([sys.executable, "-c", SETUP_STAGES], capture_output=True, text=True, check=True)
+    done = subprocess.run([sys.executable, "-c", SETUP_STAGES], capture_output=True, text=True, check=True, env=_environment())
     return json.loads(done.stdout.splitlines()[-1])
 
 
@@ -182,7 +198,13 @@ def main() -> None:
     parser.add_argument("--no-command", action="store_true", help="skip the end-to-end runs of pathstats verify")
     parser.add_argument("--baseline-only", type=int, metavar="SEED", help="run only the baseline to the target (as a script) "
                         "and print its result as JSON")
+    parser.add_argument("--threads", type=int, metavar="N", help="torch threads for every method and subprocess "
+                        "(default: torch's own choice)")
     args = parser.parse_args()
+    global _THREADS
+    if args.threads:
+        _THREADS = args.threads
+        torch.set_num_threads(args.threads)
     target = 0.05 if args.quick else 0.01
     model = nets.build("conv6", SHAPE)
     baseline = lambda seed: (lambda chunk: baseline_samples(model, 50, torch.Generator().manual_seed(seed * 1000 + chunk)))  # noqa: E731
@@ -210,7 +232,8 @@ def main() -> None:
         if command_sizes:
             start = time.perf_counter()
             done = subprocess.run([sys.executable, os.path.abspath(__file__), "--baseline-only", str(repeat + 1)]
-                                  + (["--quick"] if args.quick else []), capture_output=True, text=True, check=True)
+                                  + (["--quick"] if args.quick else []), capture_output=True, text=True, check=True,
+                                  env=_environment())
             script_runs.append({**json.loads(done.stdout.splitlines()[-1]), "wall_s": time.perf_counter() - start})
             print(f"  repeat {repeat + 1}: baseline as a script: {script_runs[-1]['wall_s']:.2f} s", file=sys.stderr)
         for n in command_sizes:
