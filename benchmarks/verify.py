@@ -152,6 +152,7 @@ from pathstats.verify.batched import BatchedInitialisations
 from pathstats.verify.reduction import plan_reduction
 from pathstats.verify.compare import compare
 shape = (3, 32, 32)
+import torch._dynamo; lap("import torch._dynamo (imported by the first meta-device pass)")
 model = nets.build("conv6", shape); lap("build the model (meta-device shape probe)")
 model_prediction = predict(model, shape, mode="model"); lap("predict, model mode (fx tracing, engine)")
 theory_prediction = predict(model, shape, mode="theory"); lap("predict, theory mode")
