@@ -18,7 +18,7 @@ from pathstats.prediction import Prediction, predict
 from pathstats.provenance import provenance
 
 from .compare import compare, map_test_bin_bounds, map_test_min_samples
-from .montecarlo import run_monte_carlo
+from .montecarlo import MonteCarloResult, run_monte_carlo
 
 __all__ = ["VerifyPlan", "plan_verify", "check_samples_before_planning", "check_verify_samples", "verify", "verify_text", "write_outputs",
            "save_map_figure", "channel_mean_map"]
@@ -167,7 +167,7 @@ def write_outputs(directory: str, report: dict, result, prediction, figure_forma
     return [json_path, figure_path]
 
 
-def channel_mean_map(result, prediction) -> tuple:
+def channel_mean_map(result: MonteCarloResult, prediction: Prediction) -> tuple:
     """Predicted and measured ``E[(do/dx)^2]`` per pixel (mean over the channels), the
     measured map's standard errors, and the per-pixel z-scores.
 
@@ -204,7 +204,7 @@ def _shape_text(shape) -> str:
     return " x ".join(map(str, shape))
 
 
-def save_map_figure(result, prediction, path: str, arch: str | None = None) -> None:
+def save_map_figure(result: MonteCarloResult, prediction: Prediction, path: str, arch: str | None = None) -> None:
     """Draw the predicted and the measured ``E[(do/dx)^2]`` maps and their z-scores.
 
     Images (``C x H x W``): three panels on the pixel grid, the first two on one
@@ -212,7 +212,18 @@ def save_map_figure(result, prediction, path: str, arch: str | None = None) -> N
     logit ``o``), the third ``(measured - predicted) / stderr`` per pixel.  Flat
     inputs: the same as lines against the coordinate, the measurement with a band
     of 2 standard errors.  The title names ``arch`` (default: the model's class) and
-    the input shape.  The format follows ``path``'s extension.
+    the input shape.
+
+    Parameters
+    ----------
+    result : MonteCarloResult
+        The Monte Carlo run (its per-initialisation ``(do/dx)^2``).
+    prediction : Prediction
+        The model-mode prediction for the same network and input shape.
+    path : str
+        The file to write; its extension (``.png``, ``.pdf``, ``.svg``) sets the format.
+    arch : str, optional
+        The architecture's name for the title.
     """
     plt = pyplot()
     predicted, measured, stderr, z = channel_mean_map(result, prediction)
@@ -250,8 +261,9 @@ def save_map_figure(result, prediction, path: str, arch: str | None = None) -> N
     zimage = axes[2].imshow(z, cmap="RdBu_r", vmin=-limit, vmax=limit)
     axes[2].set_title(f"z per pixel: |z| > 3 at {int((np.abs(z) > 3).sum())} of {z.size}", fontsize=10)
     fig.colorbar(zimage, ax=axes[2], shrink=0.9, label="z = (measured - predicted) / stderr")
+    rows, columns = ("row (pixel)", "column (pixel)") if len(shape) == 3 else ("channel", "position")
     for ax in axes:
-        ax.set_xlabel("column (pixel)")
-        ax.set_ylabel("row (pixel)")
+        ax.set_xlabel(columns)
+        ax.set_ylabel(rows)
     fig.suptitle(title, fontsize=10)
     save_figure(fig, path, tight=False)
