@@ -24,6 +24,7 @@ __all__ = [
     "check_samples",
     "check_device",
     "check_memory",
+    "physical_memory",
     "check_shape",
     "parse_int_list",
     "parse_shape",
@@ -180,10 +181,15 @@ def parse_int_list(text: str, name: str, *, minimum: int = 1, min_items: int = 1
     small = [v for v in values if v < minimum]
     if small:
         raise InvalidArgumentError(f"{name} values must be at least {minimum}, got {small[0]}")
-    repeated = sorted({v for v in values if values.count(v) > 1})
-    if repeated:
-        raise InvalidArgumentError(f"{name} lists {repeated[0]} more than once")
-    return values
+    return _no_repeats(values, name)
+
+
+def _no_repeats(items: list, name: str) -> list:
+    """``items``, or a refusal naming the first item listed twice."""
+    repeated = next((item for k, item in enumerate(items) if item in items[:k]), None)
+    if repeated is not None:
+        raise InvalidArgumentError(f"{name} lists {repeated!r} more than once")
+    return items
 
 
 def parse_shape(text: str, name: str = "--shape") -> tuple:
@@ -225,13 +231,10 @@ def parse_architectures(text: str, name: str = "--arch") -> list:
     for n in names:
         if n not in nets.ARCHITECTURES:
             raise InvalidArgumentError(f"{name}: unknown architecture {n!r}; registered: {', '.join(nets.ARCHITECTURES)}")
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise InvalidArgumentError(f"{name} lists {repeated[0]!r} more than once")
-    return names
+    return _no_repeats(names, name)
 
 
-def _physical_memory() -> int | None:
+def physical_memory() -> int | None:
     """Bytes of physical memory, or None where the system does not say."""
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -251,7 +254,7 @@ def check_memory(nbytes: float, what: str, advice: str) -> None:
     ...
     pathstats.errors.InvalidArgumentError: --samples 10**20 keeps N x d gradients: about 1.13e+15 GiB, more than this machine has (... GiB); use fewer --samples
     """
-    total = _physical_memory()
+    total = physical_memory()
     if total and nbytes > 0.8 * total:
         raise InvalidArgumentError(f"{what}: about {nbytes / 2**30:.3g} GiB, more than this machine has "
                                    f"({total / 2**30:.0f} GiB); {advice}")

@@ -117,6 +117,8 @@ def _build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", action="store_true", help="print one JSON object")
     verify.add_argument("--out", metavar="DIR", help="write verify.json and maps.png there (sweeps and comparisons: "
                         "sweep.json or comparison.json, updated after each finished size or net, and a figure)")
+    verify.add_argument("--resume", action="store_true", help="with --sizes and --out: keep the sizes that an interrupted "
+                        "run of the same sweep (same options) finished in DIR/sweep.json, and run the others")
     verify.add_argument("--figure-format", choices=["png", "pdf", "svg"], default="png", help="format of the figure "
                         "written under --out (default png)")
     verify.set_defaults(handler=_cmd_verify)
@@ -363,7 +365,7 @@ def _write_after(command: str, writes: list, quiet: bool, failed: bool = False) 
 def _check_verify_arguments(args: argparse.Namespace) -> list:
     """Check everything verify needs and plan each run (model, prediction, the map
     test's minimum) before any Monte Carlo; return the plans."""
-    from pathstats.verify.report import check_samples_before_planning, check_verify_samples, plan_verify
+    from pathstats.verify.report import check_batch_memory, check_samples_before_planning, check_verify_samples, plan_verify
 
     check_seed(args.seed)
     check_classes(args.classes)
@@ -373,6 +375,8 @@ def _check_verify_arguments(args: argparse.Namespace) -> list:
         check_int(args.batch, "--batch", minimum=1, hint="initialisations evaluated together")
     if args.out:
         check_output_path(args.out, directory=True)
+    if args.resume and not (args.sizes and args.out):
+        raise InvalidArgumentError("--resume continues a sweep: give --sizes and the --out folder of the interrupted run")
     if args.sizes:
         shapes = _check_sizes(args)
         archs = [args.arch] * len(shapes)
@@ -385,6 +389,7 @@ def _check_verify_arguments(args: argparse.Namespace) -> list:
         shapes = [shape] * len(archs)
     for arch, shape in zip(archs, shapes):
         check_samples_before_planning(arch, shape, args.samples, "--samples")
+    args.finished = _finished_sizes(os.path.join(args.out, "sweep.json"), args, shapes) if args.resume else []
     plans = []
     with progress(total=len(archs), desc="planning: predictions before the Monte Carlo",
                   unit="size" if args.sizes else "net", disable=args.json, delay=2.0) as bar:
@@ -393,6 +398,8 @@ def _check_verify_arguments(args: argparse.Namespace) -> list:
             bar.update()
     for plan in plans:
         check_verify_samples(plan, args.samples, "--samples")
+        if args.batch is not None:
+            check_batch_memory(plan, min(args.batch, args.samples), "--batch")
     return plans
 
 
@@ -434,7 +441,7 @@ def _verify_many(args: argparse.Namespace, plans: list) -> int:
     text = sweep_text if args.sizes else comparison_text
     try:
         if args.sizes:
-            data = verify_sweep(args.arch, [p.input_shape for p in plans], on_row=keep, **options)
+            data = verify_sweep(args.arch, [p.input_shape for p in plans], on_row=keep, finished=args.finished, **options)
         else:
             data = compare_architectures([p.arch for p in plans], plans[0].input_shape, on_row=keep, **options)
     except KeyboardInterrupt:
@@ -448,6 +455,25 @@ def _verify_many(args: argparse.Namespace, plans: list) -> int:
     elif json_path and not args.json:
         print(f"wrote {json_path}")
     return _write_after("verify", writes, args.json, keeper.failed)
+
+
+def _finished_sizes(path: str, args: argparse.Namespace, shapes: list) -> list:
+    """The rows that an interrupted run of this sweep left in ``path`` (for --resume)."""
+    from pathstats.verify.scaling import resumable_rows
+
+    if not os.path.exists(path):
+        print(f"pathstats verify: nothing to resume in {args.out} yet: running every size", file=sys.stderr)
+        return []
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        rows = resumable_rows(data, args.arch, shapes, args.samples, args.device, seed=args.seed,
+                              batch=args.batch, reduce=not args.raw, classes=args.classes)
+    except (OSError, ValueError, RecursionError) as exc:  # unreadable, not JSON, or not this sweep
+        raise InvalidArgumentError(f"--resume: cannot continue from {path}: {_one_line(exc)}; give the same options, "
+                                   "or another --out folder") from None
+    print(f"pathstats verify: resuming: {len(rows)} of {len(shapes)} sizes already finished in {path}", file=sys.stderr)
+    return rows
 
 
 def _version() -> str:
@@ -496,8 +522,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug: one line, the traceback on request
         if os.environ.get("PATHSTATS_DEBUG"):
             raise
-        if type(exc).__name__ == "OutOfMemoryError":  # torch's, on a GPU
-            print(f"{prefix}: error: out of device memory; use a smaller --batch", file=sys.stderr)
+        if type(exc).__name__ == "OutOfMemoryError" or "can't allocate memory" in str(exc):  # torch's, GPU or CPU
+            print(f"{prefix}: error: out of memory; use a smaller input, fewer --samples or a smaller --batch", file=sys.stderr)
             return EXIT_USAGE
         print(f"{prefix}: internal error: {type(exc).__name__}: {_one_line(exc)[:300]} (a bug: please report it with "
               "the command line; PATHSTATS_DEBUG=1 shows the traceback)", file=sys.stderr)

@@ -22,11 +22,14 @@ def _command(argv: list[str] | None) -> str:
     if argv is None:  # the running process's own command line
         import os
 
-        argv = [os.path.basename(sys.argv[0]) or "python", *sys.argv[1:]]
-        if argv[0] == "__main__.py":
-            argv[0] = "pathstats"
-        elif argv[0] == "-c":
-            argv[0:1] = ["python", "-c"]
+        program = sys.argv[0] if sys.argv else ""
+        if os.path.basename(program) == "__main__.py":  # python -m pathstats
+            head = ["pathstats"]
+        elif program.endswith(".py") or program == "-c":  # a script, or python -c
+            head = ["python", program]
+        else:  # a console script such as pathstats
+            head = [os.path.basename(program) or "python"]
+        argv = [*head, *sys.argv[1:]]
     else:
         argv = ["pathstats", *argv]
     return shlex.join(str(a) for a in argv)

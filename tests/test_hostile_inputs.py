@@ -24,6 +24,7 @@ import pytest
 import torch
 
 import pathstats
+from pathstats._validate import physical_memory
 from pathstats.cli import main
 from pathstats.errors import OutputPathError
 from pathstats.provenance import PROVENANCE_KEYS
@@ -34,6 +35,9 @@ REFUSAL_S = 5.0
 
 DEEP = "[" * 100_000 + "]" * 100_000
 SLOW = ["--samples", "1000000"]  # a Monte Carlo of hours, if it ever started
+# conv6 initialisations at 3x256x256 whose gradients fit in memory (N x d x 8 bytes: 8%
+# of it) but whose activations, all at once, do not (about 64/3 x d x 4 bytes each)
+BATCH = str(math.ceil((physical_memory() or 2**40) / (100 * 3 * 256 * 256)))
 
 
 def _cases(tmp: str) -> list:
@@ -99,9 +103,18 @@ def _cases(tmp: str) -> list:
         ("verify-memory", ["verify", "--arch", "fc", "--d", "64", "--samples", str(10**12)], None, "more than this machine has"),
         ("verify-sweep-memory", ["verify", "--arch", "conv6", "--sizes", "32,4096", "--samples", "20000"], None,
          "more than this machine has"),
+        ("verify-batch-memory", ["verify", "--arch", "conv6", "--shape", "3,256,256", "--samples", BATCH, "--batch", BATCH],
+         None, "do not fit in this machine's memory"),
         ("verify-figure-format", ["verify", "--arch", "fc", "--d", "64", "--figure-format", "jpg"], None, "invalid choice"),
         ("verify-device", ["verify", "--arch", "fc", "--d", "64", "--device", "tpu"], None, "invalid choice"),
-        # usage
+        ("verify-resume-without-out", ["verify", "--arch", "fc", "--sizes", "16,32", "--resume", *SLOW], None,
+         "--resume continues a sweep"),
+        ("verify-resume-deep-json", ["verify", "--arch", "fc", "--sizes", "16,32", *SLOW, "--resume", "--out",
+                                     os.path.join(tmp, "old")], None, "cannot continue from"),
+        ("verify-resume-other-sweep", ["verify", "--arch", "fc", "--sizes", "16,32", *SLOW, "--resume", "--out",
+                                       os.path.join(tmp, "other")], None, "it was run with another samples"),
+        # archs, usage
+        ("archs-unknown-option", ["archs", "--arch", "conv6"], None, "unrecognized arguments"),
         ("no-command", [], None, "required"),
         ("unknown-command", ["train-everything"], None, "invalid choice"),
     ]
@@ -110,11 +123,26 @@ def _cases(tmp: str) -> list:
 CASE_IDS = [case[0] for case in _cases("/x")]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def warm_torch():
+    """Pay torch's one-time cost of a first forward pass (about 3 s, measured, cold:
+    the registry builds each net with a shape probe) before any refusal is timed."""
+    from pathstats import nets
+
+    nets.build("conv6", (3, 32, 32))
+
+
 @pytest.fixture
 def hostile_dir(tmp_path):
     (tmp_path / "file.txt").write_text("not a folder")
     (tmp_path / "dir").mkdir()
     (tmp_path / "deep.json").write_text(DEEP)
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "sweep.json").write_text(DEEP)
+    (tmp_path / "other").mkdir()
+    options = {"seed": 0, "batch": None, "reduce": True, "classes": 10}
+    (tmp_path / "other" / "sweep.json").write_text(json.dumps({"arch": "fc", "samples": 20, "device": "cpu",
+                                                               "options": options, "rows": []}))
     return tmp_path
 
 
@@ -149,7 +177,7 @@ def test_hostile_input_is_refused_in_one_line_before_the_work(case, hostile_dir,
 
 def test_the_battery_covers_every_command():
     commands = {case.split("-")[0] for case in CASE_IDS}
-    assert {"dag", "predict", "sweep", "verify"} <= commands and len(CASE_IDS) >= 30
+    assert {"dag", "predict", "archs", "sweep", "verify"} <= commands and len(CASE_IDS) >= 30
 
 
 @pytest.mark.parametrize("argv", [
@@ -192,18 +220,27 @@ def test_unexpected_errors_are_one_line_with_exit_1(monkeypatch, capsys):
     assert "Traceback" not in err
 
 
-def test_interrupted_sweep_keeps_the_finished_sizes(tmp_path, monkeypatch, capsys):
-    from pathstats import sweep
+def _interrupt_call(monkeypatch, module, name: str, n: int, before=None):
+    """Make the ``n``-th call of ``module.name`` raise KeyboardInterrupt (Ctrl-C); call
+    ``before()`` first on every call.  Returns the real function."""
+    real, calls = getattr(module, name), []
 
-    real, calls = sweep.predict, []
-
-    def interrupt_third(*args, **kwargs):
+    def interrupting(*args, **kwargs):
         calls.append(args)
-        if len(calls) == 3:
+        if before is not None:
+            before()
+        if len(calls) == n:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(sweep, "predict", interrupt_third)
+    monkeypatch.setattr(module, name, interrupting)
+    return real
+
+
+def test_interrupted_sweep_keeps_the_finished_sizes(tmp_path, monkeypatch, capsys):
+    from pathstats import sweep
+
+    _interrupt_call(monkeypatch, sweep, "predict", 3)
     out = tmp_path / "sweep.json"
     assert main(["sweep", "--arch", "conv6", "--sizes", "32,64,128", "--out", str(out)]) == 130
     captured = capsys.readouterr()
@@ -219,20 +256,35 @@ def test_interrupted_sweep_keeps_the_finished_sizes(tmp_path, monkeypatch, capsy
 def test_verify_sweep_writes_each_size_as_it_finishes(tmp_path, monkeypatch, capsys):
     from pathstats.verify import scaling
 
-    real, seen = scaling.verify, []
-
-    def record(*args, **kwargs):
-        path = tmp_path / "run" / "sweep.json"
-        seen.append(json.loads(path.read_text())["rows"] if path.exists() else [])
-        if len(seen) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(scaling, "verify", record)
+    path, seen = tmp_path / "run" / "sweep.json", []
+    _interrupt_call(monkeypatch, scaling, "verify", 2,
+                    before=lambda: seen.append(json.loads(path.read_text())["rows"] if path.exists() else []))
     assert main(["verify", "--arch", "fc", "--sizes", "16,32", "--samples", "20", "--out", str(tmp_path / "run")]) == 130
     err = capsys.readouterr().err.splitlines()
     assert [len(rows) for rows in seen] == [0, 1]  # size 1 was on disk before size 2 started
     assert err[-1].startswith("pathstats verify: interrupted after 1 of 2 sizes; the 1 finished sizes are kept: they are in")
+
+
+def test_resumed_sweep_equals_the_uninterrupted_one(tmp_path, monkeypatch, capsys):
+    from pathstats.verify import scaling
+
+    argv = ["verify", "--arch", "fc", "--sizes", "16,32", "--samples", "12", "--json"]
+    assert main(argv + ["--out", str(tmp_path / "full")]) == 0
+    full = json.loads(capsys.readouterr().out)
+    real = _interrupt_call(monkeypatch, scaling, "verify", 2)
+    assert main(argv + ["--out", str(tmp_path / "cut")]) == 130
+    monkeypatch.setattr(scaling, "verify", real)
+    capsys.readouterr()
+    assert main(argv + ["--out", str(tmp_path / "cut"), "--resume"]) == 0
+    captured = capsys.readouterr()
+    resumed = json.loads(captured.out)
+    assert "resuming: 1 of 2 sizes already finished" in captured.err
+
+    def strip(rows):
+        return [{k: v for k, v in row.items() if k != "elapsed_s"} for row in rows]
+
+    assert strip(resumed["rows"]) == strip(full["rows"]) and resumed["slopes"] == full["slopes"]
+    assert resumed["complete"] is True
 
 
 # --- provenance, formats, umask ----------------------------------------------------------
@@ -356,3 +408,28 @@ def test_estimator_line_says_one_thing(capsys):
             assert "raw samples" in line and "integrated" not in line and "reduction switched off" in line
         else:
             assert "integrated analytically" in line and "raw samples of one" not in line
+
+
+# --- progress ----------------------------------------------------------------------------
+
+
+def test_sweeps_show_the_running_size_in_plain_lines(capsys):
+    assert main(["sweep", "--arch", "fc", "--sizes", "16,32"]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    assert "sweep fc, size 1/2: 16" in err and "sweep fc, size 2/2: 32: 2/2 size (100%)" in err
+    assert main(["verify", "--arch", "fc", "--sizes", "16,32", "--samples", "12"]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and "size 2/2: fc 32: 12/12 init (100%)" in err
+
+
+def test_long_predictions_show_progress_layer_by_layer(monkeypatch):
+    from pathstats import prediction
+
+    log, real = io.StringIO(), prediction.progress_bar
+    monkeypatch.setattr(prediction, "progress_bar", lambda **kw: real(**{**kw, "delay": 0, "file": log}))
+    pathstats.predict("conv6", (3, 32, 32), progress=True)
+    lines = log.getvalue().splitlines()
+    total = lines[-1].split(": ")[1].split()[0].split("/")[1]
+    assert lines[0].startswith(f"predict conv6 3x32x32: 0/{total} layer")
+    assert lines[-1].startswith(f"predict conv6 3x32x32: {total}/{total} layer (100%)")

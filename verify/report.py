@@ -12,16 +12,17 @@ from torch import nn
 from pathstats import nets
 from pathstats._format import format_table
 from pathstats._io import check_figure_path, pyplot, save_figure, write_json
-from pathstats._validate import check_classes, check_device, check_int, check_memory, check_samples, check_seed
-from pathstats.errors import PathstatsError
+from pathstats._validate import (check_classes, check_device, check_int, check_memory, check_samples, check_seed,
+                                 physical_memory)
+from pathstats.errors import InvalidArgumentError, PathstatsError
 from pathstats.prediction import Prediction, predict
 from pathstats.provenance import provenance
 
 from .compare import compare, map_test_bin_bounds, map_test_min_samples
-from .montecarlo import MonteCarloResult, run_monte_carlo
+from .montecarlo import MonteCarloResult, default_batch, run_monte_carlo
 
-__all__ = ["VerifyPlan", "plan_verify", "check_samples_before_planning", "check_verify_samples", "verify", "verify_text", "write_outputs",
-           "save_map_figure", "channel_mean_map"]
+__all__ = ["VerifyPlan", "plan_verify", "check_samples_before_planning", "check_verify_samples", "check_batch_memory", "verify",
+           "verify_text", "write_outputs", "save_map_figure", "channel_mean_map"]
 
 
 @dataclass
@@ -82,6 +83,21 @@ def check_verify_samples(plan: VerifyPlan, samples: int, name: str = "samples") 
     shape = "x".join(map(str, plan.input_shape))
     return check_samples(samples, plan.min_samples, name,
                          why=f"the map test of {plan.arch} {shape} compares {plan.bins} bins of coordinates")
+
+
+def check_batch_memory(plan: VerifyPlan, batch: int, name: str = "batch") -> int:
+    """Refuse a batch of initialisations whose largest activation alone would take more
+    than a quarter of this machine's memory (:func:`~pathstats.verify.montecarlo.default_batch`'s
+    estimate; the run needs several times that)."""
+    total = physical_memory()
+    if total:
+        fits = default_batch(plan.model, plan.input_shape, budget_bytes=total // 4, largest=batch)
+        if fits < batch:
+            shape = "x".join(map(str, plan.input_shape))
+            raise InvalidArgumentError(f"{name} {batch}: that many initialisations of {plan.arch} {shape} at once do not fit "
+                                       f"in this machine's memory ({total / 2**30:.0f} GiB; the largest activation alone "
+                                       f"allows at most {fits}): use a much smaller {name}, or leave the default")
+    return batch
 
 
 def _estimator(reduction, reduce: bool) -> str:

@@ -15,7 +15,7 @@ from pathstats.provenance import provenance
 
 from .report import check_verify_samples, plan_verify, verify
 
-__all__ = ["fit_loglog", "verify_sweep", "sweep_text", "save_sweep_plot", "compare_architectures", "comparison_text",
+__all__ = ["fit_loglog", "verify_sweep", "resumable_rows", "sweep_text", "save_sweep_plot", "compare_architectures", "comparison_text",
            "save_comparison_plot"]
 
 #: Slopes of log E||dL/dx|| against log d under (S) (Corollary 6): 1/2 for l1, 0 for l2.
@@ -47,14 +47,16 @@ def fit_loglog(d, estimates, stderrs) -> dict:
 
 def verify_sweep(arch: str, shapes: list, samples: int, seed: int = 0, device: str = "cpu", batch: int | None = None,
                  progress: bool = False, reduce: bool = True, *, classes: int = 10, plans: list | None = None,
-                 on_row: Callable[[dict], None] | None = None) -> dict:
+                 on_row: Callable[[dict], None] | None = None, finished: list | None = None) -> dict:
     """Verify at each input shape; fit the slopes of the measured and predicted loss-gradient norms.
 
     Every size is planned (:func:`~pathstats.verify.report.plan_verify`: model,
     prediction, the map test's minimum ``samples``) before the first Monte Carlo,
     unless ``plans`` are given.  After each finished size, ``on_row`` receives the
     sweep so far (``complete`` False until the last), e.g. to write it to a file, so
-    an interruption keeps the finished sizes.
+    an interruption keeps the finished sizes.  ``finished``: the rows of the first
+    sizes from an interrupted run with the same options (see :func:`resumable_rows`),
+    reused as they are (size ``k`` always runs with seed ``seed + k``).
     """
     if len(plans or shapes) < 2:
         raise InvalidArgumentError("a sweep fits a log-log slope, which needs at least two sizes")
@@ -62,21 +64,46 @@ def verify_sweep(arch: str, shapes: list, samples: int, seed: int = 0, device: s
     plans = plans or [plan_verify(arch, shape, classes) for shape in shapes]
     for plan in plans:
         check_verify_samples(plan, samples)
-    rows = []
-    for k, plan in enumerate(plans):
+    rows = list(finished or [])
+    options = {"seed": seed, "batch": batch, "reduce": reduce, "classes": classes}
+    data = _sweep_data(arch, samples, seed, device, rows, [list(p.input_shape) for p in plans], options)
+    for k, plan in enumerate(plans[len(rows):], start=len(rows)):
         shape = "x".join(map(str, plan.input_shape))
         report, _, _ = verify(arch, plan.input_shape, samples=samples, seed=seed + k, device=device, batch=batch,
                               progress=progress, reduce=reduce, plan=plan, desc=f"size {k + 1}/{len(plans)}: {arch} {shape}")
         rows.append({"input_shape": list(plan.input_shape), "d": int(np.prod(plan.input_shape)), "seed": seed + k,
                      **{key: report[key] for key in ("grad_sq_total", "logit_grad_l1", "loss_grad_l1", "loss_grad_l2")},
                      "elapsed_s": report["elapsed_s"]})
-        data = _sweep_data(arch, samples, seed, device, rows, [list(p.input_shape) for p in plans])
+        data = _sweep_data(arch, samples, seed, device, rows, [list(p.input_shape) for p in plans], options)
         if on_row is not None:
             on_row(data)
     return data
 
 
-def _sweep_data(arch: str, samples: int, seed: int, device: str, rows: list, shapes: list) -> dict:
+def resumable_rows(data: object, arch: str, shapes: list, samples: int, device: str, *, seed: int = 0,
+                   batch: int | None = None, reduce: bool = True, classes: int = 10) -> list:
+    """The finished rows of an earlier run of the same sweep (a ``sweep.json`` object).
+
+    Raises
+    ------
+    InvalidArgumentError
+        If ``data`` is not a sweep written by :func:`verify_sweep`, or was run with
+        other options or sizes (its rows would not be those of this sweep).
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("rows"), list) or "options" not in data:
+        raise InvalidArgumentError("not a sweep written by pathstats verify --sizes")
+    wanted = {"arch": arch, "samples": samples, "device": device,
+              "options": {"seed": seed, "batch": batch, "reduce": reduce, "classes": classes}}
+    different = [key for key, value in wanted.items() if data.get(key) != value]
+    done = [row.get("input_shape") if isinstance(row, dict) else None for row in data["rows"]]
+    if different:
+        raise InvalidArgumentError(f"it was run with another {' and '.join(different)} ({', '.join(f'{k}={data.get(k)!r}' for k in different)})")
+    if done != [list(shape) for shape in shapes[:len(done)]]:
+        raise InvalidArgumentError(f"its finished sizes {done} are not the first of this sweep")
+    return data["rows"]
+
+
+def _sweep_data(arch: str, samples: int, seed: int, device: str, rows: list, shapes: list, options: dict) -> dict:
     """The sweep's JSON object from its finished rows (slopes once two sizes are done)."""
     d = [r["d"] for r in rows]
     slopes = {}
@@ -85,7 +112,7 @@ def _sweep_data(arch: str, samples: int, seed: int, device: str, rows: list, sha
         predicted = float(np.polyfit(np.log(d), np.log([r[key]["predicted"] for r in rows]), 1)[0])
         slopes[key] = {**measured, "predicted": predicted, "theory": theory,
                        "theory_in_ci95": measured["ci95"][0] <= theory <= measured["ci95"][1]}
-    return {"arch": arch, "samples": samples, "device": device, "rows": rows, "slopes": slopes,
+    return {"arch": arch, "samples": samples, "device": device, "options": options, "rows": rows, "slopes": slopes,
             "complete": len(rows) == len(shapes), "pending_shapes": shapes[len(rows):],
             "provenance": provenance(seed, device)}
 
