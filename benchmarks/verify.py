@@ -17,7 +17,25 @@ one process, and the medians are compared.  The script also counts FLOPs per
 initialisation (``torch.utils.flop_counter``) and measures the machine's float32
 matmul rate.
 
-Usage: python benchmarks/verify.py [--out benchmarks/verify.json] [--repeats 3] [--quick]
+The command as users run it: in the same alternation, ``pathstats verify --arch
+conv6 --d 3072 --samples N --json`` runs as a subprocess (a fresh interpreter:
+imports, tracing, predictions, the reduction plan, the Monte Carlo and the report),
+for N = 200, N = 1000 and the N that reaches the target.  Its time to the target
+is the wall time scaled to the same standard error, ``W (rse / target)^2`` (the
+cost of a run whose variance matches; set-up counted in full at every size, so
+N = 200 pays it about 3 times over and N = 1000 about 0.6 times).  The baseline
+keeps its in-process time (no interpreter start, no imports, no model build):
+the comparison is the strict one.  The baseline also runs as a script in a fresh
+interpreter (``--baseline-only``: imports, model, loop until the target), whose
+wall time is the fair end-to-end comparison.  A last table times each set-up stage
+of the command in a fresh interpreter.
+
+``--threads N`` runs every method, and the subprocesses, on N torch threads
+(``OMP_NUM_THREADS``); on a machine whose cores other jobs share, torch's default
+threads wait on each other and the small per-initialisation operations of the
+baseline slow down 50-fold, so the comparison is only fair on one thread there.
+
+Usage: python benchmarks/verify.py [--out benchmarks/verify.json] [--repeats 3] [--quick] [--no-command] [--threads N]
 """
 
 from __future__ import annotations
@@ -27,6 +45,8 @@ import json
 import math
 import os
 import platform
+import shutil
+import subprocess
 import sys
 import time
 
@@ -85,6 +105,72 @@ def until_one_percent(draw_chunk, target: float, max_samples: int) -> dict:
                     "rse": float(rse), "cv": float(v.std(ddof=1) / v.mean())}
 
 
+def command_run(samples: int, seed: int) -> dict:
+    """Run ``pathstats verify`` as a user does (console script, fresh interpreter);
+    return its wall time and the standard error it reached on E||do/dx||_2^2."""
+    script = shutil.which("pathstats", path=os.path.dirname(sys.executable)) or shutil.which("pathstats")
+    command = [script, "verify", "--arch", "conv6", "--d", "3072", "--samples", str(samples), "--seed", str(seed), "--json"]
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, check=True, env=_environment())
+    wall = time.perf_counter() - start
+    total = json.loads(done.stdout)["grad_sq_total"]
+    rse = total["stderr"] / total["estimate"]
+    return {"samples": samples, "wall_s": wall, "rse": rse, "estimate": total["estimate"]}
+
+
+def _environment() -> dict:
+    """The environment of the subprocesses: this one, with the thread count of ``--threads``."""
+    env = dict(os.environ)
+    if _THREADS:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(_THREADS)
+    return env
+
+
+_THREADS: int | None = None  # set by --threads
+
+
+def command_to_target(run: dict, target: float) -> float:
+    """Wall time of the command scaled to the target standard error, ``W (rse / target)^2``."""
+    return run["wall_s"] * (run["rse"] / target) ** 2
+
+
+#: Timed in a fresh interpreter: the set-up stages of ``pathstats verify`` (report.verify, then the CLI's output),
+#: one line per stage, in the order the command runs them.
+SETUP_STAGES = r"""
+import json, sys, time
+stages, last = [], time.perf_counter()
+def lap(name):
+    global last
+    now = time.perf_counter(); stages.append([name, now - last]); last = now
+import torch; lap("import torch")
+import pathstats.cli; lap("import pathstats (engines, CLI)")
+from pathstats.verify.report import verify; lap("import pathstats.verify (Monte Carlo, statistics)")
+from pathstats import nets
+from pathstats.prediction import predict
+from pathstats.verify.montecarlo import default_batch, run_monte_carlo
+from pathstats.verify.batched import BatchedInitialisations
+from pathstats.verify.reduction import plan_reduction
+from pathstats.verify.compare import compare
+shape = (3, 32, 32)
+import torch._dynamo; lap("import torch._dynamo (imported by the first meta-device pass)")
+model = nets.build("conv6", shape); lap("build the model (meta-device shape probe)")
+model_prediction = predict(model, shape, mode="model"); lap("predict, model mode (fx tracing, engine)")
+theory_prediction = predict(model, shape, mode="theory"); lap("predict, theory mode")
+batch = default_batch(model, shape); lap("default batch size (meta-device probe)")
+runner = BatchedInitialisations(model); plan = plan_reduction(runner.module, model.init_variances()); lap("batched runner and reduction plan")
+first = run_monte_carlo(model, shape, batch, seed=1, batch=batch); lap(f"first batch of {batch} (warm-up)")
+second = run_monte_carlo(model, shape, batch, seed=2, batch=batch); lap(f"a later batch of {batch}")
+compare(second, model_prediction, theory_prediction); lap("compare (z-scores, map test)")
+print(json.dumps(stages))
+"""
+
+
+def setup_stages() -> list:
+    """``[[stage, seconds], ...]`` of :data:`SETUP_STAGES`, in a fresh interpreter."""
+    done = subprocess.run([sys.executable, "-c", SETUP_STAGES], capture_output=True, text=True, check=True, env=_environment())
+    return json.loads(done.stdout.splitlines()[-1])
+
+
 def flops_per_init(model) -> dict:
     """FLOPs per initialisation: a pass costs 2 x (edges of the computational DAG of the
     convolutions and linear layers), forward or input-gradient backward alike."""
@@ -110,11 +196,24 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--quick", action="store_true", help="5% target instead of 1%, for a smoke run")
+    parser.add_argument("--no-command", action="store_true", help="skip the end-to-end runs of pathstats verify")
+    parser.add_argument("--baseline-only", type=int, metavar="SEED", help="run only the baseline to the target (as a script) "
+                        "and print its result as JSON")
+    parser.add_argument("--threads", type=int, metavar="N", help="torch threads for every method and subprocess "
+                        "(default: torch's own choice)")
     args = parser.parse_args()
+    global _THREADS
+    if args.threads:
+        _THREADS = args.threads
+        torch.set_num_threads(args.threads)
     target = 0.05 if args.quick else 0.01
     model = nets.build("conv6", SHAPE)
+    baseline = lambda seed: (lambda chunk: baseline_samples(model, 50, torch.Generator().manual_seed(seed * 1000 + chunk)))  # noqa: E731
+    if args.baseline_only is not None:
+        print(json.dumps(until_one_percent(baseline(args.baseline_only), target, max_samples=20000)))
+        return
     methods = {
-        "baseline (1 init, K autograd.grad)": lambda seed: (lambda chunk: baseline_samples(model, 50, torch.Generator().manual_seed(seed * 1000 + chunk))),
+        "baseline (1 init, K autograd.grad)": baseline,
         "verify, logit only, raw samples": verify_method(model, args.batch, loss=False, reduce=False),
         "verify, logit only": verify_method(model, args.batch, loss=False, reduce=True),
         "verify, full report (+ loss probe)": verify_method(model, args.batch, loss=True, reduce=True),
@@ -122,10 +221,26 @@ def main() -> None:
     for make in methods.values():  # warm-up: first calls pay for lazy initialisation
         make(99)(0)
     runs: dict = {name: [] for name in methods}
+    # the command at 200 and 1000 initialisations, and at the count that reaches the target
+    # (cv of the full report's reduced samples, about 0.25: (0.25 / target)^2)
+    command_sizes = [] if args.no_command else [200, 1000, int(math.ceil((0.25 / target) ** 2 / 10) * 10)]
+    command_runs: dict = {n: [] for n in command_sizes}
+    script_runs: list = []  # the baseline as a script, end to end
     for repeat in range(args.repeats):
         for name, make in methods.items():
             runs[name].append(until_one_percent(make(repeat + 1), target, max_samples=20000))
             print(f"  repeat {repeat + 1}: {name}: {runs[name][-1]['seconds']:.2f} s, {runs[name][-1]['samples']} inits", file=sys.stderr)
+        if command_sizes:
+            start = time.perf_counter()
+            done = subprocess.run([sys.executable, os.path.abspath(__file__), "--baseline-only", str(repeat + 1)]
+                                  + (["--quick"] if args.quick else []), capture_output=True, text=True, check=True,
+                                  env=_environment())
+            script_runs.append({**json.loads(done.stdout.splitlines()[-1]), "wall_s": time.perf_counter() - start})
+            print(f"  repeat {repeat + 1}: baseline as a script: {script_runs[-1]['wall_s']:.2f} s", file=sys.stderr)
+        for n in command_sizes:
+            command_runs[n].append(command_run(n, seed=repeat + 1))
+            print(f"  repeat {repeat + 1}: pathstats verify --samples {n}: {command_runs[n][-1]['wall_s']:.2f} s, "
+                  f"rse {100 * command_runs[n][-1]['rse']:.2f}%", file=sys.stderr)
     flops = flops_per_init(model)
     peak = matmul_rate()
     base_name = next(iter(methods))
@@ -146,9 +261,29 @@ def main() -> None:
                        [[r["method"], f"{r['seconds_to_target']:.2f}", f"{r['speedup']:.2f}x", r["samples"], f"{r['ms_per_init']:.2f}",
                          f"{r['cv']:.3f}", f"{r['gflop_per_init']:.3f}", f"{r['gflops']:.1f}", f"{100 * r['fraction_of_matmul_peak']:.0f}%"] for r in rows], align="lrrrrrrrr"))
     print(f"float32 matmul (2048^2) on this machine: {peak / 1e9:.0f} GFLOP/s")
+    command_rows = []
+    script = float(np.median([r["wall_s"] for r in script_runs])) if script_runs else math.nan
+    for n, rs in command_runs.items():
+        to_target = float(np.median([command_to_target(r, target) for r in rs]))
+        command_rows.append({"samples": n, "wall_s": float(np.median([r["wall_s"] for r in rs])),
+                             "rse": float(np.median([r["rse"] for r in rs])), "seconds_to_target": to_target,
+                             "speedup": median[base_name] / to_target, "speedup_vs_script": script / to_target})
+    stages = [] if args.no_command else setup_stages()
+    if command_rows:
+        print(f"\nThe command as users run it (subprocess, wall time), same alternation; time to {100 * target:g}% = "
+              f"W (rse / {target:g})^2; baseline to {100 * target:g}%: {median[base_name]:.2f} s in process, "
+              f"{script:.2f} s as a script (fresh interpreter)")
+        print(format_table(["command", "wall s", "rse", f"s to {100 * target:g}%", "vs baseline in process", "vs baseline script"],
+                           [[f"pathstats verify --samples {r['samples']}", f"{r['wall_s']:.2f}", f"{100 * r['rse']:.2f}%",
+                             f"{r['seconds_to_target']:.2f}", f"{r['speedup']:.2f}x", f"{r['speedup_vs_script']:.2f}x"]
+                            for r in command_rows], align="lrrrrr"))
+        print("\nSet-up of pathstats verify --arch conv6 --d 3072, stage by stage (fresh interpreter; one run)")
+        print(format_table(["stage", "s"], [[name, f"{seconds:.3f}"] for name, seconds in stages], align="lr"))
     result = dict(machine=dict(python=platform.python_version(), torch=torch.__version__, cpus=os.cpu_count(),
-                               threads=torch.get_num_threads(), matmul_gflops=peak / 1e9),
-                  target_rse=target, rows=rows, runs=runs)
+                               threads=torch.get_num_threads(), matmul_gflops=peak / 1e9,
+                               load_average=list(os.getloadavg())),
+                  target_rse=target, rows=rows, runs=runs, command=command_rows, baseline_script_runs=script_runs,
+                  command_runs={str(n): rs for n, rs in command_runs.items()}, setup_stages=stages)
     write_json(args.out, result)
     print(f"wrote {args.out}")
 

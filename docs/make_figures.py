@@ -24,30 +24,31 @@ def make_figures(directory: str) -> None:
         ("one 3x3 stride-2 conv, circular", predict(strided.eval(), (1, 32, 32), mode="theory")),
         ("resnet: zero padding (model mode)", predict("resnet", (3, 32, 32))),
     ]
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.4), layout="constrained")
     for ax, (title, p) in zip(axes, cases):
         scaled = p.path_sum_map * p.d
         image = ax.imshow(scaled.mean(axis=0), cmap="viridis")
-        ax.set_title(f"{title}\nS(x)*d in [{scaled.min():.2g}, {scaled.max():.2g}]", fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        fig.colorbar(image, ax=ax, shrink=0.8)
-    fig.tight_layout()
+        shape = " x ".join(map(str, p.input_shape))
+        ax.set_title(f"{title}\ninput {shape}; S(x) d from {scaled.min():.2g} to {scaled.max():.2g}", fontsize=9)
+        ax.set_xlabel("column (pixel)")
+        ax.set_ylabel("row (pixel)")
+        fig.colorbar(image, ax=ax, shrink=0.8, label="S(x) d, mean over the channels")
+    fig.suptitle("Path sum S(x) times d per pixel (1 everywhere when (S) holds)", fontsize=10)
     fig.savefig(os.path.join(directory, "symmetry_maps.png"), dpi=90)
     plt.close(fig)
 
     # Corollary 6 at initialisation: predicted norms against d
     sizes = [32, 64, 128, 256]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(6.5, 4.5), layout="constrained")
     for arch in ("conv6", "conv6-strided", "conv6-avgpool"):
         ps = [predict(arch, (3, s, s)) for s in sizes]
         d = np.array([p.d for p in ps], dtype=float)
         l1 = np.array([p.loss_grad["l1"] for p in ps])
         slope = np.polyfit(np.log(d), np.log(l1), 1)[0]
         ax.loglog(d, l1, "o-", label=f"{arch}: slope {slope:+.3f}")
-    ax.set_xlabel("input dimension d")
-    ax.set_ylabel("predicted E||dL/dx||_1 (Gaussian approx.)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    ax.set_xlabel("input dimension d = 3 s^2 (log scale)")
+    ax.set_ylabel("predicted E||dL/dx||_1, Gaussian approx. (log scale)")
+    ax.set_title(f"Corollary 6 at initialisation: inputs 3 x s x s, s = {sizes[0]}..{sizes[-1]} (model mode)", fontsize=9)
+    ax.legend(loc="upper left", fontsize=8, title="fitted log-log slope", title_fontsize=8)
     fig.savefig(os.path.join(directory, "l1_scaling.png"), dpi=90)
     plt.close(fig)

@@ -38,7 +38,7 @@ class DagReport:
         return len(self.symmetry_classes) == 1
 
     def to_dict(self) -> dict:
-        """Return the JSON object of ``pathstats dag --json`` (SPEC section 5).
+        """Return the JSON object of ``pathstats dag --json`` (docs page "Command line").
 
         Exact numbers are decimal strings (``"p/q"`` fractions, integers of any
         size); a path-degree is ``{"degrees": {in_degree: multiplicity}, "paths": N}``.

@@ -1,4 +1,4 @@
-"""The ``pathstats`` command line (SPEC section 5).
+"""The ``pathstats`` command line (documented on the docs page "Command line").
 
 Every error a user can cause ends the command with one line on stderr and exit
 status 2, never a traceback.
@@ -138,7 +138,8 @@ def _add_size_arguments(parser: argparse.ArgumentParser, sweep: bool = False) ->
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", required=True, help="registered architecture (see pathstats archs)")
     _add_size_arguments(parser)
-    parser.add_argument("--mode", choices=MODES, default="model", help="model (default): the module as initialised; theory: the paper's assumptions (H)/(H') literally")
+    parser.add_argument("--mode", choices=MODES, default="model", help="model (default): the module as initialised; theory: the paper's assumptions (H)/(H') literally "
+                        "(docs page \"Command line\", section \"Prediction modes\")")
     parser.add_argument("--classes", type=int, default=10, metavar="K", help="number of classes (default 10)")
     parser.add_argument("--init", choices=["he", "torch", "weights"], help="model-mode weight variances (default: the declared init)")
 

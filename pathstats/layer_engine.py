@@ -18,7 +18,7 @@ __all__ = ["WEIGHTINGS", "backward_map", "path_count_map", "fingerprint_maps", "
 
 #: What each weighting multiplies a node (``node``) and a pointwise layer (``gain``) by.
 #: ``path_sum``: the combinatorial S(x), ``c_v = 1/d_v``.  ``count``: ``c_v = 1``.
-#: ``theory`` and ``model``: SPEC section 3.
+#: ``theory`` and ``model``: docs page "Command line", section "Prediction modes".
 WEIGHTINGS = ("path_sum", "count", "theory", "model")
 
 

@@ -1,4 +1,4 @@
-"""Predicted input gradients of a network at initialisation (SPEC sections 3 to 5).
+"""Predicted input gradients of a network at initialisation (docs pages "Command line" and "API reference").
 
 :func:`predict` traces a registered architecture or any module built from
 supported layers and returns a :class:`Prediction`: the per-coordinate
@@ -125,7 +125,7 @@ class Prediction:
         return {**_norms(self.grad_sq_map, factor), "factor": factor}
 
     def to_dict(self) -> dict:
-        """The JSON object of ``pathstats predict --json`` (SPEC section 5)."""
+        """The JSON object of ``pathstats predict --json`` (docs page "Command line")."""
         g, s = self.grad_sq_map, self.path_sum_map
         counts = self.path_count_map.ravel()
         logit = self.logit_grad

@@ -108,29 +108,48 @@ def run_sweep(arch: str, shapes: list, mode: str = "model", classes: int = 10, p
     return SweepResult(arch, mode, predictions)
 
 
-def _heatmap(prediction: Prediction) -> np.ndarray:
-    scaled = prediction.path_sum_map * prediction.d
-    return scaled.mean(axis=0) if scaled.ndim == 3 else scaled.reshape(1, -1)
-
-
 def save_sweep_figure(result: SweepResult, path: str) -> None:
-    """Save the S(x)*d map of the largest size beside the log-log plot, atomically."""
+    """Save the ``S(x) d`` map of the largest size beside the log-log plot, atomically.
+
+    Left: the path sum times ``d`` per input pixel of the largest size (mean over
+    the channels; 1 everywhere under (S)), or per coordinate as a line for flat
+    inputs.  Right: the predicted loss-gradient norms against ``d`` with their
+    fitted log-log lines.  The format follows ``path``'s extension.
+    """
     plt = pyplot()
     rows, slopes = result.rows(), result.slopes()
     d = np.array([r["d"] for r in rows], dtype=float)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
     largest = result.predictions[-1]
-    image = left.imshow(_heatmap(largest), cmap="viridis", aspect="auto" if largest.path_sum_map.ndim != 3 else "equal")
-    fig.colorbar(image, ax=left, label="S(x) * d (1 under (S))")
-    left.set_title(f"{result.arch} {'x'.join(map(str, largest.input_shape))}: path sum x d (channel mean)")
-    for key, marker, label in [("loss_l1", "o", "E||dL/dx||_1"), ("loss_l2", "s", "E||dL/dx||_2")]:
+    scaled = largest.path_sum_map * largest.d
+    shape = " x ".join(map(str, largest.input_shape))
+    if scaled.ndim == 3:
+        image = left.imshow(scaled.mean(axis=0), cmap="viridis")
+        fig.colorbar(image, ax=left, label="S(x) d, mean over the channels (1 under (S))")
+        left.set_xlabel("column (pixel)")
+        left.set_ylabel("row (pixel)")
+        left.set_title(f"path sum S(x) times d per pixel, input {shape}", fontsize=10)
+    else:
+        left.plot(np.arange(scaled.size), scaled.ravel(), color="C0", linewidth=3, label="S(x) d")
+        left.axhline(1.0, color="k", linestyle=":", linewidth=1, label="1: what (S) gives")
+        left.set_xlabel("input coordinate x")
+        left.set_ylabel("S(x) d (1 under (S))")
+        left.set_ylim(0, max(1.5, 1.1 * float(scaled.max())))
+        left.legend(loc="lower right", fontsize=8)
+        left.set_title(f"path sum S(x) times d per coordinate, input {shape}", fontsize=10)
+    for key, marker, label in [("loss_l1", "o", r"$\mathbb{E}\,\|\partial L/\partial x\|_1$ (Gaussian approx.)"),
+                               ("loss_l2", "s", r"$\mathbb{E}\,\|\partial L/\partial x\|_2$ (sqrt of 2nd moment)")]:
         values = np.array([r[key] for r in rows])
         slope = slopes[key]["fitted"]
-        right.loglog(d, values, marker, label=f"{label}: slope {slope:+.3f} (theory {THEORY_SLOPES[key]:+.1f})")
+        points = right.loglog(d, values, marker, label=f"{label}: slope {slope:+.3f} (theory {THEORY_SLOPES[key]:+.1f})")
         fit = np.exp(np.polyval(np.polyfit(np.log(d), np.log(values), 1), np.log(d)))
-        right.loglog(d, fit, "-", color=right.lines[-1].get_color(), alpha=0.6)
-    right.set_xlabel("input dimension d")
-    right.set_ylabel("predicted norm at initialisation")
-    right.set_title(f"mode {result.mode}")
-    right.legend(fontsize=8)
-    save_figure(fig, path)
+        right.loglog(d, fit, "-", color=points[0].get_color(), alpha=0.6)
+    right.set_xlabel("input dimension d (log scale)")
+    right.set_ylabel("predicted norm at initialisation (log scale)")
+    right.set_title(f"predicted loss-gradient norms, cross-entropy, K = {largest.classes} classes", fontsize=10)
+    right.legend(loc="best", fontsize=8, framealpha=0.9)
+    sizes = "flat inputs" if len(largest.input_shape) == 1 else "inputs " + " x ".join(
+        [str(largest.input_shape[0])] + ["s"] * (len(largest.input_shape) - 1))
+    fig.suptitle(f"{result.arch}, {sizes} (d = {int(d[0])}..{int(d[-1])}), mode {result.mode}: predictions at initialisation",
+                 fontsize=11)
+    save_figure(fig, path, tight=False)

@@ -1,4 +1,4 @@
-"""Monte Carlo over random initialisations: empirical input Jacobians (SPEC section 6).
+"""Monte Carlo over random initialisations: empirical input Jacobians (docs page "The Monte Carlo estimator").
 
 Each sample is one independent initialisation of the network's declared
 initialisation (:meth:`pathstats.nets.InitialisedNet.init_variances`) and one fresh

@@ -19,9 +19,10 @@ from pathstats.prediction import Prediction, predict
 from pathstats.provenance import provenance
 
 from .compare import compare, map_test_bin_bounds, map_test_min_samples
-from .montecarlo import default_batch, run_monte_carlo
+from .montecarlo import MonteCarloResult, default_batch, run_monte_carlo
 
-__all__ = ["VerifyPlan", "plan_verify", "check_samples_before_planning", "check_verify_samples", "check_batch_memory", "verify", "verify_text", "write_outputs"]
+__all__ = ["VerifyPlan", "plan_verify", "check_samples_before_planning", "check_verify_samples", "check_batch_memory", "verify",
+           "verify_text", "write_outputs", "save_map_figure", "channel_mean_map"]
 
 
 @dataclass
@@ -178,18 +179,107 @@ def write_outputs(directory: str, report: dict, result, prediction, figure_forma
     json_path, figure_path = os.path.join(directory, "verify.json"), os.path.join(directory, f"maps.{figure_format}")
     check_figure_path(figure_path)
     write_json(json_path, report)
-    plt = pyplot()
-    mean, _ = result.map_estimate()
-    predicted = prediction.grad_sq_map
-    if predicted.ndim == 3:
-        predicted, mean = predicted.mean(axis=0), mean.mean(axis=0)
-    else:
-        predicted, mean = predicted.reshape(1, -1), mean.reshape(1, -1)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
-    vmax = max(predicted.max(), mean.max())
-    for ax, data, title in [(axes[0], predicted, "predicted (model mode)"), (axes[1], mean, f"empirical, N = {result.samples}")]:
-        image = ax.imshow(data, vmin=0, vmax=vmax, cmap="viridis", aspect="auto" if data.shape[0] == 1 else "equal")
-        ax.set_title(f"E[(do/dx)^2], {title}")
-    fig.colorbar(image, ax=axes, shrink=0.8)
-    save_figure(fig, figure_path, dpi=100, tight=False)  # a colorbar shared by two axes
+    save_map_figure(result, prediction, figure_path, arch=report["arch"])
     return [json_path, figure_path]
+
+
+def channel_mean_map(result: MonteCarloResult, prediction: Prediction) -> tuple:
+    """Predicted and measured ``E[(do/dx)^2]`` per pixel (mean over the channels), the
+    measured map's standard errors, and the per-pixel z-scores.
+
+    For a flat input (one axis) the maps are per coordinate.  The standard error of
+    a pixel is that of the channel mean of one initialisation's ``(do/dx)^2``, over
+    the ``N`` initialisations.
+
+    Returns
+    -------
+    tuple
+        ``(predicted, measured, stderr, z)``, arrays of shape ``(H, W)`` or ``(d,)``.
+
+    Examples
+    --------
+    >>> from pathstats.verify.report import verify
+    >>> report, result, prediction = verify("fc", (12,), samples=20, seed=0)
+    >>> predicted, measured, stderr, z = channel_mean_map(result, prediction)
+    >>> predicted.shape, measured.shape, bool((stderr > 0).all()), bool(np.allclose(z, (measured - predicted) / stderr))
+    ((12,), (12,), True, True)
+    """
+    samples = result.grad_sq_samples.reshape((result.samples,) + tuple(prediction.input_shape))
+    predicted = np.asarray(prediction.grad_sq_map, dtype=np.float64)
+    if predicted.ndim == 3:  # channels, rows, columns: average over the channels
+        samples, predicted = samples.mean(axis=1), predicted.mean(axis=0)
+    samples = samples.reshape(result.samples, *predicted.shape)
+    measured = samples.mean(axis=0)
+    stderr = samples.std(axis=0, ddof=1) / np.sqrt(result.samples)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(stderr > 0, (measured - predicted) / stderr, 0.0)
+    return predicted, measured, stderr, z
+
+
+def _shape_text(shape) -> str:
+    return " x ".join(map(str, shape))
+
+
+def save_map_figure(result: MonteCarloResult, prediction: Prediction, path: str, arch: str | None = None) -> None:
+    """Draw the predicted and the measured ``E[(do/dx)^2]`` maps and their z-scores.
+
+    Images (``C x H x W``): three panels on the pixel grid, the first two on one
+    colour scale (the mean over the ``C`` channels of ``E[(do/dx)^2]``, for one
+    logit ``o``), the third ``(measured - predicted) / stderr`` per pixel.  Flat
+    inputs: the same as lines against the coordinate, the measurement with a band
+    of 2 standard errors.  The title names ``arch`` (default: the model's class) and
+    the input shape.
+
+    Parameters
+    ----------
+    result : MonteCarloResult
+        The Monte Carlo run (its per-initialisation ``(do/dx)^2``).
+    prediction : Prediction
+        The model-mode prediction for the same network and input shape.
+    path : str
+        The file to write; its extension (``.png``, ``.pdf``, ``.svg``) sets the format.
+    arch : str, optional
+        The architecture's name for the title.
+    """
+    plt = pyplot()
+    predicted, measured, stderr, z = channel_mean_map(result, prediction)
+    shape, d, n = tuple(prediction.input_shape), prediction.d, result.samples
+    quantity = r"$\mathbb{E}[(\partial o/\partial x)^2]$"
+    where = f"per pixel, mean over the {shape[0]} channels" if len(shape) == 3 else "per input coordinate"
+    title = (f"{arch or prediction.arch}, input {_shape_text(shape)} (d = {d}) at initialisation: {quantity} {where}, "
+             f"for one logit o (1/d = {1 / d:.3g}); N = {n} initialisations")
+    if predicted.ndim == 1:
+        fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6), sharex=True, height_ratios=[2, 1], layout="constrained")
+        x = np.arange(len(predicted))
+        top.fill_between(x, measured - 2 * stderr, measured + 2 * stderr, color="C0", alpha=0.25, linewidth=0,
+                         label="measured +- 2 stderr")
+        top.plot(x, measured, color="C0", linewidth=1, label=f"measured (N = {n})")
+        top.plot(x, predicted, color="C1", linewidth=2, label="predicted (model mode)")
+        top.axhline(1 / d, color="0.4", linestyle=":", linewidth=1, label=f"1/d = {1 / d:.3g}")
+        top.set_ylabel(quantity)
+        top.set_ylim(bottom=0)
+        top.legend(loc="lower right", fontsize=8, framealpha=0.9)
+        bottom.plot(x, z, ".", color="C0", markersize=3)
+        for level in (-2, 2):
+            bottom.axhline(level, color="0.5", linestyle="--", linewidth=0.8)
+        bottom.set_ylabel("z = (measured - predicted)\n/ stderr")
+        bottom.set_xlabel("input coordinate x")
+        fig.suptitle(title, fontsize=10)
+        save_figure(fig, path, tight=False)
+        return
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.6), layout="constrained")
+    vmax = float(max(predicted.max(), measured.max()))
+    for ax, data, name in [(axes[0], predicted, "predicted (model mode)"), (axes[1], measured, f"measured, N = {n}")]:
+        image = ax.imshow(data, vmin=0, vmax=vmax, cmap="viridis")
+        ax.set_title(name, fontsize=10)
+    fig.colorbar(image, ax=axes[:2], shrink=0.9, label=f"{quantity}, channel mean" if len(shape) == 3 else quantity)
+    limit = max(4.0, float(np.abs(z).max()))
+    zimage = axes[2].imshow(z, cmap="RdBu_r", vmin=-limit, vmax=limit)
+    axes[2].set_title(f"z per pixel: |z| > 3 at {int((np.abs(z) > 3).sum())} of {z.size}", fontsize=10)
+    fig.colorbar(zimage, ax=axes[2], shrink=0.9, label="z = (measured - predicted) / stderr")
+    rows, columns = ("row (pixel)", "column (pixel)") if len(shape) == 3 else ("channel", "position")
+    for ax in axes:
+        ax.set_xlabel(columns)
+        ax.set_ylabel(rows)
+    fig.suptitle(title, fontsize=10)
+    save_figure(fig, path, tight=False)

@@ -136,26 +136,39 @@ def sweep_text(sweep: dict) -> str:
     return "\n".join(lines)
 
 
+def _shape_text(shapes) -> str:
+    """``inputs 3 x s x s`` for image sweeps, ``flat inputs`` otherwise."""
+    first = shapes[0]
+    return "flat inputs" if len(first) == 1 else "inputs " + " x ".join([str(first[0])] + ["s"] * (len(first) - 1))
+
+
 def save_sweep_plot(sweep: dict, path: str) -> None:
-    """Log-log plot of measured (with 2 stderr bars) and predicted norms against d."""
+    """Log-log plot of the measured norms (points, 2 stderr bars) and the model-mode
+    predictions (lines) against the input dimension ``d``, one colour per norm."""
     plt = pyplot()
-    d = np.array([r["d"] for r in sweep["rows"]], dtype=float)
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for key, label in [("loss_grad_l1", "E||dL/dx||_1"), ("loss_grad_l2", "E||dL/dx||_2")]:
-        est = np.array([r[key]["estimate"] for r in sweep["rows"]])
-        err = np.array([r[key]["stderr"] for r in sweep["rows"]])
-        pred = np.array([r[key]["predicted"] for r in sweep["rows"]])
+    rows = sweep["rows"]
+    d = np.array([r["d"] for r in rows], dtype=float)
+    fig, ax = plt.subplots(figsize=(7, 4.8), layout="constrained")
+    for key, label in [("loss_grad_l1", r"$\mathbb{E}\,\|\partial L/\partial x\|_1$"),
+                       ("loss_grad_l2", r"$\mathbb{E}\,\|\partial L/\partial x\|_2$")]:
+        est = np.array([r[key]["estimate"] for r in rows])
+        err = np.array([r[key]["stderr"] for r in rows])
+        pred = np.array([r[key]["predicted"] for r in rows])
         s = sweep["slopes"][key]
-        bars = ax.errorbar(d, est, yerr=2 * err, fmt="o", capsize=3,
-                           label=f"{label}: slope {s['slope']:+.3f} [{s['ci95'][0]:+.3f}, {s['ci95'][1]:+.3f}], theory {s['theory']:+.1f}")
-        ax.plot(d, pred, "--", color=bars[0].get_color(), alpha=0.7, label=f"{label} predicted (model mode)")
+        bars = ax.errorbar(d, est, yerr=2 * err, fmt="o", capsize=3, zorder=3,
+                           label=f"{label} measured (+- 2 stderr): slope {s['slope']:+.3f} "
+                                 f"(95% CI {s['ci95'][0]:+.3f} to {s['ci95'][1]:+.3f})")
+        ax.plot(d, pred, "--", color=bars[0].get_color(), alpha=0.8,
+                label=f"{label} predicted (model mode): slope {s['predicted']:+.3f}, theory {s['theory']:+.1f}")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("input dimension d")
-    ax.set_ylabel("gradient norm at initialisation")
-    ax.set_title(f"{sweep['arch']}, N = {sweep['samples']} per size")
-    ax.legend(fontsize=7)
-    save_figure(fig, path)
+    ax.set_xlabel("input dimension d (log scale)")
+    ax.set_ylabel("loss-gradient norm at initialisation (log scale)")
+    shapes = [tuple(r["input_shape"]) for r in rows]
+    ax.set_title(f"{sweep['arch']}, {_shape_text(shapes)} (d = {int(d[0])}..{int(d[-1])}), cross-entropy loss, "
+                 f"N = {sweep['samples']} initialisations per size", fontsize=9)
+    ax.legend(loc="best", fontsize=7, framealpha=0.9)
+    save_figure(fig, path, tight=False)
 
 
 def compare_architectures(archs: list, shape: tuple, samples: int, seed: int = 0, device: str = "cpu", batch: int | None = None,
@@ -213,18 +226,40 @@ def comparison_text(comparison: dict) -> str:
 
 
 def save_comparison_plot(comparison: dict, path: str) -> None:
-    """Measured E||do/dx||^2 of each net (2 stderr bars) beside model mode and Theorem 11's factor."""
+    """Figure 3 of the paper at initialisation, as points with error bars.
+
+    Left: each net's measured ``E||do/dx||_2^2`` (2 stderr bars) beside its
+    model-mode prediction and Theorem 11's factor ``1/(a1...an)`` (log scale).
+    Right: the measured ratio to the first net against Theorem 11's ratio.
+    """
     plt = pyplot()
     rows = comparison["rows"]
-    positions = np.arange(len(rows))
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    ax.bar(positions - 0.2, [r["grad_sq_total"]["estimate"] for r in rows], 0.4,
-           yerr=[2 * r["grad_sq_total"]["stderr"] for r in rows], capsize=3, label="measured (2 stderr)")
-    ax.bar(positions + 0.2, [r["grad_sq_total"]["predicted"] for r in rows], 0.4, label="model mode")
-    ax.plot(positions, [r["avgpool_factor"] for r in rows], "k_", markersize=30, label="Theorem 11: 1/(a1...an)")
-    ax.set_xticks(positions, [r["arch"] for r in rows])
-    ax.set_yscale("log")
-    ax.set_ylabel("E||do/dx||_2^2 at initialisation")
-    ax.set_title(f"{'x'.join(map(str, comparison['input_shape']))}, N = {comparison['samples']} per net")
-    ax.legend(fontsize=8)
-    save_figure(fig, path)
+    x = np.arange(len(rows))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
+    total = r"$\mathbb{E}\,\|\partial o/\partial x\|_2^2$"
+    left.errorbar(x - 0.08, [r["grad_sq_total"]["estimate"] for r in rows], yerr=[2 * r["grad_sq_total"]["stderr"] for r in rows],
+                  fmt="o", color="C0", capsize=4, zorder=3, label="measured (+- 2 stderr)")
+    left.plot(x + 0.08, [r["grad_sq_total"]["predicted"] for r in rows], "s", color="C1", mfc="none", markersize=8,
+              label="predicted (model mode)")
+    left.plot(x, [r["avgpool_factor"] for r in rows], "x", color="k", markersize=9, label="Theorem 11: 1/(a1...an)")
+    left.set_yscale("log")
+    left.set_ylabel(f"{total} at initialisation (log scale)")
+    left.set_title(f"{total}, one logit o", fontsize=10)
+    first = rows[0]["arch"]
+    ratio = [r["ratio_to_first"] for r in rows]
+    right.errorbar(x - 0.08, [q["estimate"] for q in ratio], yerr=[2 * q["stderr"] for q in ratio], fmt="o", color="C0",
+                   capsize=4, zorder=3, label="measured (+- 2 stderr)")
+    right.plot(x + 0.08, [q["theorem11"] for q in ratio], "x", color="k", markersize=9, label="Theorem 11")
+    right.set_yscale("log")
+    right.set_ylabel(f"{total} relative to {first} (log scale)")
+    right.set_title(f"ratio to {first}", fontsize=10)
+    for ax in (left, right):
+        ax.set_xticks(x, [r["arch"] for r in rows])
+        ax.set_xlim(-0.5, len(rows) - 0.5)
+        ax.set_xlabel("architecture")
+        ax.grid(axis="y", which="major", alpha=0.3)
+        ax.legend(loc="best", fontsize=8, framealpha=0.9)
+    shape = " x ".join(map(str, comparison["input_shape"]))
+    fig.suptitle(f"Input-gradient size at initialisation by architecture (paper, Figure 3): input {shape}, "
+                 f"N = {comparison['samples']} initialisations per net", fontsize=10)
+    save_figure(fig, path, tight=False)
