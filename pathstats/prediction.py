@@ -19,7 +19,7 @@ from torch import nn
 
 from ._io import atomic_write
 from .errors import PathstatsError
-from .layer_engine import backward_map, count_classes, fingerprint_maps, path_count_map
+from .layer_engine import backward_map, count_classes, fingerprint_maps, model_map, path_count_map, propagate_laws
 from .trace import read_model
 
 __all__ = ["Prediction", "predict", "loss_gradient_factor", "MODES", "save_array"]
@@ -237,7 +237,11 @@ def predict(model: Any, input_shape: Any = None, mode: str = "model", classes: i
     graph = read_model(module, shape, init=policy)
     if classes is not None and not isinstance(model, str) and classes != graph.classes:
         raise PathstatsError(f"classes={classes} but the model has {graph.classes} logits")
-    grad_sq = backward_map(graph, mode)
+    if mode == "model":
+        forward = propagate_laws(graph)
+        grad_sq = model_map(graph, forward)
+    else:
+        grad_sq = backward_map(graph, mode)
     path_sum = backward_map(graph, "path_sum")
     counts = path_count_map(graph)
     n_classes = count_classes(fingerprint_maps(graph))
