@@ -185,6 +185,10 @@ class ForwardLaws:
         Tensor name -> what its rule's :meth:`law_backward` needs.
     gates : dict
         Gate layer name -> mean ``P(input > 0)`` over its units.
+    routing : dict
+        Max-pooling layer name -> ``{"open_argmax", "uniform", "window"}``: the mean
+        probability that a member is its window's arg-max with a positive value,
+        and the uniform routing's ``P(value > 0) / n``.
     notes : list of Note
         Approximate laws that a gate or a max pool reads.
     """
@@ -192,10 +196,11 @@ class ForwardLaws:
     laws: dict
     contexts: dict
     gates: dict = field(default_factory=dict)
+    routing: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
 
 
-def propagate_laws(graph: LayerGraph, bins: int = moments.BINS) -> ForwardLaws:
+def propagate_laws(graph: LayerGraph) -> ForwardLaws:
     """Run the network's laws forward from ``x ~ N(0, I)`` (each rule's ``law_forward``).
 
     The graph is not changed; the result maps each tensor to its law.
@@ -209,8 +214,8 @@ def propagate_laws(graph: LayerGraph, bins: int = moments.BINS) -> ForwardLaws:
     >>> forward.gates                        # the second ReLU reads non-negative values
     {'1': 0.5, '2': 0.5}
     """
-    laws = {graph.input_name: moments.gaussian_law(np.ones((1,) * len(graph.input_shape)), bins=bins)}
-    contexts, gates, notes, seen = {}, {}, [], set()
+    laws = {graph.input_name: moments.gaussian_law(np.ones((1,) * len(graph.input_shape)))}
+    contexts, gates, routing, notes, seen = {}, {}, {}, [], set()
     for name, rule in graph.rules.items():
         if rule is None:
             continue
@@ -220,11 +225,28 @@ def propagate_laws(graph: LayerGraph, bins: int = moments.BINS) -> ForwardLaws:
             if reads_law and law.caveat and law.caveat not in seen:
                 seen.add(law.caveat)
                 layer, _, text = law.caveat.partition(": ")
-                notes.append(Note(layer, text + f", and {name} reads that law"))
+                notes.append(Note(layer, text + f", and {rule.name} reads that law"))
         laws[name], contexts[name] = rule.law_forward(inputs)
         if getattr(rule, "is_gate", False):
             gates[rule.name] = float(inputs[0].positive().mean())
-    return ForwardLaws(laws, contexts, gates, notes)
+        if hasattr(rule, "law_notes"):
+            notes += rule.law_notes(inputs[0])
+        if getattr(rule, "category", None) == "maxpool":
+            routing[rule.name] = _routing_summary(rule, inputs[0], contexts[name])
+    return ForwardLaws(laws, contexts, gates, routing, notes)
+
+
+def _routing_summary(rule, law, context) -> dict:
+    """Mean over the members of a max pool's windows of ``P(it is the arg-max and its value is > 0)``,
+    beside the uniform routing's ``P(value > 0) / n``."""
+    members, routing = context
+    channels = law.probs.shape[0]
+    flat = law.broadcast((channels,) + tuple(rule.in_shapes[0][1:])).probs.reshape(channels, -1, len(law.values))
+    valid = members >= 0
+    p = flat[:, np.where(valid, members, 0)] * (law.values > 0)
+    won = (p * routing).sum(axis=-1)[:, valid].mean()
+    uniform = (p.sum(axis=-1) / valid.sum(axis=1)[None, :, None])[:, valid].mean()
+    return {"open_argmax": float(won), "uniform": float(uniform), "window": int(valid.sum(axis=1).max())}
 
 
 def model_map(graph: LayerGraph, forward: ForwardLaws | None = None, *, logit: int = 0) -> np.ndarray:

@@ -206,6 +206,25 @@ def _overlapping(matrix: sp.csr_matrix) -> bool:
     return bool((np.asarray((matrix > 0).sum(axis=0)).ravel() > 1).any())
 
 
+# ---------------------------------------------------------- model mode's accuracy
+#: What model mode does with a layer outside the paper's assumptions, and how well it
+#: agrees with the Monte Carlo there (measured with ``pathstats verify``; the table and
+#: the script that measured it are on the docs page "Where the assumptions fail").
+#: Theory-mode refusals and model-mode notes quote these texts.
+MODEL_MODE = {
+    "maxpool": "routes the gradient to each window's arg-max from the units' laws, taking the window's members as "
+               "independent: it over-predicts by MAXPOOL_EFFECT",
+    "add": "follows the law of the skip stream through the addition (exact in the infinite-width limit; within 4 "
+           "standard errors of the Monte Carlo on post-activation residual nets at 1% precision)",
+    "gate": "takes each gate's open probability from the law of its input (exact in the infinite-width limit)",
+}
+#: Measured effects of the approximations that remain (see :data:`MODEL_MODE`).
+EFFECTS = {
+    "maxpool": "MAXPOOL_EFFECT",
+    "avgpool": "AVGPOOL_EFFECT",
+}
+
+
 # --------------------------------------------------------------------------- rules
 @dataclass
 class NodeRule:
@@ -241,7 +260,7 @@ class NodeRule:
             return algebra.reciprocal(degree * degree)
         raise AssumptionError(
             f"theory mode: {self.layer} at {self.name!r} is outside the paper's assumptions (H'); "
-            f"use --mode model, which models it as the real layer"
+            f"use --mode model, which {MODEL_MODE[self.category]}"
         )
 
     def model_factor(self, algebra) -> Any:
@@ -436,6 +455,17 @@ class PoolRule(NodeRule):
         probs = out.probs.reshape((channels,) + spatial_out + (len(law.values),))
         return moments.Law(law.values, probs, None, law.caveat), (members, routing)
 
+    def law_notes(self, law) -> list:
+        """What model mode neglects at this layer, given its input's law."""
+        if self.category == "maxpool":
+            return [Note(self.name, "max pooling: the window's members are taken as independent (their positive "
+                         "correlation is dropped), as are cross terms between paths through different windows",
+                         EFFECTS["maxpool"])]
+        if law.gauss is None and law.nonnegative():
+            return [Note(self.name, "average of ReLU outputs: cross terms between paths through different members "
+                         "of a window are dropped (their gates share the kernel's weights)", EFFECTS["avgpool"])]
+        return []
+
     def law_backward(self, B, laws, out_law, context):
         """Max pooling: ``B_in(u, a) = sum_windows p_u(a) P(u wins | a) B_out(a) / p_out(a)``.
 
@@ -626,7 +656,7 @@ class PointwiseRule:
         if mode == "theory" and not self.theory_ok:
             raise AssumptionError(
                 f"theory mode: {self.layer} at {self.name!r} is outside the paper's assumptions (H) "
-                f"(ReLU activations); use --mode model"
+                f"(ReLU activations); use --mode model, which {MODEL_MODE['gate']}"
             )
         return algebra.cast(1)
 
@@ -683,7 +713,7 @@ def _tuple(value: Any, n: int) -> tuple:
 def _node_notes(name: str, module: nn.Module) -> list:
     bias = getattr(module, "bias", None)
     if isinstance(bias, torch.Tensor) and bias.detach().abs().max().item() > 0:
-        return [f"{name}: non-zero bias (max |b| = {bias.detach().abs().max().item():.3g}); model mode assumes zero biases"]
+        return [Note(name, f"non-zero bias (max |b| = {bias.detach().abs().max().item():.3g}); model mode assumes zero biases")]
     return []
 
 
@@ -716,7 +746,7 @@ def pool_rule(name, module, operands, in_shapes, out_shape, init) -> PoolRule:
     axes = [a for a, _ in windows]
     notes = []
     if any(_overlapping(a) for a in axes):
-        notes.append(f"{name}: overlapping pooling windows (stride < kernel) break H5, so cross terms between paths are not zero")
+        notes.append(Note(name, "overlapping pooling windows (stride < kernel) break H5, so cross terms between paths are not zero"))
     if is_max:
         return PoolRule(name, repr(module), operands, in_shapes, out_shape, "maxpool", None, notes, axes=axes)
     if module.divisor_override:
@@ -726,13 +756,13 @@ def pool_rule(name, module, operands, in_shapes, out_shape, init) -> PoolRule:
     else:
         divisor = _outer([_row_counts(a) for a in axes])
     if not (divisor == _outer([_row_counts(a) for a in axes])).all():
-        notes.append(f"{name}: padded average-pooling windows divide by more than their inputs at the border")
+        notes.append(Note(name, "padded average-pooling windows divide by more than their inputs at the border"))
     return PoolRule(name, repr(module), operands, in_shapes, out_shape, "avgpool", None, notes, axes=axes, divisor=divisor)
 
 
 def adaptive_pool_rule(name, module, operands, in_shapes, out_shape, init) -> PoolRule:
     axes = [adaptive_axis(n_in, n_out) for n_in, n_out in zip(in_shapes[0][1:], out_shape[1:])]
-    notes = [f"{name}: overlapping adaptive windows break H5"] if any(_overlapping(a) for a in axes) else []
+    notes = [Note(name, "overlapping adaptive windows break H5")] if any(_overlapping(a) for a in axes) else []
     if isinstance(module, (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d)):
         return PoolRule(name, repr(module), operands, in_shapes, out_shape, "maxpool", None, notes, axes=axes)
     divisor = _outer([_row_counts(a) for a in axes])

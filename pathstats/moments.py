@@ -60,7 +60,9 @@ class Law:
     caveat: str | None = None
 
     def second_moment(self) -> np.ndarray:
-        """``E[value^2]`` per unit."""
+        """``E[value^2]`` per unit (exact for a Gaussian law, else from the grid)."""
+        if self.gauss is not None:
+            return self.gauss[0] ** 2 + self.gauss[1] ** 2
         return self.probs @ (self.values**2)
 
     def mean(self) -> np.ndarray:
