@@ -498,15 +498,16 @@ class PoolRule(NodeRule):
         if law.latent is None or law.rho is None:  # no correlation known: independent members
             probs, routing = moments.max_law(p_in, valid)
             return moments.Law(law.values, probs.reshape((channels,) + spatial_out + (g,)), None, law.caveat), (members, routing)
-        probs, joint, between = 0.0, 0.0, 0.0
+        probs, joint, factors = 0.0, 0.0, []
+        centre = tuple(n // 2 for n in (channels,) + spatial_out)
         for weight, conditional in moments.window_conditionals(full, members):
             out, routing = moments.max_law(conditional, valid)
             probs = probs + weight * out
             joint = joint + weight * conditional * routing
-            between += weight * moments.centre((out @ law.values).reshape((channels,) + spatial_out)) ** 2
+            factors.append((weight, out.reshape((channels,) + spatial_out + (g,))[centre]))
         routing = np.divide(joint, p_in, out=np.zeros_like(joint), where=p_in > 0)
-        out = moments.Law(law.values, probs.reshape((channels,) + spatial_out + (g,)), None, law.caveat)
-        out.c_off = between / max(moments.centre(out.second_moment()), 1e-300)
+        out = moments.Law(law.values, probs.reshape((channels,) + spatial_out + (g,)), None, law.caveat, factors=factors)
+        out.c_off = moments.off_moment(out) / max(moments.centre(out.second_moment()), 1e-300)
         return out, (members, routing)
 
     def law_notes(self, law) -> list:
