@@ -481,7 +481,10 @@ class PoolRule(NodeRule):
             out_mean = self.forward_sum(mean) / self.divisor[None]
             m2 = law.second_moment()
             roots, squares = self.forward_sum(np.sqrt(m2)), self.forward_sum(m2)
-            off = 0.0 if law.c_off is None else law.c_off * (roots**2 - squares)  # sum_{i != j} E[h_i h_j]
+            if law.c_off is not None:  # sum_{i != j} E[h_i h_j]
+                off = law.c_off * (roots**2 - squares)
+            else:  # members taken as independent
+                off = self.forward_sum(mean) ** 2 - self.forward_sum(mean**2)
             out_var = np.maximum((squares + off) / (self.divisor[None] ** 2) - out_mean**2, 0.0)
             rho = None
             if law.c_off is not None:  # two windows: all pairs distinct

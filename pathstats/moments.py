@@ -186,7 +186,7 @@ def off_moment(law: Law) -> float | None:
 
 def _edges(lo: float, hi: float, bins: int) -> np.ndarray:
     """About ``bins`` equal bins covering ``[lo, hi]``, with 0 on an edge."""
-    width = max(hi - lo, 1e-300) / bins
+    width = max(hi - lo, 1e-12 * max(abs(lo), abs(hi), 1.0)) / bins
     return width * np.arange(np.floor(lo / width), np.ceil(hi / width) + 1)
 
 
