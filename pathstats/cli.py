@@ -221,7 +221,8 @@ def _predict_text(p) -> str:
         ["E||do/dx||_2^2 (total)", f"{g['total']:.6g}", reference],
     ]
     if p.has_avgpool:
-        rows.append(["avg-pooling factor 1/(a1...an)", f"{p.avgpool_factor:.6g}", "Theorem 11"])
+        where = ", ".join(f"{layer}: a = {a}" for layer, a in p.avgpool_layers.items())
+        rows.append(["avg-pooling factor 1/(a1...an)", f"{p.avgpool_factor:.6g}", f"Theorem 11 ({where})"])
     for layer, routing in p.maxpool_routing.items():
         rows.append([f"max-pooling routing ({layer})", f"P(open arg-max) {routing['open_argmax']:.4g}",
                      f"uniform 1/n x P(open) = {routing['uniform']:.4g}, n = {routing['window']}"])
