@@ -6,14 +6,8 @@ each is one kind of layer arrangement, repeated ``depth`` times between a
 standard-normal input and a linear classifier.
 
 >>> from pathstats.nets.probes import Probe
->>> Probe("double-relu", (3, 8, 8), channels=4).features[:5]
-Sequential(
-  (0): Conv2d(3, 4, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False)
-  (1): BatchNorm2d(4, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)
-  (2): ReLU()
-  (3): ReLU()
-  (4): Conv2d(4, 4, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False)
-)
+>>> [type(layer).__name__ for layer in Probe("double-relu", (3, 8, 8), channels=4).features][:5]
+['Conv2d', 'BatchNorm2d', 'ReLU', 'ReLU', 'Conv2d']
 """
 
 from __future__ import annotations
