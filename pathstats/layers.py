@@ -45,6 +45,9 @@ from .generators import PADDING_MODES, padded_source
 
 __all__ = [
     "Note",
+    "MODEL_MODE",
+    "EFFECTS",
+    "axis_forward",
     "UnsupportedLayerError",
     "AssumptionError",
     "NodeRule",

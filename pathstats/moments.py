@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 from scipy.special import ndtr
 
-__all__ = ["BINS", "SPAN", "Law", "gaussian_law", "map_law", "sum_law", "max_law"]
+__all__ = ["BINS", "SPAN", "Law", "centre", "gaussian_law", "map_law", "sum_law", "sum_backward", "SumPlan", "max_law",
+           "equicorrelation", "window_conditionals", "off_moment", "sum_off_moment"]
 
 BINS = 256
 SPAN = 8.0
