@@ -38,10 +38,16 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from . import moments
+from .algebra import FloatAlgebra
 from .errors import PathstatsError
 from .generators import PADDING_MODES, padded_source
 
 __all__ = [
+    "Note",
+    "MODEL_MODE",
+    "EFFECTS",
+    "axis_forward",
     "UnsupportedLayerError",
     "AssumptionError",
     "NodeRule",
@@ -64,6 +70,48 @@ class UnsupportedLayerError(PathstatsError, ValueError):
 
 class AssumptionError(PathstatsError, ValueError):
     """Theory mode met a layer outside the paper's assumptions (H)/(H')."""
+
+
+class Note(str):
+    """One caveat of a prediction: the layer, the assumption it rests on, and its size where measured.
+
+    A ``str`` (``"layer: assumption (effect)"``) so that notes read and print as
+    text, with the three parts kept as attributes for :meth:`to_dict`.
+
+    Examples
+    --------
+    >>> note = Note("pool1", "window members taken as independent", "measured -3.1% +- 0.5%")
+    >>> str(note)
+    'pool1: window members taken as independent (measured -3.1% +- 0.5%)'
+    >>> note.to_dict()["layer"]
+    'pool1'
+    """
+
+    def __new__(cls, layer: str | None, assumption: str, effect: str | None = None) -> "Note":
+        text = (f"{layer}: " if layer else "") + assumption + (f" ({effect})" if effect else "")
+        note = super().__new__(cls, text)
+        note.layer, note.assumption, note.effect = layer, assumption, effect
+        return note
+
+    def __getnewargs__(self) -> tuple:
+        return (self.layer, self.assumption, self.effect)
+
+    def to_dict(self) -> dict:
+        """``{"layer", "assumption", "effect"}`` (``effect`` None where not measured)."""
+        return {"layer": self.layer, "assumption": self.assumption, "effect": self.effect}
+
+
+_FLOAT = FloatAlgebra()
+
+
+def axis_forward(state: np.ndarray, axis: int, matrix: sp.csr_matrix) -> np.ndarray:
+    """``out[..., q, ...] = sum_i matrix[q, i] * state[..., i, ...]`` along ``axis`` (the transpose of a backward step)."""
+    n_out, n_in = matrix.shape
+    shape = list(state.shape)
+    shape[axis] = n_in
+    moved = np.moveaxis(np.broadcast_to(state, shape), axis, 0)
+    result = np.asarray(matrix @ moved.reshape(n_in, -1)).reshape((n_out,) + moved.shape[1:])
+    return np.moveaxis(result, 0, axis)
 
 
 # --------------------------------------------------------------------------- axes
@@ -161,6 +209,32 @@ def _overlapping(matrix: sp.csr_matrix) -> bool:
     return bool((np.asarray((matrix > 0).sum(axis=0)).ravel() > 1).any())
 
 
+# ---------------------------------------------------------- model mode's accuracy
+#: What model mode does with a layer outside the paper's assumptions, and how well it
+#: agrees with the Monte Carlo there (measured with ``pathstats verify``; the table and
+#: the script that measured it are on the docs page "Where the assumptions fail").
+#: Theory-mode refusals and model-mode notes quote these texts.
+MODEL_MODE = {
+    "maxpool": "routes the gradient to each window's arg-max from the laws of the window's correlated members "
+               "(measured against the Monte Carlo: within 1% on 2x2 windows before or after the ReLU, -2% on "
+               "overlapping 3x3 windows, +7% on VGG-11)",
+    "add": "follows the law of the skip stream through the addition (post-add ReLUs open about 2/3 of the time; "
+           "measured against the Monte Carlo: within 3% on post-activation residual nets)",
+    "gate": "takes each gate's open probability from the law of its input (exact in the infinite-width limit)",
+}
+#: Measured size of each approximation that remains, as ``measured / predicted - 1 +- SE``
+#: (``benchmarks/model_mode.py``: 3x32x32 inputs, 16-32 channels, 1200-2800 initialisations).
+EFFECTS = {
+    "maxpool": "measured: +6.6% +- 0.8% on VGG-11 (width 16), -2.2% +- 0.5% on two overlapping 3x3 pools, "
+               "-0.7% +- 0.6% on three 2x2 pools",
+    "maxpool_independent": "measured: -15% +- 0.5% on two 2x2 pools of ReLU outputs, where uncorrelated members "
+                           "over-predict the open arg-max",
+    "avgpool": "measured: +16.6% +- 1.2% for a global average pooling after two conv layers (16 ch); the cross terms "
+               "come from the first layer's small fan-in (3 input channels) and do not shrink with width",
+    "stream": "measured: +2.7% +- 0.4% on three post-add-ReLU blocks (32 ch)",
+}
+
+
 # --------------------------------------------------------------------------- rules
 @dataclass
 class NodeRule:
@@ -196,7 +270,7 @@ class NodeRule:
             return algebra.reciprocal(degree * degree)
         raise AssumptionError(
             f"theory mode: {self.layer} at {self.name!r} is outside the paper's assumptions (H'); "
-            f"use --mode model, which models it as the real layer"
+            f"use --mode model, which {MODEL_MODE[self.category]}"
         )
 
     def model_factor(self, algebra) -> Any:
@@ -211,6 +285,47 @@ class NodeRule:
         """Yield ``(operand, in_index, out_index, multiplicity)`` with flat indices."""
         raise NotImplementedError
 
+    def forward_sum(self, values: np.ndarray) -> np.ndarray:
+        """``sum_{(u -> v)} values[u]`` for every output ``v``, parallel edges counted (the transpose of :meth:`backward`)."""
+        raise NotImplementedError
+
+    def law_forward(self, laws: list) -> tuple:
+        """The law of the outputs at initialisation, ``(Law, context)``; ``context`` goes to :meth:`law_backward`.
+
+        Random weights (this default): an output is a sum over its in-edges of
+        independent zero-mean weights times inputs, so (central limit, infinite
+        width) a centred Gaussian of variance ``sigma_w^2 sum_u E[h_u^2]``,
+        whatever the inputs' laws (non-negative ReLU outputs included: the
+        weights' zero mean makes the inputs' means drop out of the mean and
+        enter the variance only through ``E[h^2]``).  Two outputs of one
+        channel share the weights tap by tap, so their covariance is
+        ``sigma_w^2 sum_taps E[h_{p+t} h_{q+t}]``: with distinct inputs' moment
+        ``c_off E[h^2]`` it is ``sigma_w^2 C k c_off E[h^2]`` (the NNGP
+        recursion, interior): the output's latent correlation is ``c_off``.  Limit: the width is
+        finite, so the output is a scale mixture of Gaussians (its variance
+        fluctuates with the layer below); the effect is ``O(1/width)``.
+        """
+        law = laws[0]
+        variance = self.variance * self.forward_sum(law.second_moment())
+        rho = None
+        if law.c_off is not None and variance.ndim > 1:  # spatial units: their correlation, interior
+            rho = law.c_off
+        return moments.gaussian_law(np.sqrt(variance), rho=rho), None
+
+    def law_backward(self, B: np.ndarray, laws: list, out_law, context) -> list:
+        """The value-conditional backward step: ``B_in(u, a) = p_in(u, a) * step(sum_c B_out(v, c))``.
+
+        ``B(u, a) = E[delta_u^2 ; value_u = a]`` (see :mod:`pathstats.moments`).
+        Through random weights the gradient that reaches ``u`` does not depend
+        on ``u``'s own value: in the infinite-width limit one input moves no
+        downstream gate (gradient independence).  Same for the deterministic
+        weights of average pooling, where the limit is not reached: the gates
+        of the units of one window share the kernel's weights, and the cross
+        terms between paths through them remain (the prediction notes them).
+        """
+        entered = B.sum(axis=-1) * self.model_factor(_FLOAT)
+        return [c[..., None] * law.probs for c, law in zip(self.backward(entered, _FLOAT), laws)]
+
 
 @dataclass
 class ConvRule(NodeRule):
@@ -218,6 +333,25 @@ class ConvRule(NodeRule):
 
     groups: int = 1
     axes: list = field(default_factory=list)  # one count matrix per spatial axis
+    taps_valid: list = field(default_factory=list)  # per axis: (n_out, kernel) bool, the tap reads an input
+
+    def law_forward(self, laws):
+        """As :meth:`NodeRule.law_forward`, plus the correlation of each pair of outputs.
+
+        Outputs ``p != q`` of one channel have covariance ``sigma_w^2 (C/groups)
+        c_off sum_t E[h^2]`` over the ``n_common(p, q)`` taps that read an input
+        for both (zero padding drops the others), and variances over their own
+        ``n_p``, ``n_q`` taps: their latent correlation is ``c_off n_common /
+        sqrt(n_p n_q)`` (inputs' second moments taken alike), which max pooling
+        reads (``window_rho``): near zero-padded borders it is smaller than in
+        the interior.  Limit: taps of two outputs that reflect onto one input
+        read ``E[h^2]``.
+        """
+        out, context = super().law_forward(laws)
+        if out.rho is not None and self.taps_valid:
+            shape = tuple(self.out_shape[1:])
+            out.window_rho = lambda members: _window_correlation(self.taps_valid, shape, out.rho, members)
+        return out, context
 
     def in_degree(self) -> np.ndarray:
         c_in = self.in_shapes[0][0]
@@ -234,6 +368,17 @@ class ConvRule(NodeRule):
         for axis, matrix in enumerate(self.axes, start=1):
             state = algebra.axis_backward(state, axis, matrix)
         return [state]
+
+    def forward_sum(self, values):
+        c_in, c_out = self.in_shapes[0][0], self.out_shape[0]
+        if values.shape[0] == 1:
+            state = values * (c_in // self.groups)
+        else:
+            grouped = values.reshape((self.groups, c_in // self.groups) + values.shape[1:]).sum(axis=1)
+            state = np.repeat(grouped, c_out // self.groups, axis=0)
+        for axis, matrix in enumerate(self.axes, start=1):
+            state = axis_forward(state, axis, matrix)
+        return state
 
     def edges(self):
         c_in, c_out = self.in_shapes[0][0], self.out_shape[0]
@@ -259,6 +404,9 @@ class LinearRule(NodeRule):
             total = algebra.mul(total, algebra.cast(self.out_shape[0]))
         return [total]
 
+    def forward_sum(self, values):
+        return np.array([np.broadcast_to(values, self.in_shapes[0]).sum()])
+
     def edges(self):
         for j in range(self.out_shape[0]):
             for i in range(self.in_shapes[0][0]):
@@ -271,10 +419,13 @@ class PoolRule(NodeRule):
 
     Average pooling has deterministic weights ``1/divisor`` (torch's divisor:
     the window clipped to the padded input with ``count_include_pad``, else the
-    valid taps, or ``divisor_override``).  Max pooling is modelled as uniform
-    routing: the gradient reaches each of the ``n`` inputs of a window with
-    probability ``1/n``, which is exact only if the arg-max is uniform and
-    independent of the weights downstream (measured by ``verify``).
+    valid taps, or ``divisor_override``).
+
+    Max pooling, in model mode, routes the gradient to the arg-max of each
+    window (:meth:`law_forward`, :meth:`law_backward`).  The path-sum weightings
+    (``path_sum``, ``count``, and the DAG form of ``model`` in
+    :func:`pathstats.layer_engine.backward_map`) keep the uniform routing
+    ``1/n``, the mean of the arg-max indicator of exchangeable members.
     """
 
     axes: list = field(default_factory=list)
@@ -294,6 +445,124 @@ class PoolRule(NodeRule):
             state = algebra.axis_backward(state, axis, matrix)
         return [state]
 
+    def forward_sum(self, values):
+        state = values
+        for axis, matrix in enumerate(self.axes, start=1):
+            state = axis_forward(state, axis, matrix)
+        return state
+
+    def members(self) -> np.ndarray:
+        """``(windows, n)`` flat input positions of each window (row-major output order), ``-1`` for none."""
+        spatial_in = self.in_shapes[0][1:]
+        windows: dict = {}
+        for q, source, _ in _taps(self.axes):
+            windows.setdefault(q, []).append(int(np.ravel_multi_index(source, spatial_in)) if source else 0)
+        n = max(len(m) for m in windows.values())
+        return np.array([m + [-1] * (n - len(m)) for _, m in sorted(windows.items())], dtype=np.int64)
+
+    def law_forward(self, laws):
+        """Average pooling: the mean and variance of the window's average; max pooling: the law of its maximum.
+
+        Average pooling (deterministic weights ``1/a``): the output's mean is
+        the average of the members' means and, taking the members as
+        independent, its variance ``sum_j Var_j / a^2``; its law is taken as
+        the Gaussian with these moments (central limit over the window).  Both
+        are approximations where the members are correlated neighbours; the
+        law matters only where a gate or a max pool reads it (the engine then
+        notes it).
+
+        Max pooling: :func:`pathstats.moments.max_law` on the window's
+        members, independent given the common factor of their equicorrelated
+        latent Gaussians (:func:`pathstats.moments.equicorrelation`), mixed
+        over that factor; the context keeps, per member, the probability that
+        it is the arg-max given its value.  Limits: the interior correlation
+        is used at the borders too; two overlapping windows share members, so
+        the moment of two outputs (``c_off``, from the product of conditional
+        means) is that of disjoint windows; where the input's correlation is
+        unknown (a max pool right after a max pool, a residual stream) the
+        members are taken as independent (noted).
+        """
+        law = laws[0]
+        channels = law.probs.shape[0]
+        spatial_in, spatial_out = tuple(self.in_shapes[0][1:]), tuple(self.out_shape[1:])
+        if self.category == "avgpool":
+            mean = law.mean()
+            out_mean = self.forward_sum(mean) / self.divisor[None]
+            m2 = law.second_moment()
+            roots, squares = self.forward_sum(np.sqrt(m2)), self.forward_sum(m2)
+            if law.c_off is not None:  # sum_{i != j} E[h_i h_j]
+                off = law.c_off * (roots**2 - squares)
+            else:  # members taken as independent
+                off = self.forward_sum(mean) ** 2 - self.forward_sum(mean**2)
+            out_var = np.maximum((squares + off) / (self.divisor[None] ** 2) - out_mean**2, 0.0)
+            rho = None
+            if law.c_off is not None:  # two windows: all pairs distinct
+                between = law.c_off * moments.centre(roots / self.divisor[None]) ** 2
+                rho = (between - moments.centre(out_mean) ** 2) / max(moments.centre(out_var), 1e-300)
+            out = moments.gaussian_law(np.sqrt(out_var), out_mean, rho=rho)
+            if law.gauss is None:
+                out.caveat = law.caveat or f"{self.name}: the average of non-Gaussian units is taken as the Gaussian of its mean and variance"
+            return out, None
+        members, g = self.members(), len(law.values)
+        valid = members >= 0
+        full = law.broadcast((channels,) + spatial_in)
+        p_in = full.probs.reshape(channels, -1, g)[:, np.where(valid, members, 0)]
+        if law.latent is None or law.rho is None:  # no correlation known: independent members
+            probs, routing = moments.max_law(p_in, valid)
+            return moments.Law(law.values, probs.reshape((channels,) + spatial_out + (g,)), None, law.caveat), (members, routing)
+        probs, joint, factors = 0.0, 0.0, []
+        centre = tuple(n // 2 for n in (channels,) + spatial_out)
+        for weight, conditional in moments.window_conditionals(full, members):
+            out, routing = moments.max_law(conditional, valid)
+            probs = probs + weight * out
+            joint = joint + weight * conditional * routing
+            factors.append((weight, out.reshape((channels,) + spatial_out + (g,))[centre]))
+        routing = np.divide(joint, p_in, out=np.zeros_like(joint), where=p_in > 0)
+        out = moments.Law(law.values, probs.reshape((channels,) + spatial_out + (g,)), None, law.caveat, factors=factors)
+        out.c_off = moments.off_moment(out) / max(moments.centre(out.second_moment()), 1e-300)
+        return out, (members, routing)
+
+    def law_notes(self, laws: list) -> list:
+        """What model mode neglects at this layer, given its inputs' laws."""
+        law = laws[0]
+        if self.category == "maxpool" and (law.latent is None or law.rho is None):
+            return [Note(self.name, "max pooling: the window's members are taken as independent (their correlation is "
+                         "unknown here and dropped), as are cross terms between paths through different windows",
+                         EFFECTS["maxpool_independent"])]
+        if self.category == "maxpool":
+            return [Note(self.name, "max pooling: cross terms between paths through different windows are dropped, "
+                         "and the members' interior correlation is used at the borders", EFFECTS["maxpool"])]
+        if law.gauss is None and law.nonnegative() and self.in_degree().max() > 1:
+            return [Note(self.name, "average of ReLU outputs: cross terms between paths through different members "
+                         "of a window are dropped (their gates share the kernel's weights)", EFFECTS["avgpool"])]
+        return []
+
+    def law_backward(self, B, laws, out_law, context):
+        """Max pooling: ``B_in(u, a) = sum_windows p_u(a) P(u wins | a) B_out(a) / p_out(a)``.
+
+        The window's output equals the winner's value, so the output's
+        value-conditional moment ``B_out(a) / p_out(a)`` passes to the winner
+        at the same value: a ReLU below then keeps only open winners (ties at
+        0, where torch picks the first member, are cut by that member's
+        closed gate).  Limit: members taken as independent (see
+        :func:`pathstats.moments.max_law`).
+        """
+        if self.category == "avgpool":
+            return super().law_backward(B, laws, out_law, context)
+        members, routing = context
+        law, g = laws[0], len(out_law.values)
+        channels = max(B.shape[0], routing.shape[0])
+        spatial_in = tuple(self.in_shapes[0][1:])
+        b_out = np.broadcast_to(B, (channels,) + tuple(self.out_shape[1:]) + (g,)).reshape(channels, -1, g)
+        p_out = np.broadcast_to(out_law.probs, (channels,) + tuple(self.out_shape[1:]) + (g,)).reshape(channels, -1, g)
+        ratio = np.divide(b_out, p_out, out=np.zeros_like(b_out), where=p_out > 0)
+        p_in = law.broadcast((channels,) + spatial_in).probs.reshape(channels, -1, g)
+        valid = members >= 0
+        gathered = p_in[:, np.where(valid, members, 0)] * routing * ratio[:, :, None, :]
+        result = np.zeros_like(p_in)
+        np.add.at(result, (slice(None), members[valid]), gathered[:, valid])
+        return [result.reshape((channels,) + spatial_in + (g,))]
+
     def edges(self):
         for q, source, multiplicity in _taps(self.axes):
             for c in range(self.out_shape[0]):
@@ -306,6 +575,17 @@ class UpsampleRule(PoolRule):
 
     def model_factor(self, algebra):
         return algebra.cast(1)
+
+    def law_forward(self, laws):
+        """Each output copies its source's law."""
+        probs = laws[0].probs
+        for axis, matrix in enumerate(self.axes, start=1):
+            probs = np.take(probs, matrix.indices, axis=axis) if probs.shape[axis] > 1 else probs
+        return moments.Law(laws[0].values, probs, None, laws[0].caveat), None
+
+    def law_backward(self, B, laws, out_law, context):
+        """A copy keeps its source's value, so ``B_in(u, a) = sum_copies B_out(copy, a)`` (cross terms between copies dropped)."""
+        return self.backward(B, _FLOAT)
 
 
 @dataclass
@@ -320,6 +600,54 @@ class AddRule(NodeRule):
 
     def backward(self, entered, algebra):
         return [entered for _ in self.operands]
+
+    def law_forward(self, laws):
+        """The law of ``x + y``: a skip stream ``x`` plus an independent Gaussian branch ``y``.
+
+        In the infinite-width limit the branch (a sum over random weights) is
+        a centred Gaussian independent of the skip's value at the same unit,
+        so the sum's law is the skip's law convolved with it
+        (:func:`pathstats.moments.sum_law`), and a ReLU after the addition is
+        open with probability ``E[Phi(x / sigma_y)]`` (about 2/3 in a
+        post-activation ResNet, not 1/2).  Two non-Gaussian operands: the
+        second is replaced by the Gaussian of its mean and variance (noted).
+        """
+        x, y = laws[0], laws[1]
+        order = (0, 1)
+        if y.gauss is None and x.gauss is not None:
+            x, y, order = y, x, (1, 0)
+        if y.gauss is None:
+            mean = y.mean()
+            caveat = f"{self.name}: sum of two non-Gaussian operands, the second taken as the Gaussian of its mean and variance"
+            y = moments.gaussian_law(np.sqrt(np.maximum(y.second_moment() - mean**2, 0.0)), mean)
+            y.caveat = caveat
+        law, plan = moments.sum_law(x, y)
+        off = moments.sum_off_moment(x, y)
+        if off is not None:
+            law.c_off = off / max(moments.centre(law.second_moment()), 1e-300)
+        return law, (order, plan, x)
+
+    def law_notes(self, laws: list) -> list:
+        """A skip stream that is not Gaussian (a post-add ReLU's output) has its scale taken as fixed."""
+        if all(law.gauss is not None for law in laws):
+            return []
+        return [Note(self.name, "the laws of the skip stream take each unit's scale as fixed; it varies with the "
+                     "input patch where the first layer reads few input channels", EFFECTS["stream"])]
+
+    def law_backward(self, B, laws, out_law, context):
+        """The skip keeps ``B_x(u, a) = p_x(a) E[B_z(u, a + y) / p_z]`` (:func:`pathstats.moments.sum_backward`): its
+        value decides the gates after the addition.  The Gaussian branch gets its marginal, ``p_y(b) sum_c B_z(c)``
+        (exact where the branch ends in random weights or BatchNorm, as in ResNets)."""
+        order, plan, x = context
+        total = B.sum(axis=-1)[..., None]
+        if plan is None:
+            return [total * law.probs for law in laws]
+        result = [None] * len(laws)
+        result[order[0]] = moments.sum_backward(B, x, out_law, plan)
+        for k, law in enumerate(laws):
+            if result[k] is None:
+                result[k] = total * law.probs
+        return result
 
     def edges(self):
         size = math.prod(self.out_shape)
@@ -345,7 +673,63 @@ class PointwiseRule:
     out_shape: tuple
     model_gain: Any = 1.0  # scalar or per-channel array shaped (C, 1, ..., 1)
     theory_ok: bool = True
+    slope: float | None = None  # a gate: ReLU (0) or LeakyReLU (its negative slope)
+    affine: tuple | None = None  # eval BatchNorm: per-channel (scale, shift) arrays
     kind = "pointwise"
+
+    @property
+    def is_gate(self) -> bool:
+        return self.slope is not None
+
+    def _law_affine(self) -> tuple:
+        scale, shift = (np.asarray(a, dtype=np.float64).ravel() for a in self.affine)
+        if np.ptp(scale) == 0 and np.ptp(shift) == 0:
+            return float(scale[0]), float(shift[0]), None
+        rms = float(np.sqrt((scale**2).mean())) * (1.0 if (scale >= 0).all() else -1.0 if (scale <= 0).all() else 1.0)
+        caveat = f"{self.name}: BatchNorm statistics differ between channels; the law of its outputs uses the rms scale and mean shift"
+        return rms, float(shift.mean()), caveat
+
+    def law_forward(self, laws: list) -> tuple:
+        """The law of the outputs: the input's law mapped value by value.
+
+        A gate maps ``z -> z`` for ``z > 0`` and ``z -> slope z`` otherwise (a
+        ReLU merges the negative half into an atom at 0); eval BatchNorm maps
+        ``z -> scale z + shift``; Dropout (eval) and Identity keep the law.
+        """
+        law = laws[0]
+        if self.is_gate:
+            return moments.map_law(law, lambda v: np.where(v > 0, v, self.slope * v))
+        if self.affine is None:
+            return law, None
+        scale, shift, caveat = self._law_affine()
+        out, index = moments.map_law(law, lambda v: scale * v + shift)
+        if law.gauss is not None:
+            out.gauss = (law.gauss[0] * scale + shift, law.gauss[1] * abs(scale))
+        out.caveat = law.caveat or caveat
+        return out, index
+
+    def law_backward(self, B: np.ndarray, laws: list, out_law, context) -> list:
+        """``B_z(u, a) = gain(a) B_h(u, f(a)) p_z(u, a) / p_h(u, f(a))``.
+
+        A gate's gain is 1 where ``a > 0`` and ``slope^2`` elsewhere: the
+        probability that a ReLU is open is thereby ``P(z > 0)`` under the
+        input's actual law, 1/2 only for a symmetric input, and a ReLU whose
+        input is a ReLU's output (``z >= 0``, zero only where the gate below
+        is already closed) passes everything it receives: the two gates are
+        counted once.  BatchNorm multiplies by its squared scale per channel
+        (the affine gain; at the declared initialisation, running statistics
+        (0, 1), it is ``1 / (1 + eps)``).  The ratio ``p_z / p_h`` shares the
+        moment of a merged bin (a ReLU's atom) among the bins merged into it.
+        """
+        if context is None:
+            return [B]
+        index, law = context, laws[0]
+        p_h = out_law.probs[..., index]
+        share = np.divide(law.probs, p_h, out=np.zeros(np.broadcast_shapes(law.probs.shape, p_h.shape)), where=p_h > 0)
+        state = B[..., index] * share
+        if self.is_gate:
+            return [state * np.where(law.values > 0, 1.0, self.slope**2)]
+        return [state * np.asarray(self.model_gain, dtype=np.float64)[..., None]]
 
     def gain(self, mode: str, algebra) -> Any:
         if mode == "model":
@@ -353,7 +737,7 @@ class PointwiseRule:
         if mode == "theory" and not self.theory_ok:
             raise AssumptionError(
                 f"theory mode: {self.layer} at {self.name!r} is outside the paper's assumptions (H) "
-                f"(ReLU activations); use --mode model"
+                f"(ReLU activations); use --mode model, which {MODEL_MODE['gate']}"
             )
         return algebra.cast(1)
 
@@ -373,6 +757,16 @@ class ReshapeRule:
         if state.size == 1:
             return state.reshape((1,) * len(self.in_shapes[0]))
         return np.broadcast_to(state, self.out_shape).reshape(self.in_shapes[0])
+
+    def law_forward(self, laws: list) -> tuple:
+        """The same units' laws under the new shape."""
+        law = laws[0].broadcast(tuple(self.in_shapes[0]))
+        gauss = None if law.gauss is None else tuple(np.reshape(g, self.out_shape) for g in law.gauss)
+        return moments.Law(law.values, law.probs.reshape(tuple(self.out_shape) + law.values.shape), gauss, law.caveat), None
+
+    def law_backward(self, B: np.ndarray, laws: list, out_law, context) -> list:
+        g = B.shape[-1]
+        return [np.broadcast_to(B, tuple(self.out_shape) + (g,)).reshape(tuple(self.in_shapes[0]) + (g,))]
 
 
 # ---------------------------------------------------------------- module -> rule
@@ -400,8 +794,29 @@ def _tuple(value: Any, n: int) -> tuple:
 def _node_notes(name: str, module: nn.Module) -> list:
     bias = getattr(module, "bias", None)
     if isinstance(bias, torch.Tensor) and bias.detach().abs().max().item() > 0:
-        return [f"{name}: non-zero bias (max |b| = {bias.detach().abs().max().item():.3g}); model mode assumes zero biases"]
+        return [Note(name, f"non-zero bias (max |b| = {bias.detach().abs().max().item():.3g}); model mode assumes zero biases")]
     return []
+
+
+def _window_correlation(taps_valid: list, shape: tuple, c_off: float, members: np.ndarray) -> np.ndarray:
+    """Mean latent correlation ``c_off n_common / sqrt(n_p n_q)`` of the member pairs of each window ``(W, n)``."""
+    valid = members >= 0
+    flat = np.where(valid, members, 0)
+    coords = np.unravel_index(flat, shape)
+    common = np.ones(members.shape + members.shape[1:])
+    for axis, taps in enumerate(taps_valid):
+        t = taps[coords[axis]].astype(np.float64)  # (W, n, kernel)
+        common = common * np.einsum("wjt,wkt->wjk", t, t)
+    own = np.sqrt(np.einsum("wjj->wj", common))
+    rho = c_off * common / np.maximum(own[:, :, None] * own[:, None, :], 1e-300)
+    pairs = valid[:, :, None] & valid[:, None, :] & ~np.eye(members.shape[1], dtype=bool)[None]
+    return np.where(pairs.any(axis=(1, 2)), (rho * pairs).sum(axis=(1, 2)) / np.maximum(pairs.sum(axis=(1, 2)), 1), 0.0)
+
+
+def _taps_valid(n: int, kernel: int, stride: int, left: int, dilation: int, mode: str, n_out: int) -> np.ndarray:
+    """``(n_out, kernel)``: whether tap ``t`` of output ``q`` reads an input (False where zero padding reads 0)."""
+    return np.array([[padded_source(q * stride + t * dilation, n, left, mode) is not None for t in range(kernel)]
+                     for q in range(n_out)], dtype=bool)
 
 
 def conv_rule(name, module, operands, in_shapes, out_shape, init) -> ConvRule:
@@ -412,8 +827,10 @@ def conv_rule(name, module, operands, in_shapes, out_shape, init) -> ConvRule:
         conv_axis(spatial[k], module.kernel_size[k], module.stride[k], pads[2 * (n - 1 - k)], pads[2 * (n - 1 - k) + 1], module.dilation[k], module.padding_mode)
         for k in range(n)
     ]
+    taps = [_taps_valid(spatial[k], module.kernel_size[k], module.stride[k], pads[2 * (n - 1 - k)], module.dilation[k],
+                        module.padding_mode, axes[k].shape[0]) for k in range(n)]
     return ConvRule(name, repr(module), operands, in_shapes, out_shape, "random", weight_variance(name, module, init),
-                    _node_notes(name, module), groups=module.groups, axes=axes)
+                    _node_notes(name, module), groups=module.groups, axes=axes, taps_valid=taps)
 
 
 def linear_rule(name, module, operands, in_shapes, out_shape, init) -> LinearRule:
@@ -433,7 +850,7 @@ def pool_rule(name, module, operands, in_shapes, out_shape, init) -> PoolRule:
     axes = [a for a, _ in windows]
     notes = []
     if any(_overlapping(a) for a in axes):
-        notes.append(f"{name}: overlapping pooling windows (stride < kernel) break H5, so cross terms between paths are not zero")
+        notes.append(Note(name, "overlapping pooling windows (stride < kernel) break H5, so cross terms between paths are not zero"))
     if is_max:
         return PoolRule(name, repr(module), operands, in_shapes, out_shape, "maxpool", None, notes, axes=axes)
     if module.divisor_override:
@@ -443,13 +860,13 @@ def pool_rule(name, module, operands, in_shapes, out_shape, init) -> PoolRule:
     else:
         divisor = _outer([_row_counts(a) for a in axes])
     if not (divisor == _outer([_row_counts(a) for a in axes])).all():
-        notes.append(f"{name}: padded average-pooling windows divide by more than their inputs at the border")
+        notes.append(Note(name, "padded average-pooling windows divide by more than their inputs at the border"))
     return PoolRule(name, repr(module), operands, in_shapes, out_shape, "avgpool", None, notes, axes=axes, divisor=divisor)
 
 
 def adaptive_pool_rule(name, module, operands, in_shapes, out_shape, init) -> PoolRule:
     axes = [adaptive_axis(n_in, n_out) for n_in, n_out in zip(in_shapes[0][1:], out_shape[1:])]
-    notes = [f"{name}: overlapping adaptive windows break H5"] if any(_overlapping(a) for a in axes) else []
+    notes = [Note(name, "overlapping adaptive windows break H5")] if any(_overlapping(a) for a in axes) else []
     if isinstance(module, (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d)):
         return PoolRule(name, repr(module), operands, in_shapes, out_shape, "maxpool", None, notes, axes=axes)
     divisor = _outer([_row_counts(a) for a in axes])
@@ -480,7 +897,11 @@ def batchnorm_rule(name, module, operands, in_shapes, out_shape, init) -> Pointw
     gain = (gamma**2 / (var + module.eps)).numpy().reshape((channels,) + (1,) * (len(in_shapes[0]) - 1))
     if np.allclose(gain, gain.flat[0], rtol=0, atol=0):
         gain = np.array(float(gain.flat[0]))
-    return PointwiseRule(name, repr(module), operands, in_shapes, out_shape, gain, True)
+    mean = module.running_mean.detach().double() if module.running_mean is not None else torch.zeros(channels, dtype=torch.float64)
+    beta = module.bias.detach().double() if module.bias is not None else torch.zeros(channels, dtype=torch.float64)
+    scale = gamma / (var + module.eps).sqrt()
+    affine = (scale.numpy(), (beta - mean * scale).numpy())
+    return PointwiseRule(name, repr(module), operands, in_shapes, out_shape, gain, True, affine=affine)
 
 
 def dropout_rule(name, module, operands, in_shapes, out_shape, init) -> PointwiseRule:
@@ -490,12 +911,12 @@ def dropout_rule(name, module, operands, in_shapes, out_shape, init) -> Pointwis
 
 
 def relu_rule(name, module, operands, in_shapes, out_shape, init) -> PointwiseRule:
-    return PointwiseRule(name, "ReLU()", operands, in_shapes, out_shape, 0.5, True)
+    return PointwiseRule(name, "ReLU()", operands, in_shapes, out_shape, 0.5, True, slope=0.0)
 
 
 def leaky_relu_rule(name, module, operands, in_shapes, out_shape, init) -> PointwiseRule:
     slope = module.negative_slope
-    return PointwiseRule(name, repr(module), operands, in_shapes, out_shape, (1 + slope**2) / 2, False)
+    return PointwiseRule(name, repr(module), operands, in_shapes, out_shape, (1 + slope**2) / 2, False, slope=slope)
 
 
 def identity_rule(name, module, operands, in_shapes, out_shape, init) -> PointwiseRule:

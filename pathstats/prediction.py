@@ -20,7 +20,9 @@ from torch import nn
 from ._io import atomic_write
 from ._validate import check_int, check_shape
 from .errors import InvalidArgumentError, PathstatsError
-from .layer_engine import FINGERPRINT_PRIMES, backward_map, count_classes, fingerprint_maps, path_count_map
+from .layer_engine import (FINGERPRINT_PRIMES, backward_map, count_classes, fingerprint_maps, model_map, path_count_map,
+                           propagate_laws)
+from .layers import Note
 from .progress import progress as progress_bar
 from .trace import read_model
 
@@ -82,6 +84,19 @@ class Prediction:
         Number of distinct path-degree multisets among the inputs.
     avgpool_factor : float
         Theorem 11's ``1/(a_1 ... a_n)`` over the average-pooling layers (1 if none).
+    notes : list of Note
+        What the prediction neglects: per note the layer, the assumption and,
+        where measured, the size of its effect.  A model-mode prediction
+        without notes claims agreement with the Monte Carlo within its precision.
+    gates : dict
+        Model mode: each ReLU's (or LeakyReLU's) mean ``P(input > 0)`` under
+        the forward laws (1/2 for a centred Gaussian input).
+    avgpool_layers : dict
+        The average-pooling layers behind :attr:`avgpool_factor`, each with its window size ``a``.
+    maxpool_routing : dict
+        Model mode: per max-pooling layer, the mean probability that a member
+        is its window's arg-max with a positive value, and the uniform
+        routing's ``P(value > 0) / n`` beside it.
     """
 
     arch: str
@@ -96,6 +111,14 @@ class Prediction:
     avgpool_factor: float
     notes: list = field(default_factory=list)
     elapsed_s: float = 0.0
+    gates: dict = field(default_factory=dict)
+    maxpool_routing: dict = field(default_factory=dict)
+    avgpool_layers: dict = field(default_factory=dict)
+
+    @property
+    def has_avgpool(self) -> bool:
+        """Whether an average-pooling layer is on the paths (:attr:`avgpool_factor` names it)."""
+        return bool(self.avgpool_layers)
 
     @property
     def d(self) -> int:
@@ -148,7 +171,10 @@ class Prediction:
             "avgpool_factor": self.avgpool_factor,
             "n_paths": {"min": str(min(counts)), "max": str(max(counts))},
             "loss_grad": self.loss_grad,
-            "notes": list(self.notes),
+            "notes": [note.to_dict() if isinstance(note, Note) else Note(None, str(note)).to_dict() for note in self.notes],
+            "gates": dict(self.gates),
+            "maxpool_routing": dict(self.maxpool_routing),
+            "avgpool_layers": dict(self.avgpool_layers),
             "elapsed_s": self.elapsed_s,
         }
 
@@ -185,12 +211,9 @@ def _init_policy(model: nn.Module, init: Any) -> tuple:
     return init, labels[init]
 
 
-def _avgpool_factor(graph) -> float:
-    factor = 1.0
-    for rule in graph.node_rules():
-        if rule.category == "avgpool":
-            factor /= float(rule.divisor.max())
-    return factor
+def _avgpool_layers(graph) -> dict:
+    """Average-pooling layer name -> its window size ``a`` (Theorem 11's factor is ``prod 1/a``)."""
+    return {rule.name: int(rule.divisor.max()) for rule in graph.node_rules() if rule.category == "avgpool"}
 
 
 def predict(model: Any, input_shape: Any = None, mode: str = "model", classes: int | None = None, init: Any = None,
@@ -259,23 +282,31 @@ def predict(model: Any, input_shape: Any = None, mode: str = "model", classes: i
     if classes is not None and not isinstance(model, str) and classes != graph.classes:
         raise PathstatsError(f"classes={classes} but the model has {graph.classes} logits")
     passes = 3 + len(FINGERPRINT_PRIMES)  # mode, path sums, counts, fingerprints
+    gates, routing, law_notes = {}, {}, []
     with progress_bar(total=passes * len(graph.rules), desc=f"predict {name} {'x'.join(map(str, shape))}", unit="layer",
                       disable=not progress, delay=2.0) as bar:
-        grad_sq = backward_map(graph, mode, bar=bar)
+        if mode == "model":
+            forward = propagate_laws(graph)
+            grad_sq = model_map(graph, forward)
+            gates, routing, law_notes = forward.gates, forward.routing, forward.notes
+            bar.update(len(graph.rules))
+        else:
+            grad_sq = backward_map(graph, mode, bar=bar)
         path_sum = backward_map(graph, "path_sum", bar=bar)
         counts = path_count_map(graph, bar=bar)
         n_classes = count_classes(fingerprint_maps(graph, bar=bar))
-    notes = list(graph.notes)
+    notes = list(graph.notes) + law_notes
+    pools = _avgpool_layers(graph)
     if n_classes > 1:
         spread = path_sum * math.prod(shape)
-        notes.append(
-            f"(S) fails: {n_classes} classes of inputs; S(x)*d ranges from {spread.min():.4g} to {spread.max():.4g}, "
+        notes.append(Note(
+            None, f"(S) fails: {n_classes} classes of inputs; S(x)*d ranges from {spread.min():.4g} to {spread.max():.4g}, "
             "so the per-coordinate gradient is not uniform (Lemma 8 does not apply)"
-        )
+        ))
     if mode == "model" and isinstance(policy, str) and policy == "weights" and not isinstance(model, str):
-        notes.append("model mode took each layer's variance from its present weights (init='weights')")
+        notes.append(Note(None, "model mode took each layer's variance from its present weights (init='weights')"))
     return Prediction(name, shape, mode, init_label, graph.classes, grad_sq, path_sum, counts, n_classes,
-                      _avgpool_factor(graph), notes, time.perf_counter() - start)
+                      1.0 / math.prod(pools.values()), notes, time.perf_counter() - start, gates, routing, pools)
 
 
 def save_array(path: str, array: np.ndarray) -> None:
