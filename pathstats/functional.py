@@ -236,6 +236,8 @@ def operation_name(node: fx.Node, gm: fx.GraphModule | None = None) -> str:
     ["layer '0' (Sigmoid)"]
     """
     target = node.target
+    if "pathstats_form" in node.meta:  # a layer that modularise made from a functional form
+        return node.meta["pathstats_form"]
     if node.op == "call_module":
         module = gm.get_submodule(target) if gm is not None else None
         return f"layer {target!r} ({type(module).__name__})" if module is not None else f"layer {target!r}"
@@ -263,7 +265,7 @@ _CONCAT = {"cat", "concat", "concatenate", "stack", "hstack", "vstack"}
 
 def _advice(node: fx.Node, gm: fx.GraphModule | None) -> str:
     """What to use instead of an operation that has no rule."""
-    if node.op == "call_module" and gm is not None:
+    if node.op == "call_module" and gm is not None and "pathstats_form" not in node.meta:
         key = type(gm.get_submodule(node.target)).__name__.lower()
     else:
         key = getattr(node.target, "__name__", str(node.target)).lower().rstrip("_")
@@ -340,15 +342,14 @@ def _attach(module: nn.Module, name: str, tensor: torch.Tensor | None) -> None:
         module.register_buffer(name, tensor)
 
 
-def _installable(gm: fx.GraphModule, root: nn.Module, path: str, module: nn.Module) -> bool:
+def _installable(gm: fx.GraphModule, root: nn.Module, path: str, module: nn.Module, replaced: fx.Node) -> bool:
     """Whether ``module`` can sit at ``path`` of ``gm`` without changing anything else.
 
     Every container on the way must be one fx made for the graph module (not a
     module of the user's model), and the slot must be free, hold ``module``
-    already, or hold a container of some of ``module``'s own tensors.
+    already, hold a container of some of ``module``'s own tensors, or hold one
+    of its tensors that nothing but the ``replaced`` call reads.
     """
-    if not path or not path.replace(".", "").replace("_", "").isalnum() or path[0].isdigit():
-        return False
     *prefix, last = path.split(".")
     here, theirs = gm, root
     for part in prefix:
@@ -358,11 +359,14 @@ def _installable(gm: fx.GraphModule, root: nn.Module, path: str, module: nn.Modu
         if not isinstance(here, nn.Module) or here is theirs or type(here) is not nn.Module:
             return False
     slot = getattr(here, last, None)
+    own = {id(t) for t in list(module.parameters()) + list(module.buffers())}
     if slot is None or slot is module:
         return True
+    if isinstance(slot, torch.Tensor):
+        readers = [n for n in gm.graph.nodes if n.op == "get_attr" and n.target == path]
+        return id(slot) in own and all(set(n.users) <= {replaced} for n in readers)
     if type(slot) is not nn.Module or len(slot._modules) or slot is getattr(theirs, last, None):
         return False
-    own = {id(t) for t in list(module.parameters()) + list(module.buffers())}
     return all(id(t) in own for t in list(slot.parameters()) + list(slot.buffers()))
 
 
@@ -376,6 +380,10 @@ def _weight_layer(node: fx.Node, gm: fx.GraphModule, root: nn.Module) -> tuple:
         return None, "its weight is computed in forward; pathstats reads weights stored as parameters (nn.Linear / nn.Conv2d)"
     if bias is not None and not (isinstance(bias, fx.Node) and bias.op == "get_attr"):
         return None, "its bias is computed in forward; give the layer a stored bias"
+    try:
+        _fetch(root, weight.target)
+    except AttributeError:  # a tensor made in forward, which fx stored as a constant
+        return None, "its weight is made in forward; pathstats reads weights stored as parameters (nn.Linear / nn.Conv2d)"
     w = _fetch(gm, weight.target)
     b = None if bias is None else _fetch(gm, bias.target)
     owner_path, _, attribute = weight.target.rpartition(".")
@@ -529,12 +537,15 @@ def modularise(gm: fx.GraphModule, root: nn.Module) -> fx.GraphModule:
             current = source
             for k, module in enumerate(modules):
                 base = name if (name and k == 0) else node.name if k == 0 else f"{node.name}_flatten"
-                target = base if name and k == 0 and _installable(gm, root, base, module) else _fresh_name(gm, base.replace(".", "_"))
+                target = base if name and k == 0 and _installable(gm, root, base, module, node) else _fresh_name(gm, base.replace(".", "_"))
                 if getattr(gm, target, None) is not module:
                     _install(gm, target, module)
                 current = graph.call_module(target, (current,))
+                current.meta["pathstats_form"] = operation_name(node, gm)
                 current.meta["stack_trace"] = node.meta.get("stack_trace")
                 current.stack_trace = node.stack_trace
+        if "tensor_meta" in node.meta:  # same output: later shape-dependent forms read it
+            current.meta["tensor_meta"] = node.meta["tensor_meta"]
         node.replace_all_uses_with(current)
         graph.erase_node(node)
     for node in list(graph.nodes):  # weights and biases now read by their layers

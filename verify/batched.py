@@ -105,6 +105,11 @@ class BatchedInitialisations(fx.Interpreter):
             return _frozen_batchnorm(module, args[0])
         return super().call_module(target, args, kwargs)
 
+    def call_method(self, target, args, kwargs):
+        if target == "view":  # activations are kept channels-last, where a view may need a copy
+            return args[0].reshape(*args[1:], **kwargs)
+        return super().call_method(target, args, kwargs)
+
     @staticmethod
     def _conv(module, weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         batch = x.shape[0]
