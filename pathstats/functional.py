@@ -39,6 +39,7 @@ __all__ = [
     "symbolic_trace",
     "modularise",
     "operation_name",
+    "located",
     "unsupported_operation",
 ]
 
@@ -290,6 +291,12 @@ def _advice(node: fx.Node, gm: fx.GraphModule | None) -> str:
     return "build the model from the layers and functional forms listed in the documentation (API reference, 'Functional forms')"
 
 
+def located(node: fx.Node, gm: fx.GraphModule | None = None) -> str:
+    """:func:`operation_name` and, where it was recorded, the user's line: ``F.gelu (at net.py:12: x = F.gelu(x))``."""
+    where = _user_frame(_stack_frames(node))
+    return f"{operation_name(node, gm)} (at {where})" if where else operation_name(node, gm)
+
+
 def unsupported_operation(node: fx.Node, gm: fx.GraphModule | None = None, why: str = "") -> UnsupportedLayerError:
     """The error for a node without a rule: the operation in user terms, where, and what to use.
 
@@ -304,9 +311,7 @@ def unsupported_operation(node: fx.Node, gm: fx.GraphModule | None = None, why: 
     >>> print(unsupported_operation(node, gm))
     torch.sigmoid is not supported: pathstats models ReLU and LeakyReLU activations; use nn.ReLU / F.relu or nn.LeakyReLU / F.leaky_relu
     """
-    where = _user_frame(_stack_frames(node))
-    where = f" (at {where})" if where else ""
-    return UnsupportedLayerError(f"{operation_name(node, gm)}{where} is not supported: {why or _advice(node, gm)}")
+    return UnsupportedLayerError(f"{located(node, gm)} is not supported: {why or _advice(node, gm)}")
 
 
 def _stack_frames(node: fx.Node) -> list:

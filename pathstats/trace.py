@@ -12,9 +12,10 @@ gradient and get no rule.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import operator
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +24,15 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from .errors import PathstatsError
-from .functional import FLATTEN_FUNCTIONS, FLATTEN_METHODS, RELU_FUNCTIONS, modularise, symbolic_trace, unsupported_operation
+from .functional import (
+    FLATTEN_FUNCTIONS,
+    FLATTEN_METHODS,
+    RELU_FUNCTIONS,
+    modularise,
+    located,
+    symbolic_trace,
+    unsupported_operation,
+)
 from .layers import MODULE_RULES, UnsupportedLayerError, add_rule
 
 __all__ = ["LayerGraph", "read_model", "RELU_FUNCTIONS", "FLATTEN_FUNCTIONS", "FLATTEN_METHODS"]
@@ -94,18 +103,27 @@ def _rule_for(node: fx.Node, gm: fx.GraphModule, init: Any):
     raise unsupported_operation(node, gm, node.meta.get("pathstats_refusal", ""))
 
 
+class _ShapeProbe(ShapeProp):
+    """fx's ShapeProp, remembering the node it runs and keeping its traceback print to itself."""
+
+    node = None
+
+    def run_node(self, n):
+        self.node = n
+        with contextlib.redirect_stderr(io.StringIO()):  # ShapeProp prints torch's traceback on failure
+            return super().run_node(n)
+
+
 def _annotate_shapes(traced: fx.GraphModule, model: nn.Module, input_shape: tuple) -> None:
     """Put ``tensor_meta`` on every node of ``traced`` from a meta-device run (no arithmetic)."""
     probe = copy.deepcopy(traced).to("meta").eval()  # shapes only: eval keeps BatchNorm from needing a batch
+    runner = _ShapeProbe(probe)
     try:
-        ShapeProp(probe).propagate(torch.empty((1,) + tuple(input_shape), device="meta"))
+        runner.propagate(torch.empty((1,) + tuple(input_shape), device="meta"))
     except Exception as exc:
-        cause = exc.__cause__ or exc
-        where = re.search(r"target=([^\]]+)\]", str(exc))
-        at = f" at layer {where.group(1)!r}" if where else ""
-        raise PathstatsError(
-            f"input shape {tuple(input_shape)} does not fit {type(model).__name__}{at}: {str(cause).splitlines()[0]}"
-        ) from None
+        cause = str(exc.__cause__ or exc).strip().splitlines() or [type(exc).__name__]
+        at = f" at {located(runner.node, probe)}" if runner.node is not None and runner.node.op != "placeholder" else ""
+        raise PathstatsError(f"input shape {tuple(input_shape)} does not fit {type(model).__name__}{at}: {cause[0]}") from None
     shapes = {n.name: n.meta.get("tensor_meta") for n in probe.graph.nodes}
     for node in traced.graph.nodes:  # annotate the real graph; the graph itself is unchanged
         node.meta.pop("tensor_meta", None)

@@ -314,3 +314,12 @@ def test_data_dependent_control_flow_is_one_clear_line():
     assert info.value.__suppress_context__ and info.value.__cause__ is None
     with pytest.raises(PathstatsError, match="cannot be traced symbolically"):
         BatchedInitialisations(Gate())
+
+
+def test_a_shape_that_does_not_fit_names_the_call_without_printing_a_traceback(capfd):
+    with pytest.raises(PathstatsError) as info:
+        predict(Bad(lambda x: F.avg_pool2d(x, 8)).eval(), (1, 4, 4))
+    message = str(info.value)
+    assert message.startswith("input shape (1, 4, 4) does not fit Bad at F.avg_pool2d (at test_functional_forms.py:"), message
+    assert "\n" not in message and not any(s in message for s in FX_INTERNALS), message
+    assert capfd.readouterr().err == ""  # fx's ShapeProp prints torch's traceback; none reaches the user
