@@ -316,7 +316,7 @@ def unsupported_operation(node: fx.Node, gm: fx.GraphModule | None = None, why: 
 
 def _stack_frames(node: fx.Node) -> list:
     """The frames recorded by ``record_lines``, as ``traceback.FrameSummary``."""
-    text = node.meta.get("stack_trace") or node.stack_trace or ""
+    text = node.stack_trace or ""
     frames, lines = [], text.splitlines()
     for i, line in enumerate(lines):
         line = line.strip()
@@ -514,6 +514,7 @@ def modularise(gm: fx.GraphModule, root: nn.Module) -> fx.GraphModule:
     True
     """
     graph = gm.graph
+    placed: dict = {}  # layers built for weights, so that a weight read twice is one layer
     for node in list(graph.nodes):
         if node.op not in ("call_function", "call_method"):
             continue
@@ -537,17 +538,12 @@ def modularise(gm: fx.GraphModule, root: nn.Module) -> fx.GraphModule:
             modules = _shape_forms(node)
         if modules is None:
             continue
-        source = _input(node)
         with graph.inserting_before(node):
-            current = source
+            current = _input(node)
             for k, module in enumerate(modules):
-                base = name if (name and k == 0) else node.name if k == 0 else f"{node.name}_flatten"
-                target = base if name and k == 0 and _installable(gm, root, base, module, node) else _fresh_name(gm, base.replace(".", "_"))
-                if getattr(gm, target, None) is not module:
-                    _install(gm, target, module)
+                target = _place(gm, root, module, name if k == 0 else None, node.name if k == 0 else f"{node.name}_flatten", node, placed)
                 current = graph.call_module(target, (current,))
                 current.meta["pathstats_form"] = operation_name(node, gm)
-                current.meta["stack_trace"] = node.meta.get("stack_trace")
                 current.stack_trace = node.stack_trace
         if "tensor_meta" in node.meta:  # same output: later shape-dependent forms read it
             current.meta["tensor_meta"] = node.meta["tensor_meta"]
@@ -559,6 +555,22 @@ def modularise(gm: fx.GraphModule, root: nn.Module) -> fx.GraphModule:
     graph.lint()
     gm.recompile()
     return gm
+
+
+def _place(gm, root, module: nn.Module, name: str | None, base: str, node: fx.Node, placed: dict) -> str:
+    """Add ``module`` to ``gm`` and return its target: ``name`` where that changes nothing
+    else (see :func:`_installable`), else a fresh name made from ``base``."""
+    key = (id(getattr(module, "weight", module)), id(getattr(module, "bias", None)), repr(module))
+    if name is not None and key in placed:
+        return placed[key]
+    if name is not None and _installable(gm, root, name, module, node):
+        target = name
+    else:
+        target = _fresh_name(gm, (name or base).replace(".", "_"))
+    _install(gm, target, module)
+    if name is not None:
+        placed[key] = target
+    return target
 
 
 def _install(gm: fx.GraphModule, path: str, module: nn.Module) -> None:

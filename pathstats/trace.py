@@ -172,7 +172,8 @@ def read_model(model: nn.Module, input_shape: tuple, init: Any = "weights") -> L
         raise UnsupportedLayerError(f"the model takes {len(placeholders)} inputs; pathstats reads models with one input tensor")
     _annotate_shapes(traced, model, input_shape)
     modularise(traced, model)  # functional forms as their layers (shapes decide x.mean(dims), x.view(...))
-    _annotate_shapes(traced, model, input_shape)
+    if any("pathstats_form" in n.meta and "tensor_meta" not in n.meta for n in traced.graph.nodes):
+        _annotate_shapes(traced, model, input_shape)  # a form read as two layers (x.mean(dims) -> pool, flatten)
     rules: dict = {}
     output_name = None
     for node in traced.graph.nodes:

@@ -323,3 +323,26 @@ def test_a_shape_that_does_not_fit_names_the_call_without_printing_a_traceback(c
     assert message.startswith("input shape (1, 4, 4) does not fit Bad at F.avg_pool2d (at test_functional_forms.py:"), message
     assert "\n" not in message and not any(s in message for s in FX_INTERNALS), message
     assert capfd.readouterr().err == ""  # fx's ShapeProp prints torch's traceback; none reaches the user
+
+
+def test_a_linear_subclass_calling_f_linear_is_its_layer_even_when_shared():
+    class MyLinear(nn.Linear):  # not a torch.nn leaf: fx traces into its forward
+        def forward(self, x):
+            return F.linear(x, self.weight, self.bias)
+
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = MyLinear(4, 4, bias=False)
+
+        def forward(self, x):
+            return self.lin(torch.relu(self.lin(x)))
+
+    model = Twice().eval()
+    assert [r.name for r in read_model(model, (4,)).node_rules()] == ["lin", "lin"]
+    runner = BatchedInitialisations(model)
+    assert runner.layers == ["lin"]  # the weights verify draws for ``lin`` (a Linear by inheritance)
+    weights = {"lin": torch.randn(2, 4, 4, generator=torch.Generator().manual_seed(0))}
+    x = torch.randn(2, 4, generator=torch.Generator().manual_seed(1))
+    expected = torch.stack([torch.relu(x[b] @ weights["lin"][b].T) @ weights["lin"][b].T for b in range(2)])
+    torch.testing.assert_close(runner.run_batch(weights, x), expected)
