@@ -26,7 +26,6 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from .errors import PathstatsError
 from .layers import MODULE_RULES, Scale, UnsupportedLayerError
 
 __all__ = [
@@ -209,15 +208,14 @@ def symbolic_trace(model: nn.Module, *, record_lines: bool = False) -> fx.GraphM
     try:
         graph = tracer.trace(model)
     except Exception as exc:  # fx raises many types on dynamic control flow
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if "control flow" in reason or "iterate" in reason.lower():
-            reason = "its forward uses the value of a tensor in Python control flow"
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        advice = ""
+        if any(s in reason for s in ("control flow", "iterate", "Proxy", "symbolic tracing", "torch.fx")):
+            reason = "its forward uses the value of a tensor in Python control flow (if, for, len, int on a tensor)"
+            advice = "; pathstats reads networks whose layers do not depend on the input's values"
         where = _user_frame(traceback.extract_tb(exc.__traceback__))
         where = f" (at {where})" if where else ""
-        raise TracingError(
-            f"{type(model).__name__} cannot be traced symbolically: {reason}{where}; pathstats reads networks whose "
-            f"layers do not depend on the input's values (no if/for on tensors)"
-        ) from None
+        raise TracingError(f"{type(model).__name__} cannot be traced symbolically: {reason}{where}{advice}") from None
     return fx.GraphModule(tracer.root, graph, type(model).__name__)
 
 
@@ -288,7 +286,7 @@ def _advice(node: fx.Node, gm: fx.GraphModule | None) -> str:
         return "use the eval-mode nn.BatchNorm1d / nn.BatchNorm2d layer"
     if node.op == "call_module":
         return "supported layers are " + ", ".join(sorted(t.__name__ for t in MODULE_RULES))
-    return "build the model from the layers and functional forms listed in the documentation (API reference, 'Functional forms')"
+    return "build the model from the layers and calls listed on the documentation page 'Supported layers and functional forms'"
 
 
 def located(node: fx.Node, gm: fx.GraphModule | None = None) -> str:

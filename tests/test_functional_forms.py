@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from batched_check import assert_batched_equals_module
 from pathstats.errors import PathstatsError
 from pathstats.layers import AssumptionError, UnsupportedLayerError
 from pathstats.nets.base import InitialisedNet, spatial_after
@@ -234,18 +235,7 @@ def test_monte_carlo_runs_the_functional_net_and_agrees_with_model_mode():
 
 
 def test_batched_functional_net_equals_the_module_one_initialisation_at_a_time():
-    model, shape = FunctionalNet(channels=3).eval(), (1, 8, 8)
-    gen = torch.Generator().manual_seed(4)
-    weights = {name: torch.randn((3,) + m.weight.shape, generator=gen) for name, m in model.named_modules()
-               if isinstance(m, (nn.Conv2d, nn.Linear))}
-    inputs = torch.randn((3,) + shape, generator=gen)
-    batched = BatchedInitialisations(model).run_batch(weights, inputs)
-    for b in range(3):
-        with torch.no_grad():
-            for name, value in weights.items():
-                model.get_submodule(name).weight.copy_(value[b])
-            expected = model(inputs[b : b + 1])[0]
-        torch.testing.assert_close(batched[b], expected, rtol=1e-5, atol=1e-6 * float(expected.abs().max()))
+    assert_batched_equals_module(FunctionalNet(channels=3).eval(), (1, 8, 8), seed=4)
 
 
 def test_monte_carlo_refuses_a_weight_it_cannot_draw():
