@@ -285,7 +285,7 @@ def _advice(node: fx.Node, gm: fx.GraphModule | None) -> str:
     if key in ("batch_norm", "layer_norm", "group_norm", "instance_norm"):
         return "use the eval-mode nn.BatchNorm1d / nn.BatchNorm2d layer"
     if node.op == "call_module":
-        return "supported layers are " + ", ".join(sorted(t.__name__ for t in MODULE_RULES))
+        return "supported layers are " + ", ".join(sorted(t.__name__ for t in MODULE_RULES if t.__module__.startswith("torch.nn")))
     return "build the model from the layers and calls listed on the documentation page 'Supported layers and functional forms'"
 
 

@@ -470,7 +470,7 @@ def pool_rule(name, module, operands, in_shapes, out_shape, init) -> PoolRule:
         notes.append(f"{name}: overlapping pooling windows (stride < kernel) break H5, so cross terms between paths are not zero")
     if is_max:
         return PoolRule(name, repr(module), operands, in_shapes, out_shape, "maxpool", None, notes, axes=axes)
-    if module.divisor_override:
+    if getattr(module, "divisor_override", None):  # AvgPool1d has none
         divisor = np.full(out_shape[1:], module.divisor_override, dtype=np.int64)
     elif module.count_include_pad:
         divisor = _outer([size for _, size in windows])

@@ -31,13 +31,14 @@ class Net(nn.Module):
     a layer is a leaf; the two twins share their convolution and linear weights.
     """
 
-    def __init__(self, op, flatten=None, channels: int = 4, classes: int = 3, seed: int = 0):
+    def __init__(self, op, flatten=None, channels: int = 4, classes: int = 3, seed: int = 0, shape: tuple = SHAPE):
         super().__init__()
         torch.manual_seed(seed)
-        self.conv = nn.Conv2d(SHAPE[0], channels, 3, padding=1, bias=False)
+        self.shape = shape
+        self.conv = (nn.Conv1d if len(shape) == 2 else nn.Conv2d)(shape[0], channels, 3, padding=1, bias=False)
         self.op = op
         self.flatten = flatten or nn.Flatten()
-        features = math.prod(spatial_after(nn.Sequential(self.conv, _as_layer(op)), SHAPE))
+        features = math.prod(spatial_after(nn.Sequential(self.conv, _as_layer(op)), shape))
         self.fc = nn.Linear(features, classes, bias=False)
 
     def forward(self, x):
@@ -83,6 +84,16 @@ PAIRS = {
     "F.interpolate size": (lambda x: F.interpolate(x, size=(12, 12)), nn.Upsample(size=(12, 12))),
 }
 
+# the same on 1-d signals (batch, channels, length)
+PAIRS_1D = {
+    "F.avg_pool1d": (lambda x: F.avg_pool1d(x, 2), nn.AvgPool1d(2)),
+    "F.max_pool1d": (lambda x: F.max_pool1d(x, 3, 2, 1), nn.MaxPool1d(3, 2, 1)),
+    "F.adaptive_avg_pool1d": (lambda x: F.adaptive_avg_pool1d(x, 5), nn.AdaptiveAvgPool1d(5)),
+    "F.adaptive_max_pool1d": (lambda x: F.adaptive_max_pool1d(x, 4), nn.AdaptiveMaxPool1d(4)),
+    "x.mean(2)": (lambda x: x.mean(2), nn.Sequential(nn.AdaptiveAvgPool1d(1), nn.Flatten())),
+    "x.mean(-1, keepdim=True)": (lambda x: x.mean(-1, keepdim=True), nn.AdaptiveAvgPool1d(1)),
+}
+
 FLATTENS = {
     "x.reshape(x.shape[0], -1)": lambda x: x.reshape(x.shape[0], -1),
     "x.view(x.size(0), -1)": lambda x: x.view(x.size(0), -1),
@@ -97,7 +108,7 @@ def _predictions(model):
     out = {}
     for mode in ("model", "theory"):
         try:
-            out[mode] = predict(model.eval(), SHAPE, mode=mode)
+            out[mode] = predict(model.eval(), getattr(model, "shape", SHAPE), mode=mode)
         except AssumptionError as error:
             out[mode] = type(error)
     return out
@@ -123,6 +134,12 @@ def _assert_same(functional, layer):
 def test_functional_form_predicts_exactly_as_its_layer(form):
     fn, layer = PAIRS[form]
     _assert_same(Net(fn), Net(layer))
+
+
+@pytest.mark.parametrize("form", sorted(PAIRS_1D))
+def test_functional_form_on_signals_predicts_exactly_as_its_layer(form):
+    fn, layer = PAIRS_1D[form]
+    _assert_same(Net(fn, shape=(2, 16)), Net(layer, shape=(2, 16)))
 
 
 @pytest.mark.parametrize("form", sorted(FLATTENS))
