@@ -11,14 +11,22 @@ from __future__ import annotations
 
 import numpy as np
 
+from dataclasses import dataclass, field
+
+from . import moments
 from .algebra import ExactAlgebra, FloatAlgebra, ModularAlgebra
+from .layers import Note
 from .trace import LayerGraph
 
-__all__ = ["WEIGHTINGS", "backward_map", "path_count_map", "fingerprint_maps", "count_classes"]
+__all__ = ["WEIGHTINGS", "backward_map", "path_count_map", "fingerprint_maps", "count_classes", "ForwardLaws",
+           "propagate_laws", "model_map"]
 
 #: What each weighting multiplies a node (``node``) and a pointwise layer (``gain``) by.
 #: ``path_sum``: the combinatorial S(x), ``c_v = 1/d_v``.  ``count``: ``c_v = 1``.
-#: ``theory`` and ``model``: SPEC section 3.
+#: ``theory``: the paper's (H)/(H').  ``model``: the path-sum form of model mode with
+#: marginal gains (ReLU 1/2, uniform max-pool routing), checked edge by edge against
+#: the DAG engine; :func:`model_map`, which :func:`pathstats.predict` uses, replaces
+#: those gains by the ones the forward laws give.
 WEIGHTINGS = ("path_sum", "count", "theory", "model")
 
 
@@ -162,3 +170,128 @@ def count_classes(fingerprints: np.ndarray) -> int:
     order = np.lexsort((low, high))
     high, low = high[order], low[order]
     return 1 + int(((high[1:] != high[:-1]) | (low[1:] != low[:-1])).sum())
+
+
+# ------------------------------------------------------------------ model mode
+@dataclass
+class ForwardLaws:
+    """The forward pass of model mode: every traced tensor's law at initialisation.
+
+    Attributes
+    ----------
+    laws : dict
+        Tensor name -> :class:`pathstats.moments.Law`.
+    contexts : dict
+        Tensor name -> what its rule's :meth:`law_backward` needs.
+    gates : dict
+        Gate layer name -> mean ``P(input > 0)`` over its units.
+    routing : dict
+        Max-pooling layer name -> ``{"open_argmax", "uniform", "window"}``: the mean
+        probability that a member is its window's arg-max with a positive value,
+        and the uniform routing's ``P(value > 0) / n``.
+    notes : list of Note
+        Approximate laws that a gate or a max pool reads.
+    """
+
+    laws: dict
+    contexts: dict
+    gates: dict = field(default_factory=dict)
+    routing: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+
+
+def propagate_laws(graph: LayerGraph) -> ForwardLaws:
+    """Run the network's laws forward from ``x ~ N(0, I)`` (each rule's ``law_forward``).
+
+    The graph is not changed; the result maps each tensor to its law.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from pathstats.trace import read_model
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.ReLU(), nn.Linear(8, 2))
+    >>> forward = propagate_laws(read_model(net, (4,), init="he"))
+    >>> forward.gates                        # the second ReLU reads non-negative values
+    {'1': 0.5, '2': 0.5}
+    """
+    laws = {graph.input_name: moments.gaussian_law(np.ones((1,) * len(graph.input_shape)))}
+    contexts, gates, routing, notes, seen = {}, {}, {}, [], set()
+    for name, rule in graph.rules.items():
+        if rule is None:
+            continue
+        inputs = [laws[o] for o in rule.operands]
+        reads_law = getattr(rule, "is_gate", False) or getattr(rule, "category", None) == "maxpool"
+        for law in inputs:
+            if reads_law and law.caveat and law.caveat not in seen:
+                seen.add(law.caveat)
+                layer, _, text = law.caveat.partition(": ")
+                notes.append(Note(layer, text + f", and {rule.name} reads that law"))
+        laws[name], contexts[name] = rule.law_forward(inputs)
+        if getattr(rule, "is_gate", False):
+            gates[rule.name] = float(inputs[0].positive().mean())
+        if hasattr(rule, "law_notes"):
+            notes += rule.law_notes(inputs[0])
+        if getattr(rule, "category", None) == "maxpool":
+            routing[rule.name] = _routing_summary(rule, inputs[0], contexts[name])
+    return ForwardLaws(laws, contexts, gates, routing, notes)
+
+
+def _routing_summary(rule, law, context) -> dict:
+    """Mean over the members of a max pool's windows of ``P(it is the arg-max and its value is > 0)``,
+    beside the uniform routing's ``P(value > 0) / n``."""
+    members, routing = context
+    channels = law.probs.shape[0]
+    flat = law.broadcast((channels,) + tuple(rule.in_shapes[0][1:])).probs.reshape(channels, -1, len(law.values))
+    valid = members >= 0
+    p = flat[:, np.where(valid, members, 0)] * (law.values > 0)
+    won = (p * routing).sum(axis=-1)[:, valid].mean()
+    uniform = (p.sum(axis=-1) / valid.sum(axis=1)[None, :, None])[:, valid].mean()
+    return {"open_argmax": float(won), "uniform": float(uniform), "window": int(valid.sum(axis=1).max())}
+
+
+def model_map(graph: LayerGraph, forward: ForwardLaws | None = None, *, logit: int = 0) -> np.ndarray:
+    """Model mode: ``E[(do/dx)^2]`` per input coordinate, gates from the forward laws.
+
+    The recursion of :func:`backward_map` carries, instead of one number per
+    unit, the joint moment ``B(u, a) = E[delta_u^2 ; value_u = a]`` over the
+    value grid of the unit's law (:mod:`pathstats.moments`); each rule's
+    ``law_backward`` moves it one layer down.  Summing over ``a`` at the input
+    gives the map.
+
+    Parameters
+    ----------
+    graph : LayerGraph
+        The traced network.
+    forward : ForwardLaws, optional
+        From :func:`propagate_laws` (computed if not given).
+    logit : int, default 0
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from pathstats.trace import read_model
+    >>> graph = read_model(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.ReLU(), nn.Linear(8, 2)), (4,), init="he")
+    >>> round(float(model_map(graph).sum()), 6)    # He: 4 inputs * 2/4 * 8 units * 1/2 (one gate, not two) * 2/8
+    2.0
+    """
+    forward = forward or propagate_laws(graph)
+    out_law = forward.laws[graph.output_name]
+    unit = np.zeros((graph.classes, 1))
+    unit[logit] = 1.0
+    values = {graph.output_name: unit * out_law.probs}
+    result = None
+    for name in reversed(list(graph.rules)):
+        state = values.pop(name, None)
+        if state is None:
+            continue
+        rule = graph.rules[name]
+        if rule is None:
+            result = state.sum(axis=-1)
+            continue
+        inputs = [forward.laws[o] for o in rule.operands]
+        contributions = rule.law_backward(state, inputs, forward.laws[name], forward.contexts[name])
+        for operand, contribution in zip(rule.operands, contributions):
+            values[operand] = contribution if operand not in values else values[operand] + contribution
+    if result is None:
+        return np.zeros(graph.input_shape)
+    return np.array(np.broadcast_to(result, graph.input_shape))

@@ -38,10 +38,13 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from . import moments
+from .algebra import FloatAlgebra
 from .errors import PathstatsError
 from .generators import PADDING_MODES, padded_source
 
 __all__ = [
+    "Note",
     "UnsupportedLayerError",
     "AssumptionError",
     "NodeRule",
@@ -66,6 +69,48 @@ class UnsupportedLayerError(PathstatsError, ValueError):
 
 class AssumptionError(PathstatsError, ValueError):
     """Theory mode met a layer outside the paper's assumptions (H)/(H')."""
+
+
+class Note(str):
+    """One caveat of a prediction: the layer, the assumption it rests on, and its size where measured.
+
+    A ``str`` (``"layer: assumption (effect)"``) so that notes read and print as
+    text, with the three parts kept as attributes for :meth:`to_dict`.
+
+    Examples
+    --------
+    >>> note = Note("pool1", "window members taken as independent", "measured -3.1% +- 0.5%")
+    >>> str(note)
+    'pool1: window members taken as independent (measured -3.1% +- 0.5%)'
+    >>> note.to_dict()["layer"]
+    'pool1'
+    """
+
+    def __new__(cls, layer: str | None, assumption: str, effect: str | None = None) -> "Note":
+        text = (f"{layer}: " if layer else "") + assumption + (f" ({effect})" if effect else "")
+        note = super().__new__(cls, text)
+        note.layer, note.assumption, note.effect = layer, assumption, effect
+        return note
+
+    def __getnewargs__(self) -> tuple:
+        return (self.layer, self.assumption, self.effect)
+
+    def to_dict(self) -> dict:
+        """``{"layer", "assumption", "effect"}`` (``effect`` None where not measured)."""
+        return {"layer": self.layer, "assumption": self.assumption, "effect": self.effect}
+
+
+_FLOAT = FloatAlgebra()
+
+
+def axis_forward(state: np.ndarray, axis: int, matrix: sp.csr_matrix) -> np.ndarray:
+    """``out[..., q, ...] = sum_i matrix[q, i] * state[..., i, ...]`` along ``axis`` (the transpose of a backward step)."""
+    n_out, n_in = matrix.shape
+    shape = list(state.shape)
+    shape[axis] = n_in
+    moved = np.moveaxis(np.broadcast_to(state, shape), axis, 0)
+    result = np.asarray(matrix @ moved.reshape(n_in, -1)).reshape((n_out,) + moved.shape[1:])
+    return np.moveaxis(result, 0, axis)
 
 
 # --------------------------------------------------------------------------- axes
@@ -163,6 +208,25 @@ def _overlapping(matrix: sp.csr_matrix) -> bool:
     return bool((np.asarray((matrix > 0).sum(axis=0)).ravel() > 1).any())
 
 
+# ---------------------------------------------------------- model mode's accuracy
+#: What model mode does with a layer outside the paper's assumptions, and how well it
+#: agrees with the Monte Carlo there (measured with ``pathstats verify``; the table and
+#: the script that measured it are on the docs page "Where the assumptions fail").
+#: Theory-mode refusals and model-mode notes quote these texts.
+MODEL_MODE = {
+    "maxpool": "routes the gradient to each window's arg-max from the units' laws, taking the window's members as "
+               "independent: it over-predicts by MAXPOOL_EFFECT",
+    "add": "follows the law of the skip stream through the addition (exact in the infinite-width limit; within 4 "
+           "standard errors of the Monte Carlo on post-activation residual nets at 1% precision)",
+    "gate": "takes each gate's open probability from the law of its input (exact in the infinite-width limit)",
+}
+#: Measured effects of the approximations that remain (see :data:`MODEL_MODE`).
+EFFECTS = {
+    "maxpool": "MAXPOOL_EFFECT",
+    "avgpool": "AVGPOOL_EFFECT",
+}
+
+
 # --------------------------------------------------------------------------- rules
 @dataclass
 class NodeRule:
@@ -198,7 +262,7 @@ class NodeRule:
             return algebra.reciprocal(degree * degree)
         raise AssumptionError(
             f"theory mode: {self.layer} at {self.name!r} is outside the paper's assumptions (H'); "
-            f"use --mode model, which models it as the real layer"
+            f"use --mode model, which {MODEL_MODE[self.category]}"
         )
 
     def model_factor(self, algebra) -> Any:
@@ -212,6 +276,39 @@ class NodeRule:
     def edges(self) -> Iterator[tuple]:
         """Yield ``(operand, in_index, out_index, multiplicity)`` with flat indices."""
         raise NotImplementedError
+
+    def forward_sum(self, values: np.ndarray) -> np.ndarray:
+        """``sum_{(u -> v)} values[u]`` for every output ``v``, parallel edges counted (the transpose of :meth:`backward`)."""
+        raise NotImplementedError
+
+    def law_forward(self, laws: list) -> tuple:
+        """The law of the outputs at initialisation, ``(Law, context)``; ``context`` goes to :meth:`law_backward`.
+
+        Random weights (this default): an output is a sum over its in-edges of
+        independent zero-mean weights times inputs, so (central limit, infinite
+        width) a centred Gaussian of variance ``sigma_w^2 sum_u E[h_u^2]``,
+        whatever the inputs' laws (non-negative ReLU outputs included: the
+        weights' zero mean makes the inputs' means drop out of the mean and
+        enter the variance only through ``E[h^2]``).  Limit: the width is
+        finite, so the output is a scale mixture of Gaussians (its variance
+        fluctuates with the layer below); the effect is ``O(1/width)``.
+        """
+        variance = self.variance * self.forward_sum(laws[0].second_moment())
+        return moments.gaussian_law(np.sqrt(variance)), None
+
+    def law_backward(self, B: np.ndarray, laws: list, out_law, context) -> list:
+        """The value-conditional backward step: ``B_in(u, a) = p_in(u, a) * step(sum_c B_out(v, c))``.
+
+        ``B(u, a) = E[delta_u^2 ; value_u = a]`` (see :mod:`pathstats.moments`).
+        Through random weights the gradient that reaches ``u`` does not depend
+        on ``u``'s own value: in the infinite-width limit one input moves no
+        downstream gate (gradient independence).  Same for the deterministic
+        weights of average pooling, where the limit is not reached: the gates
+        of the units of one window share the kernel's weights, and the cross
+        terms between paths through them remain (the prediction notes them).
+        """
+        entered = B.sum(axis=-1) * self.model_factor(_FLOAT)
+        return [c[..., None] * law.probs for c, law in zip(self.backward(entered, _FLOAT), laws)]
 
 
 @dataclass
@@ -237,6 +334,17 @@ class ConvRule(NodeRule):
             state = algebra.axis_backward(state, axis, matrix)
         return [state]
 
+    def forward_sum(self, values):
+        c_in, c_out = self.in_shapes[0][0], self.out_shape[0]
+        if values.shape[0] == 1:
+            state = values * (c_in // self.groups)
+        else:
+            grouped = values.reshape((self.groups, c_in // self.groups) + values.shape[1:]).sum(axis=1)
+            state = np.repeat(grouped, c_out // self.groups, axis=0)
+        for axis, matrix in enumerate(self.axes, start=1):
+            state = axis_forward(state, axis, matrix)
+        return state
+
     def edges(self):
         c_in, c_out = self.in_shapes[0][0], self.out_shape[0]
         per_group_in, per_group_out = c_in // self.groups, c_out // self.groups
@@ -261,6 +369,9 @@ class LinearRule(NodeRule):
             total = algebra.mul(total, algebra.cast(self.out_shape[0]))
         return [total]
 
+    def forward_sum(self, values):
+        return np.array([np.broadcast_to(values, self.in_shapes[0]).sum()])
+
     def edges(self):
         for j in range(self.out_shape[0]):
             for i in range(self.in_shapes[0][0]):
@@ -273,10 +384,13 @@ class PoolRule(NodeRule):
 
     Average pooling has deterministic weights ``1/divisor`` (torch's divisor:
     the window clipped to the padded input with ``count_include_pad``, else the
-    valid taps, or ``divisor_override``).  Max pooling is modelled as uniform
-    routing: the gradient reaches each of the ``n`` inputs of a window with
-    probability ``1/n``, which is exact only if the arg-max is uniform and
-    independent of the weights downstream (measured by ``verify``).
+    valid taps, or ``divisor_override``).
+
+    Max pooling, in model mode, routes the gradient to the arg-max of each
+    window (:meth:`law_forward`, :meth:`law_backward`).  The path-sum weightings
+    (``path_sum``, ``count``, and the DAG form of ``model`` in
+    :func:`pathstats.layer_engine.backward_map`) keep the uniform routing
+    ``1/n``, the mean of the arg-max indicator of exchangeable members.
     """
 
     axes: list = field(default_factory=list)
@@ -296,6 +410,90 @@ class PoolRule(NodeRule):
             state = algebra.axis_backward(state, axis, matrix)
         return [state]
 
+    def forward_sum(self, values):
+        state = values
+        for axis, matrix in enumerate(self.axes, start=1):
+            state = axis_forward(state, axis, matrix)
+        return state
+
+    def members(self) -> np.ndarray:
+        """``(windows, n)`` flat input positions of each window (row-major output order), ``-1`` for none."""
+        spatial_in = self.in_shapes[0][1:]
+        windows: dict = {}
+        for q, source, _ in _taps(self.axes):
+            windows.setdefault(q, []).append(int(np.ravel_multi_index(source, spatial_in)) if source else 0)
+        n = max(len(m) for m in windows.values())
+        return np.array([m + [-1] * (n - len(m)) for _, m in sorted(windows.items())], dtype=np.int64)
+
+    def law_forward(self, laws):
+        """Average pooling: the mean and variance of the window's average; max pooling: the law of its maximum.
+
+        Average pooling (deterministic weights ``1/a``): the output's mean is
+        the average of the members' means and, taking the members as
+        independent, its variance ``sum_j Var_j / a^2``; its law is taken as
+        the Gaussian with these moments (central limit over the window).  Both
+        are approximations where the members are correlated neighbours; the
+        law matters only where a gate or a max pool reads it (the engine then
+        notes it).
+
+        Max pooling: :func:`pathstats.moments.max_law` on the window's
+        members, taken as independent; the context keeps, per member, the
+        probability that it is the arg-max given its value.
+        """
+        law = laws[0]
+        channels = law.probs.shape[0]
+        spatial_in, spatial_out = tuple(self.in_shapes[0][1:]), tuple(self.out_shape[1:])
+        if self.category == "avgpool":
+            mean = law.mean()
+            var = np.maximum(law.second_moment() - mean**2, 0.0)
+            out_mean = self.forward_sum(mean) / self.divisor[None]
+            out_var = self.forward_sum(var) / (self.divisor[None] ** 2)
+            out = moments.gaussian_law(np.sqrt(out_var), out_mean)
+            caveat = None if law.gauss is not None else f"{self.name}: the average of non-Gaussian units is taken as Gaussian (independent members)"
+            return moments.Law(out.values, out.probs, out.gauss, caveat or law.caveat), None
+        members = self.members()
+        flat = law.broadcast((channels,) + spatial_in).probs.reshape(channels, -1, len(law.values))
+        out, routing = moments.max_law(moments.Law(law.values, flat), members)
+        probs = out.probs.reshape((channels,) + spatial_out + (len(law.values),))
+        return moments.Law(law.values, probs, None, law.caveat), (members, routing)
+
+    def law_notes(self, law) -> list:
+        """What model mode neglects at this layer, given its input's law."""
+        if self.category == "maxpool":
+            return [Note(self.name, "max pooling: the window's members are taken as independent (their positive "
+                         "correlation is dropped), as are cross terms between paths through different windows",
+                         EFFECTS["maxpool"])]
+        if law.gauss is None and law.nonnegative():
+            return [Note(self.name, "average of ReLU outputs: cross terms between paths through different members "
+                         "of a window are dropped (their gates share the kernel's weights)", EFFECTS["avgpool"])]
+        return []
+
+    def law_backward(self, B, laws, out_law, context):
+        """Max pooling: ``B_in(u, a) = sum_windows p_u(a) P(u wins | a) B_out(a) / p_out(a)``.
+
+        The window's output equals the winner's value, so the output's
+        value-conditional moment ``B_out(a) / p_out(a)`` passes to the winner
+        at the same value: a ReLU below then keeps only open winners (ties at
+        0, where torch picks the first member, are cut by that member's
+        closed gate).  Limit: members taken as independent (see
+        :func:`pathstats.moments.max_law`).
+        """
+        if self.category == "avgpool":
+            return super().law_backward(B, laws, out_law, context)
+        members, routing = context
+        law, g = laws[0], len(out_law.values)
+        channels = max(B.shape[0], routing.shape[0])
+        spatial_in = tuple(self.in_shapes[0][1:])
+        b_out = np.broadcast_to(B, (channels,) + tuple(self.out_shape[1:]) + (g,)).reshape(channels, -1, g)
+        p_out = np.broadcast_to(out_law.probs, (channels,) + tuple(self.out_shape[1:]) + (g,)).reshape(channels, -1, g)
+        ratio = np.divide(b_out, p_out, out=np.zeros_like(b_out), where=p_out > 0)
+        p_in = law.broadcast((channels,) + spatial_in).probs.reshape(channels, -1, g)
+        valid = members >= 0
+        gathered = p_in[:, np.where(valid, members, 0)] * routing * ratio[:, :, None, :]
+        result = np.zeros_like(p_in)
+        np.add.at(result, (slice(None), members[valid]), gathered[:, valid])
+        return [result.reshape((channels,) + spatial_in + (g,))]
+
     def edges(self):
         for q, source, multiplicity in _taps(self.axes):
             for c in range(self.out_shape[0]):
@@ -308,6 +506,17 @@ class UpsampleRule(PoolRule):
 
     def model_factor(self, algebra):
         return algebra.cast(1)
+
+    def law_forward(self, laws):
+        """Each output copies its source's law."""
+        probs = laws[0].probs
+        for axis, matrix in enumerate(self.axes, start=1):
+            probs = np.take(probs, matrix.indices, axis=axis) if probs.shape[axis] > 1 else probs
+        return moments.Law(laws[0].values, probs, None, laws[0].caveat), None
+
+    def law_backward(self, B, laws, out_law, context):
+        """A copy keeps its source's value, so ``B_in(u, a) = sum_copies B_out(copy, a)`` (cross terms between copies dropped)."""
+        return self.backward(B, _FLOAT)
 
 
 @dataclass
@@ -322,6 +531,44 @@ class AddRule(NodeRule):
 
     def backward(self, entered, algebra):
         return [entered for _ in self.operands]
+
+    def law_forward(self, laws):
+        """The law of ``x + y``: a skip stream ``x`` plus an independent Gaussian branch ``y``.
+
+        In the infinite-width limit the branch (a sum over random weights) is
+        a centred Gaussian independent of the skip's value at the same unit,
+        so the sum's law is the skip's law convolved with it
+        (:func:`pathstats.moments.sum_law`), and a ReLU after the addition is
+        open with probability ``E[Phi(x / sigma_y)]`` (about 2/3 in a
+        post-activation ResNet, not 1/2).  Two non-Gaussian operands: the
+        second is replaced by the Gaussian of its mean and variance (noted).
+        """
+        x, y = laws[0], laws[1]
+        order = (0, 1)
+        if y.gauss is None and x.gauss is not None:
+            x, y, order = y, x, (1, 0)
+        if y.gauss is None:
+            mean = y.mean()
+            caveat = f"{self.name}: sum of two non-Gaussian operands, the second taken as the Gaussian of its mean and variance"
+            y = moments.gaussian_law(np.sqrt(np.maximum(y.second_moment() - mean**2, 0.0)), mean)
+            y.caveat = caveat
+        law, plan = moments.sum_law(x, y)
+        return law, (order, plan, x)
+
+    def law_backward(self, B, laws, out_law, context):
+        """The skip keeps ``B_x(u, a) = p_x(a) E[B_z(u, a + y) / p_z]`` (:func:`pathstats.moments.sum_backward`): its
+        value decides the gates after the addition.  The Gaussian branch gets its marginal, ``p_y(b) sum_c B_z(c)``
+        (exact where the branch ends in random weights or BatchNorm, as in ResNets)."""
+        order, plan, x = context
+        total = B.sum(axis=-1)[..., None]
+        if plan is None:
+            return [total * law.probs for law in laws]
+        result = [None] * len(laws)
+        result[order[0]] = moments.sum_backward(B, x, out_law, plan)
+        for k, law in enumerate(laws):
+            if result[k] is None:
+                result[k] = total * law.probs
+        return result
 
     def edges(self):
         size = math.prod(self.out_shape)
@@ -347,7 +594,63 @@ class PointwiseRule:
     out_shape: tuple
     model_gain: Any = 1.0  # scalar or per-channel array shaped (C, 1, ..., 1)
     theory_ok: bool = True
+    slope: float | None = None  # a gate: ReLU (0) or LeakyReLU (its negative slope)
+    affine: tuple | None = None  # eval BatchNorm: per-channel (scale, shift) arrays
     kind = "pointwise"
+
+    @property
+    def is_gate(self) -> bool:
+        return self.slope is not None
+
+    def _law_affine(self) -> tuple:
+        scale, shift = (np.asarray(a, dtype=np.float64).ravel() for a in self.affine)
+        if np.ptp(scale) == 0 and np.ptp(shift) == 0:
+            return float(scale[0]), float(shift[0]), None
+        rms = float(np.sqrt((scale**2).mean())) * (1.0 if (scale >= 0).all() else -1.0 if (scale <= 0).all() else 1.0)
+        caveat = f"{self.name}: BatchNorm statistics differ between channels; the law of its outputs uses the rms scale and mean shift"
+        return rms, float(shift.mean()), caveat
+
+    def law_forward(self, laws: list) -> tuple:
+        """The law of the outputs: the input's law mapped value by value.
+
+        A gate maps ``z -> z`` for ``z > 0`` and ``z -> slope z`` otherwise (a
+        ReLU merges the negative half into an atom at 0); eval BatchNorm maps
+        ``z -> scale z + shift``; Dropout (eval) and Identity keep the law.
+        """
+        law = laws[0]
+        if self.is_gate:
+            return moments.map_law(law, lambda v: np.where(v > 0, v, self.slope * v))
+        if self.affine is None:
+            return law, None
+        scale, shift, caveat = self._law_affine()
+        out, index = moments.map_law(law, lambda v: scale * v + shift)
+        if law.gauss is not None:
+            out.gauss = (law.gauss[0] * scale + shift, law.gauss[1] * abs(scale))
+        out.caveat = law.caveat or caveat
+        return out, index
+
+    def law_backward(self, B: np.ndarray, laws: list, out_law, context) -> list:
+        """``B_z(u, a) = gain(a) B_h(u, f(a)) p_z(u, a) / p_h(u, f(a))``.
+
+        A gate's gain is 1 where ``a > 0`` and ``slope^2`` elsewhere: the
+        probability that a ReLU is open is thereby ``P(z > 0)`` under the
+        input's actual law, 1/2 only for a symmetric input, and a ReLU whose
+        input is a ReLU's output (``z >= 0``, zero only where the gate below
+        is already closed) passes everything it receives: the two gates are
+        counted once.  BatchNorm multiplies by its squared scale per channel
+        (the affine gain; at the declared initialisation, running statistics
+        (0, 1), it is ``1 / (1 + eps)``).  The ratio ``p_z / p_h`` shares the
+        moment of a merged bin (a ReLU's atom) among the bins merged into it.
+        """
+        if context is None:
+            return [B]
+        index, law = context, laws[0]
+        p_h = out_law.probs[..., index]
+        share = np.divide(law.probs, p_h, out=np.zeros(np.broadcast_shapes(law.probs.shape, p_h.shape)), where=p_h > 0)
+        state = B[..., index] * share
+        if self.is_gate:
+            return [state * np.where(law.values > 0, 1.0, self.slope**2)]
+        return [state * np.asarray(self.model_gain, dtype=np.float64)[..., None]]
 
     def gain(self, mode: str, algebra) -> Any:
         if mode == "model":
@@ -355,7 +658,7 @@ class PointwiseRule:
         if mode == "theory" and not self.theory_ok:
             raise AssumptionError(
                 f"theory mode: {self.layer} at {self.name!r} is outside the paper's assumptions (H) "
-                f"(ReLU activations); use --mode model"
+                f"(ReLU activations); use --mode model, which {MODEL_MODE['gate']}"
             )
         return algebra.cast(1)
 
@@ -387,6 +690,16 @@ class ReshapeRule:
         if state.size == 1:
             return state.reshape((1,) * len(self.in_shapes[0]))
         return np.broadcast_to(state, self.out_shape).reshape(self.in_shapes[0])
+
+    def law_forward(self, laws: list) -> tuple:
+        """The same units' laws under the new shape."""
+        law = laws[0].broadcast(tuple(self.in_shapes[0]))
+        gauss = None if law.gauss is None else tuple(np.reshape(g, self.out_shape) for g in law.gauss)
+        return moments.Law(law.values, law.probs.reshape(tuple(self.out_shape) + law.values.shape), gauss, law.caveat), None
+
+    def law_backward(self, B: np.ndarray, laws: list, out_law, context) -> list:
+        g = B.shape[-1]
+        return [np.broadcast_to(B, tuple(self.out_shape) + (g,)).reshape(tuple(self.in_shapes[0]) + (g,))]
 
 
 # ---------------------------------------------------------------- module -> rule
@@ -434,7 +747,7 @@ def _tuple(value: Any, n: int) -> tuple:
 def _node_notes(name: str, module: nn.Module) -> list:
     bias = getattr(module, "bias", None)
     if isinstance(bias, torch.Tensor) and bias.detach().abs().max().item() > 0:
-        return [f"{name}: non-zero bias (max |b| = {bias.detach().abs().max().item():.3g}); model mode assumes zero biases"]
+        return [Note(name, f"non-zero bias (max |b| = {bias.detach().abs().max().item():.3g}); model mode assumes zero biases")]
     return []
 
 
@@ -467,7 +780,7 @@ def pool_rule(name, module, operands, in_shapes, out_shape, init) -> PoolRule:
     axes = [a for a, _ in windows]
     notes = []
     if any(_overlapping(a) for a in axes):
-        notes.append(f"{name}: overlapping pooling windows (stride < kernel) break H5, so cross terms between paths are not zero")
+        notes.append(Note(name, "overlapping pooling windows (stride < kernel) break H5, so cross terms between paths are not zero"))
     if is_max:
         return PoolRule(name, repr(module), operands, in_shapes, out_shape, "maxpool", None, notes, axes=axes)
     if getattr(module, "divisor_override", None):  # AvgPool1d has none
@@ -477,13 +790,13 @@ def pool_rule(name, module, operands, in_shapes, out_shape, init) -> PoolRule:
     else:
         divisor = _outer([_row_counts(a) for a in axes])
     if not (divisor == _outer([_row_counts(a) for a in axes])).all():
-        notes.append(f"{name}: padded average-pooling windows divide by more than their inputs at the border")
+        notes.append(Note(name, "padded average-pooling windows divide by more than their inputs at the border"))
     return PoolRule(name, repr(module), operands, in_shapes, out_shape, "avgpool", None, notes, axes=axes, divisor=divisor)
 
 
 def adaptive_pool_rule(name, module, operands, in_shapes, out_shape, init) -> PoolRule:
     axes = [adaptive_axis(n_in, n_out) for n_in, n_out in zip(in_shapes[0][1:], out_shape[1:])]
-    notes = [f"{name}: overlapping adaptive windows break H5"] if any(_overlapping(a) for a in axes) else []
+    notes = [Note(name, "overlapping adaptive windows break H5")] if any(_overlapping(a) for a in axes) else []
     if isinstance(module, (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d)):
         return PoolRule(name, repr(module), operands, in_shapes, out_shape, "maxpool", None, notes, axes=axes)
     divisor = _outer([_row_counts(a) for a in axes])
@@ -514,7 +827,11 @@ def batchnorm_rule(name, module, operands, in_shapes, out_shape, init) -> Pointw
     gain = (gamma**2 / (var + module.eps)).numpy().reshape((channels,) + (1,) * (len(in_shapes[0]) - 1))
     if np.allclose(gain, gain.flat[0], rtol=0, atol=0):
         gain = np.array(float(gain.flat[0]))
-    return PointwiseRule(name, repr(module), operands, in_shapes, out_shape, gain, True)
+    mean = module.running_mean.detach().double() if module.running_mean is not None else torch.zeros(channels, dtype=torch.float64)
+    beta = module.bias.detach().double() if module.bias is not None else torch.zeros(channels, dtype=torch.float64)
+    scale = gamma / (var + module.eps).sqrt()
+    affine = (scale.numpy(), (beta - mean * scale).numpy())
+    return PointwiseRule(name, repr(module), operands, in_shapes, out_shape, gain, True, affine=affine)
 
 
 def dropout_rule(name, module, operands, in_shapes, out_shape, init) -> PointwiseRule:
@@ -524,12 +841,12 @@ def dropout_rule(name, module, operands, in_shapes, out_shape, init) -> Pointwis
 
 
 def relu_rule(name, module, operands, in_shapes, out_shape, init) -> PointwiseRule:
-    return PointwiseRule(name, "ReLU()", operands, in_shapes, out_shape, 0.5, True)
+    return PointwiseRule(name, "ReLU()", operands, in_shapes, out_shape, 0.5, True, slope=0.0)
 
 
 def leaky_relu_rule(name, module, operands, in_shapes, out_shape, init) -> PointwiseRule:
     slope = module.negative_slope
-    return PointwiseRule(name, repr(module), operands, in_shapes, out_shape, (1 + slope**2) / 2, False)
+    return PointwiseRule(name, repr(module), operands, in_shapes, out_shape, (1 + slope**2) / 2, False, slope=slope)
 
 
 def identity_rule(name, module, operands, in_shapes, out_shape, init) -> PointwiseRule:
@@ -537,7 +854,8 @@ def identity_rule(name, module, operands, in_shapes, out_shape, init) -> Pointwi
 
 
 def scale_rule(name, module, operands, in_shapes, out_shape, init) -> ScaleRule:
-    return ScaleRule(name, f"x * {module.factor:g}", operands, in_shapes, out_shape, module.factor**2, True)
+    c = module.factor
+    return ScaleRule(name, f"x * {c:g}", operands, in_shapes, out_shape, c**2, True, affine=(np.array([c]), np.array([0.0])))
 
 
 def flatten_rule(name, module, operands, in_shapes, out_shape, init) -> ReshapeRule:

@@ -19,7 +19,8 @@ from torch import nn
 
 from ._io import atomic_write
 from .errors import PathstatsError
-from .layer_engine import backward_map, count_classes, fingerprint_maps, path_count_map
+from .layers import Note
+from .layer_engine import backward_map, count_classes, fingerprint_maps, model_map, path_count_map, propagate_laws
 from .trace import read_model
 
 __all__ = ["Prediction", "predict", "loss_gradient_factor", "MODES", "save_array"]
@@ -77,6 +78,17 @@ class Prediction:
         Number of distinct path-degree multisets among the inputs.
     avgpool_factor : float
         Theorem 11's ``1/(a_1 ... a_n)`` over the average-pooling layers (1 if none).
+    notes : list of Note
+        What the prediction neglects: per note the layer, the assumption and,
+        where measured, the size of its effect.  A model-mode prediction
+        without notes claims agreement with the Monte Carlo within its precision.
+    gates : dict
+        Model mode: each ReLU's (or LeakyReLU's) mean ``P(input > 0)`` under
+        the forward laws (1/2 for a centred Gaussian input).
+    maxpool_routing : dict
+        Model mode: per max-pooling layer, the mean probability that a member
+        is its window's arg-max with a positive value, and the uniform
+        routing's ``P(value > 0) / n`` beside it.
     """
 
     arch: str
@@ -91,6 +103,13 @@ class Prediction:
     avgpool_factor: float
     notes: list = field(default_factory=list)
     elapsed_s: float = 0.0
+    gates: dict = field(default_factory=dict)
+    maxpool_routing: dict = field(default_factory=dict)
+
+    @property
+    def has_avgpool(self) -> bool:
+        """Whether an average-pooling layer is on the paths (:attr:`avgpool_factor` names it)."""
+        return self.avgpool_factor != 1.0
 
     @property
     def d(self) -> int:
@@ -140,7 +159,9 @@ class Prediction:
             "avgpool_factor": self.avgpool_factor,
             "n_paths": {"min": str(min(counts)), "max": str(max(counts))},
             "loss_grad": self.loss_grad,
-            "notes": list(self.notes),
+            "notes": [note.to_dict() if isinstance(note, Note) else Note(None, str(note)).to_dict() for note in self.notes],
+            "gates": dict(self.gates),
+            "maxpool_routing": dict(self.maxpool_routing),
             "elapsed_s": self.elapsed_s,
         }
 
@@ -237,21 +258,27 @@ def predict(model: Any, input_shape: Any = None, mode: str = "model", classes: i
     graph = read_model(module, shape, init=policy)
     if classes is not None and not isinstance(model, str) and classes != graph.classes:
         raise PathstatsError(f"classes={classes} but the model has {graph.classes} logits")
-    grad_sq = backward_map(graph, mode)
+    gates, routing, law_notes = {}, {}, []
+    if mode == "model":
+        forward = propagate_laws(graph)
+        grad_sq = model_map(graph, forward)
+        gates, routing, law_notes = forward.gates, forward.routing, forward.notes
+    else:
+        grad_sq = backward_map(graph, mode)
     path_sum = backward_map(graph, "path_sum")
     counts = path_count_map(graph)
     n_classes = count_classes(fingerprint_maps(graph))
-    notes = list(graph.notes)
+    notes = list(graph.notes) + law_notes
     if n_classes > 1:
         spread = path_sum * math.prod(shape)
-        notes.append(
-            f"(S) fails: {n_classes} classes of inputs; S(x)*d ranges from {spread.min():.4g} to {spread.max():.4g}, "
+        notes.append(Note(
+            None, f"(S) fails: {n_classes} classes of inputs; S(x)*d ranges from {spread.min():.4g} to {spread.max():.4g}, "
             "so the per-coordinate gradient is not uniform (Lemma 8 does not apply)"
-        )
+        ))
     if mode == "model" and isinstance(policy, str) and policy == "weights" and not isinstance(model, str):
-        notes.append("model mode took each layer's variance from its present weights (init='weights')")
+        notes.append(Note(None, "model mode took each layer's variance from its present weights (init='weights')"))
     return Prediction(name, shape, mode, init_label, graph.classes, grad_sq, path_sum, counts, n_classes,
-                      _avgpool_factor(graph), notes, time.perf_counter() - start)
+                      _avgpool_factor(graph), notes, time.perf_counter() - start, gates, routing)
 
 
 def save_array(path: str, array: np.ndarray) -> None:
