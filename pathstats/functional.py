@@ -86,6 +86,10 @@ def _leaky_relu(input, negative_slope=0.01, inplace=False):
     return nn.LeakyReLU(negative_slope)
 
 
+def _clamp(input, min=None, max=None):
+    return nn.ReLU() if min == 0 and max is None else None
+
+
 def _dropout(cls) -> Callable:
     def make(input, p=0.5, training=True, inplace=False):
         return cls(p).train(bool(training))  # the rule refuses training mode
@@ -146,6 +150,11 @@ FUNCTIONAL_FORMS: dict = {
     **{f: _relu for f in RELU_FUNCTIONS},
     "relu": _relu,
     "relu_": _relu,
+    torch.clamp: _clamp,
+    "clamp": _clamp,
+    "clamp_": _clamp,
+    torch.clamp_min: lambda input, min: _clamp(input, min),
+    "clamp_min": lambda input, min: _clamp(input, min),
     F.leaky_relu: _leaky_relu,
     F.leaky_relu_: _leaky_relu,
     F.dropout: _dropout(nn.Dropout),
@@ -419,14 +428,35 @@ def _fetch(gm: nn.Module, target: str) -> torch.Tensor:
 
 
 def _input(node: fx.Node) -> fx.Node | None:
-    """The tensor a layer-like call reads: its first node argument (``2 * x`` reads ``x``)."""
-    return next((a for a in node.args if isinstance(a, fx.Node)), None)
+    """The tensor a layer-like call reads: its first tensor argument (``2 * x`` reads ``x``),
+    or where shapes are not annotated its first node argument."""
+    nodes = [a for a in node.args if isinstance(a, fx.Node)]
+    tensors = [a for a in nodes if "tensor_meta" in a.meta]
+    return (tensors or nodes or [None])[0]
 
 
 def _called(make: Callable, node: fx.Node) -> Any:
-    """``make(*args, **kwargs)`` of the node, or None where the call does not fit the form."""
+    """``make(*args, **kwargs)`` of the node, or None where the call does not fit the form.
+
+    Arguments computed from shapes (``F.avg_pool2d(x, x.size()[2:])``) take the
+    values recorded by the shape pass (``node.meta["pathstats_value"]``); a call
+    with any other computed argument has no form.
+    """
+    source, unknown = _input(node), []
+
+    def value(a: fx.Node):
+        if a is source:
+            return a
+        if "pathstats_value" in a.meta:
+            return a.meta["pathstats_value"]
+        unknown.append(a)
+        return a
+
+    args, kwargs = fx.node.map_arg(node.args, value), fx.node.map_arg(node.kwargs, value)
+    if unknown:
+        return None
     try:
-        return make(*node.args, **node.kwargs)
+        return make(*args, **kwargs)
     except (TypeError, ValueError):
         return None
 

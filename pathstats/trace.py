@@ -111,7 +111,16 @@ class _ShapeProbe(ShapeProp):
     def run_node(self, n):
         self.node = n
         with contextlib.redirect_stderr(io.StringIO()):  # ShapeProp prints torch's traceback on failure
-            return super().run_node(n)
+            result = super().run_node(n)
+        if _is_size(result):  # shape arithmetic: functional forms may take it as an argument
+            n.meta["pathstats_value"] = tuple(result) if isinstance(result, (tuple, list)) else result
+        return result
+
+
+def _is_size(value) -> bool:
+    if isinstance(value, (tuple, list)):
+        return all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _annotate_shapes(traced: fx.GraphModule, model: nn.Module, input_shape: tuple) -> None:
@@ -124,11 +133,12 @@ def _annotate_shapes(traced: fx.GraphModule, model: nn.Module, input_shape: tupl
         cause = str(exc.__cause__ or exc).strip().splitlines() or [type(exc).__name__]
         at = f" at {located(runner.node, probe)}" if runner.node is not None and runner.node.op != "placeholder" else ""
         raise PathstatsError(f"input shape {tuple(input_shape)} does not fit {type(model).__name__}{at}: {cause[0]}") from None
-    shapes = {n.name: n.meta.get("tensor_meta") for n in probe.graph.nodes}
+    probed = {n.name: n.meta for n in probe.graph.nodes}
     for node in traced.graph.nodes:  # annotate the real graph; the graph itself is unchanged
-        node.meta.pop("tensor_meta", None)
-        if shapes[node.name] is not None:
-            node.meta["tensor_meta"] = shapes[node.name]
+        for key in ("tensor_meta", "pathstats_value"):
+            node.meta.pop(key, None)
+            if probed[node.name].get(key) is not None:
+                node.meta[key] = probed[node.name][key]
 
 
 def read_model(model: nn.Module, input_shape: tuple, init: Any = "weights") -> LayerGraph:
