@@ -14,7 +14,8 @@ from .conv6 import Conv6
 from .conv8 import Conv8
 from .fc import FullyConnected
 from .pooled import PooledConv6
-from .resnet import ResNet
+from .resnet import ResNet, ResNet18
+from .vgg import VGG
 
 __all__ = ["Architecture", "ARCHITECTURES", "UnknownArchitectureError", "get", "build", "shape_for_d"]
 
@@ -59,6 +60,11 @@ ARCHITECTURES = {
                      lambda **kw: PooledConv6(downsampling="strided", **kw)),
         Architecture("fc", "Theorem 4: fully connected ReLU net, 3 hidden layers of 512, linear logits", FullyConnected, image=False),
         Architecture("resnet", "residual net: stem, 3 identity-skip basic blocks (32 ch, zero pad), global avg pool, fc", ResNet),
+        Architecture("resnet18", "torchvision-style ResNet-18: 7x7/2 stem, 3x3/2 max pool, 4 x 2 post-add-ReLU basic blocks "
+                     "(64-512 ch, 1x1 conv+BN shortcuts), global avg pool, fc; option width", ResNet18),
+        Architecture("resnet18-nopool", "resnet18 without the stem max pooling (the CIFAR habit); option width",
+                     lambda **kw: ResNet18(stem_pool=False, **kw)),
+        Architecture("vgg", "VGG-11 layout: 8 x (conv3x3-BN-ReLU), 2x2 max pools, 64-512 ch, global avg pool, fc; option width", VGG),
     ]
 }
 

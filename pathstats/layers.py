@@ -223,6 +223,7 @@ MODEL_MODE = {
 #: Measured effects of the approximations that remain (see :data:`MODEL_MODE`).
 EFFECTS = {
     "maxpool": "MAXPOOL_EFFECT",
+    "maxpool_independent": "MAXPOOL_INDEPENDENT_EFFECT",
     "avgpool": "AVGPOOL_EFFECT",
 }
 
@@ -289,12 +290,20 @@ class NodeRule:
         width) a centred Gaussian of variance ``sigma_w^2 sum_u E[h_u^2]``,
         whatever the inputs' laws (non-negative ReLU outputs included: the
         weights' zero mean makes the inputs' means drop out of the mean and
-        enter the variance only through ``E[h^2]``).  Limit: the width is
+        enter the variance only through ``E[h^2]``).  Two outputs of one
+        channel share the weights tap by tap, so their covariance is
+        ``sigma_w^2 sum_taps E[h_{p+t} h_{q+t}]``: with distinct inputs' moment
+        ``c_off E[h^2]`` it is ``sigma_w^2 C k c_off E[h^2]`` (the NNGP
+        recursion, interior): the output's latent correlation is ``c_off``.  Limit: the width is
         finite, so the output is a scale mixture of Gaussians (its variance
         fluctuates with the layer below); the effect is ``O(1/width)``.
         """
-        variance = self.variance * self.forward_sum(laws[0].second_moment())
-        return moments.gaussian_law(np.sqrt(variance)), None
+        law = laws[0]
+        variance = self.variance * self.forward_sum(law.second_moment())
+        rho = None
+        if law.c_off is not None and variance.ndim > 1:  # spatial units: their correlation, interior
+            rho = law.c_off
+        return moments.gaussian_law(np.sqrt(variance), rho=rho), None
 
     def law_backward(self, B: np.ndarray, laws: list, out_law, context) -> list:
         """The value-conditional backward step: ``B_in(u, a) = p_in(u, a) * step(sum_c B_out(v, c))``.
@@ -317,6 +326,25 @@ class ConvRule(NodeRule):
 
     groups: int = 1
     axes: list = field(default_factory=list)  # one count matrix per spatial axis
+    taps_valid: list = field(default_factory=list)  # per axis: (n_out, kernel) bool, the tap reads an input
+
+    def law_forward(self, laws):
+        """As :meth:`NodeRule.law_forward`, plus the correlation of each pair of outputs.
+
+        Outputs ``p != q`` of one channel have covariance ``sigma_w^2 (C/groups)
+        c_off sum_t E[h^2]`` over the ``n_common(p, q)`` taps that read an input
+        for both (zero padding drops the others), and variances over their own
+        ``n_p``, ``n_q`` taps: their latent correlation is ``c_off n_common /
+        sqrt(n_p n_q)`` (inputs' second moments taken alike), which max pooling
+        reads (``window_rho``): near zero-padded borders it is smaller than in
+        the interior.  Limit: taps of two outputs that reflect onto one input
+        read ``E[h^2]``.
+        """
+        out, context = super().law_forward(laws)
+        if out.rho is not None and self.taps_valid:
+            shape = tuple(self.out_shape[1:])
+            out.window_rho = lambda members: _window_correlation(self.taps_valid, shape, out.rho, members)
+        return out, context
 
     def in_degree(self) -> np.ndarray:
         c_in = self.in_shapes[0][0]
@@ -437,33 +465,62 @@ class PoolRule(NodeRule):
         notes it).
 
         Max pooling: :func:`pathstats.moments.max_law` on the window's
-        members, taken as independent; the context keeps, per member, the
-        probability that it is the arg-max given its value.
+        members, independent given the common factor of their equicorrelated
+        latent Gaussians (:func:`pathstats.moments.equicorrelation`), mixed
+        over that factor; the context keeps, per member, the probability that
+        it is the arg-max given its value.  Limits: the interior correlation
+        is used at the borders too; two overlapping windows share members, so
+        the moment of two outputs (``c_off``, from the product of conditional
+        means) is that of disjoint windows; where the input's correlation is
+        unknown (a max pool right after a max pool, a residual stream) the
+        members are taken as independent (noted).
         """
         law = laws[0]
         channels = law.probs.shape[0]
         spatial_in, spatial_out = tuple(self.in_shapes[0][1:]), tuple(self.out_shape[1:])
         if self.category == "avgpool":
             mean = law.mean()
-            var = np.maximum(law.second_moment() - mean**2, 0.0)
             out_mean = self.forward_sum(mean) / self.divisor[None]
-            out_var = self.forward_sum(var) / (self.divisor[None] ** 2)
-            out = moments.gaussian_law(np.sqrt(out_var), out_mean)
-            caveat = None if law.gauss is not None else f"{self.name}: the average of non-Gaussian units is taken as Gaussian (independent members)"
-            return moments.Law(out.values, out.probs, out.gauss, caveat or law.caveat), None
-        members = self.members()
-        flat = law.broadcast((channels,) + spatial_in).probs.reshape(channels, -1, len(law.values))
-        out, routing = moments.max_law(moments.Law(law.values, flat), members)
-        probs = out.probs.reshape((channels,) + spatial_out + (len(law.values),))
-        return moments.Law(law.values, probs, None, law.caveat), (members, routing)
+            m2 = law.second_moment()
+            roots, squares = self.forward_sum(np.sqrt(m2)), self.forward_sum(m2)
+            off = 0.0 if law.c_off is None else law.c_off * (roots**2 - squares)  # sum_{i != j} E[h_i h_j]
+            out_var = np.maximum((squares + off) / (self.divisor[None] ** 2) - out_mean**2, 0.0)
+            rho = None
+            if law.c_off is not None:  # two windows: all pairs distinct
+                between = law.c_off * moments.centre(roots / self.divisor[None]) ** 2
+                rho = (between - moments.centre(out_mean) ** 2) / max(moments.centre(out_var), 1e-300)
+            out = moments.gaussian_law(np.sqrt(out_var), out_mean, rho=rho)
+            if law.gauss is None:
+                out.caveat = law.caveat or f"{self.name}: the average of non-Gaussian units is taken as the Gaussian of its mean and variance"
+            return out, None
+        members, g = self.members(), len(law.values)
+        valid = members >= 0
+        full = law.broadcast((channels,) + spatial_in)
+        p_in = full.probs.reshape(channels, -1, g)[:, np.where(valid, members, 0)]
+        if law.latent is None or law.rho is None:  # no correlation known: independent members
+            probs, routing = moments.max_law(p_in, valid)
+            return moments.Law(law.values, probs.reshape((channels,) + spatial_out + (g,)), None, law.caveat), (members, routing)
+        probs, joint, between = 0.0, 0.0, 0.0
+        for weight, conditional in moments.window_conditionals(full, members):
+            out, routing = moments.max_law(conditional, valid)
+            probs = probs + weight * out
+            joint = joint + weight * conditional * routing
+            between += weight * moments.centre((out @ law.values).reshape((channels,) + spatial_out)) ** 2
+        routing = np.divide(joint, p_in, out=np.zeros_like(joint), where=p_in > 0)
+        out = moments.Law(law.values, probs.reshape((channels,) + spatial_out + (g,)), None, law.caveat)
+        out.c_off = between / max(moments.centre(out.second_moment()), 1e-300)
+        return out, (members, routing)
 
     def law_notes(self, law) -> list:
         """What model mode neglects at this layer, given its input's law."""
+        if self.category == "maxpool" and (law.latent is None or law.rho is None):
+            return [Note(self.name, "max pooling: the window's members are taken as independent (their correlation is "
+                         "unknown here and dropped), as are cross terms between paths through different windows",
+                         EFFECTS["maxpool_independent"])]
         if self.category == "maxpool":
-            return [Note(self.name, "max pooling: the window's members are taken as independent (their positive "
-                         "correlation is dropped), as are cross terms between paths through different windows",
-                         EFFECTS["maxpool"])]
-        if law.gauss is None and law.nonnegative():
+            return [Note(self.name, "max pooling: cross terms between paths through different windows are dropped, "
+                         "and the members' interior correlation is used at the borders", EFFECTS["maxpool"])]
+        if law.gauss is None and law.nonnegative() and self.in_degree().max() > 1:
             return [Note(self.name, "average of ReLU outputs: cross terms between paths through different members "
                          "of a window are dropped (their gates share the kernel's weights)", EFFECTS["avgpool"])]
         return []
@@ -553,6 +610,9 @@ class AddRule(NodeRule):
             y = moments.gaussian_law(np.sqrt(np.maximum(y.second_moment() - mean**2, 0.0)), mean)
             y.caveat = caveat
         law, plan = moments.sum_law(x, y)
+        off = moments.sum_off_moment(x, y)
+        if off is not None:
+            law.c_off = off / max(moments.centre(law.second_moment()), 1e-300)
         return law, (order, plan, x)
 
     def law_backward(self, B, laws, out_law, context):
@@ -751,6 +811,27 @@ def _node_notes(name: str, module: nn.Module) -> list:
     return []
 
 
+def _window_correlation(taps_valid: list, shape: tuple, c_off: float, members: np.ndarray) -> np.ndarray:
+    """Mean latent correlation ``c_off n_common / sqrt(n_p n_q)`` of the member pairs of each window ``(W, n)``."""
+    valid = members >= 0
+    flat = np.where(valid, members, 0)
+    coords = np.unravel_index(flat, shape)
+    common = np.ones(members.shape + members.shape[1:])
+    for axis, taps in enumerate(taps_valid):
+        t = taps[coords[axis]].astype(np.float64)  # (W, n, kernel)
+        common = common * np.einsum("wjt,wkt->wjk", t, t)
+    own = np.sqrt(np.einsum("wjj->wj", common))
+    rho = c_off * common / np.maximum(own[:, :, None] * own[:, None, :], 1e-300)
+    pairs = valid[:, :, None] & valid[:, None, :] & ~np.eye(members.shape[1], dtype=bool)[None]
+    return np.where(pairs.any(axis=(1, 2)), (rho * pairs).sum(axis=(1, 2)) / np.maximum(pairs.sum(axis=(1, 2)), 1), 0.0)
+
+
+def _taps_valid(n: int, kernel: int, stride: int, left: int, dilation: int, mode: str, n_out: int) -> np.ndarray:
+    """``(n_out, kernel)``: whether tap ``t`` of output ``q`` reads an input (False where zero padding reads 0)."""
+    return np.array([[padded_source(q * stride + t * dilation, n, left, mode) is not None for t in range(kernel)]
+                     for q in range(n_out)], dtype=bool)
+
+
 def conv_rule(name, module, operands, in_shapes, out_shape, init) -> ConvRule:
     spatial = in_shapes[0][1:]
     n = len(spatial)
@@ -759,8 +840,10 @@ def conv_rule(name, module, operands, in_shapes, out_shape, init) -> ConvRule:
         conv_axis(spatial[k], module.kernel_size[k], module.stride[k], pads[2 * (n - 1 - k)], pads[2 * (n - 1 - k) + 1], module.dilation[k], module.padding_mode)
         for k in range(n)
     ]
+    taps = [_taps_valid(spatial[k], module.kernel_size[k], module.stride[k], pads[2 * (n - 1 - k)], module.dilation[k],
+                        module.padding_mode, axes[k].shape[0]) for k in range(n)]
     return ConvRule(name, repr(module), operands, in_shapes, out_shape, "random", weight_variance(name, module, init),
-                    _node_notes(name, module), groups=module.groups, axes=axes)
+                    _node_notes(name, module), groups=module.groups, axes=axes, taps_valid=taps)
 
 
 def linear_rule(name, module, operands, in_shapes, out_shape, init) -> LinearRule:

@@ -25,6 +25,7 @@ second moments are right to about ``(width / sigma)^2 / 12 < 1e-3``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.special import ndtr
@@ -52,12 +53,27 @@ class Law:
     caveat : str or None
         Where the law is only approximate: why (the engine notes it where a
         gate or a max pool reads the law).
+    latent : tuple or None
+        ``(grid, mean, std, functions)`` where each unit is
+        ``functions[-1](...functions[0](z))`` of a Gaussian ``z ~ N(mean, std^2)``
+        discretised on ``grid`` (a Gaussian, a ReLU of one, its BatchNorm...).
+    rho : float or None
+        Where ``latent`` is set: the correlation of the latent Gaussians of two
+        distinct units of one channel (interior units; see :func:`equicorrelation`).
+    c_off : float or None
+        ``E[v_a v_b] / E[v^2]`` for two distinct units ``a, b`` of one channel
+        (the uncentred correlation, at an interior unit), where known; near a
+        border it is applied to the units' own second moments.
     """
 
     values: np.ndarray
     probs: np.ndarray
     gauss: tuple | None = None
     caveat: str | None = None
+    latent: tuple | None = None
+    rho: float | None = None
+    c_off: float | None = None
+    window_rho: Any = None  # members (W, n) -> mean latent correlation of each window's member pairs
 
     def second_moment(self) -> np.ndarray:
         """``E[value^2]`` per unit (exact for a Gaussian law, else from the grid)."""
@@ -81,7 +97,87 @@ class Law:
         """The same law with units broadcast to ``shape``."""
         probs = np.broadcast_to(self.probs, tuple(shape) + self.values.shape)
         gauss = None if self.gauss is None else tuple(np.broadcast_to(g, shape) for g in self.gauss)
-        return Law(self.values, probs, gauss, self.caveat)
+        latent = None if self.latent is None else (self.latent[0], np.broadcast_to(self.latent[1], shape),
+                                                    np.broadcast_to(self.latent[2], shape), self.latent[3])
+        return Law(self.values, probs, gauss, self.caveat, latent, self.rho, self.c_off, self.window_rho)
+
+
+def centre(array: np.ndarray) -> float:
+    """The value of an array of units at its centre (an interior unit, away from zero-padded borders)."""
+    array = np.asarray(array)
+    return float(array[tuple(n // 2 for n in array.shape)])
+
+
+#: Probabilists' Gauss-Hermite rule for the common factor of equicorrelated units.
+FACTOR_NODES, FACTOR_WEIGHTS = np.polynomial.hermite_e.hermegauss(48)
+FACTOR_WEIGHTS = FACTOR_WEIGHTS / FACTOR_WEIGHTS.sum()
+
+
+def equicorrelation(law: Law):
+    """Yield ``(weight, conditional law)`` over the common factor of the units' latent Gaussians.
+
+    With i.i.d. inputs and i.i.d. weights per tap, two distinct units of one
+    channel have latent Gaussians with one correlation ``rho`` whatever their
+    offset (in the interior: ``E[z_p z_q] = sigma_w^2 sum_taps E[h_{p+t} h_{q+t}]``
+    reads only distinct pairs below, so by induction every distinct pair has
+    the same moment).  Equicorrelated Gaussians are ``z_j = mean_j + std_j
+    (sqrt(rho) g + sqrt(1 - rho) e_j)`` with one common ``g`` and independent
+    ``e_j``: given ``g`` the units are independent.  Gauss-Hermite quadrature
+    over ``g`` (48 nodes) then gives any law of several units.
+    """
+    grid, mean, std, functions = law.latent
+    rho = min(max(law.rho or 0.0, 0.0), 1.0)
+    edges = np.concatenate([[-np.inf], 0.5 * (grid[1:] + grid[:-1]), [np.inf]])
+    spread = np.maximum(std * np.sqrt(1.0 - rho), 1e-300)
+    for g, w in zip(FACTOR_NODES, FACTOR_WEIGHTS):
+        cdf = ndtr((edges - (mean + std * np.sqrt(rho) * g)[..., None]) / spread[..., None])
+        conditional = Law(grid, np.diff(cdf, axis=-1))
+        for function in functions:
+            conditional, _ = map_law(conditional, function)
+        yield float(w), conditional
+
+
+def window_conditionals(law: Law, members: np.ndarray):
+    """Yield ``(weight, probs)``: the members' laws ``(C, W, n, G)`` given the common factor of each window.
+
+    As :func:`equicorrelation`, with one correlation per window: the mean
+    latent correlation of its member pairs (``law.window_rho``, which sees the
+    zero-padded borders), else ``law.rho``.
+    """
+    grid, mean, std, functions = law.latent
+    gather = np.where(members >= 0, members, 0)
+    channels = law.probs.shape[0]
+    mean = np.broadcast_to(mean, law.probs.shape[:-1]).reshape(channels, -1)[:, gather]
+    std = np.broadcast_to(std, law.probs.shape[:-1]).reshape(channels, -1)[:, gather]
+    rho = law.window_rho(members) if law.window_rho is not None else np.full(len(members), law.rho)
+    rho = np.clip(rho, 0.0, 1.0)[None, :, None]
+    edges = np.concatenate([[-np.inf], 0.5 * (grid[1:] + grid[:-1]), [np.inf]])
+    spread = np.maximum(std * np.sqrt(1.0 - rho), 1e-300)
+    for g, w in zip(FACTOR_NODES, FACTOR_WEIGHTS):
+        cdf = ndtr((edges - (mean + std * np.sqrt(rho) * g)[..., None]) / spread[..., None])
+        conditional = Law(grid, np.diff(cdf, axis=-1))
+        for function in functions:
+            conditional, _ = map_law(conditional, function)
+        yield float(w), conditional.probs
+
+
+def sum_off_moment(x: Law, y: Law) -> float | None:
+    """``E[z_a z_b]`` of two distinct interior units of ``z = x + y`` (independent ``x``, ``y``)."""
+    if x.c_off is None or y.c_off is None:
+        return None
+    return (x.c_off * centre(x.second_moment()) + y.c_off * centre(y.second_moment())
+            + 2 * centre(x.mean()) * centre(y.mean()))
+
+
+def off_moment(law: Law) -> float | None:
+    """``E[v_a v_b]`` of two distinct interior units: ``E_g[E[v | g]^2]`` over the common factor."""
+    if law.latent is None or law.rho is None:
+        return None
+    grid, mean, std, functions = law.latent
+    shape = law.probs.shape[:-1]
+    unit = Law(grid, np.ones((1, len(grid))), None, None,
+               (grid, np.array([centre(np.broadcast_to(mean, shape))]), np.array([centre(np.broadcast_to(std, shape))]), functions), law.rho)
+    return sum(w * float(c.mean()[0]) ** 2 for w, c in equicorrelation(unit))
 
 
 def _edges(lo: float, hi: float, bins: int) -> np.ndarray:
@@ -90,8 +186,10 @@ def _edges(lo: float, hi: float, bins: int) -> np.ndarray:
     return width * np.arange(np.floor(lo / width), np.ceil(hi / width) + 1)
 
 
-def gaussian_law(std: np.ndarray, mean: np.ndarray | float = 0.0, bins: int = BINS) -> Law:
+def gaussian_law(std: np.ndarray, mean: np.ndarray | float = 0.0, bins: int = BINS, rho: float | None = None) -> Law:
     """``N(mean, std^2)`` per unit, discretised: bin probabilities from the exact CDF.
+
+    ``rho``: the correlation between distinct units, where known.
 
     Examples
     --------
@@ -100,11 +198,13 @@ def gaussian_law(std: np.ndarray, mean: np.ndarray | float = 0.0, bins: int = BI
     ([0.5, 0.5], [1.0, 4.0])
     """
     std = np.maximum(np.asarray(std, dtype=np.float64), 1e-300)
-    mean = np.broadcast_to(np.asarray(mean, dtype=np.float64), std.shape)
+    mean = np.broadcast_to(np.asarray(mean, dtype=np.float64), std.shape).copy()
     edges = _edges(float((mean - SPAN * std).min()), float((mean + SPAN * std).max()), bins)
     cdf = ndtr((edges[1:-1] - mean[..., None]) / std[..., None])
     cdf = np.concatenate([np.zeros(std.shape + (1,)), cdf, np.ones(std.shape + (1,))], axis=-1)
-    return Law(0.5 * (edges[1:] + edges[:-1]), np.diff(cdf, axis=-1), (mean.copy(), std.copy()))
+    values = 0.5 * (edges[1:] + edges[:-1])
+    c_off = None if rho is None else (rho * centre(std) ** 2 + centre(mean) ** 2) / (centre(std) ** 2 + centre(mean) ** 2)
+    return Law(values, np.diff(cdf, axis=-1), (mean, std.copy()), None, (values, mean, std.copy(), ()), rho, c_off)
 
 
 def map_law(law: Law, function) -> tuple:
@@ -123,7 +223,11 @@ def map_law(law: Law, function) -> tuple:
         stacked = np.zeros(values.shape + law.probs.shape[:-1])
         np.add.at(stacked, index, np.moveaxis(law.probs, -1, 0))
         probs = np.moveaxis(stacked, 0, -1)
-    return Law(values, probs, None, law.caveat), index
+    latent = None if law.latent is None else law.latent[:3] + (law.latent[3] + (function,),)
+    out = Law(values, probs, None, law.caveat, latent, law.rho, None, law.window_rho)
+    off = off_moment(out)
+    out.c_off = None if off is None else off / max(centre(out.second_moment()), 1e-300)
+    return out, index
 
 
 def _transition(values: np.ndarray, mean: float, std: float, edges: np.ndarray) -> np.ndarray:
@@ -151,8 +255,12 @@ def sum_law(x: Law, y: Law, bins: int = BINS) -> tuple:
     shape = np.broadcast_shapes(x.probs.shape[:-1], y.probs.shape[:-1])
     if x.gauss is not None and y.gauss is not None:
         mean = x.gauss[0] + y.gauss[0]
-        std = np.sqrt(x.gauss[1] ** 2 + y.gauss[1] ** 2)
-        return gaussian_law(np.broadcast_to(std, shape), np.broadcast_to(mean, shape), bins), None
+        std = np.broadcast_to(np.sqrt(x.gauss[1] ** 2 + y.gauss[1] ** 2), shape)
+        rho = None
+        off = sum_off_moment(x, y)
+        if off is not None:
+            rho = (off - centre(np.broadcast_to(mean, shape)) ** 2) / centre(std) ** 2
+        return gaussian_law(std, np.broadcast_to(mean, shape), bins, rho), None
     mean, std = (np.broadcast_to(g, shape) for g in y.gauss)
     edges = _edges(float(x.values[0] + (mean - SPAN * std).min()), float(x.values[-1] + (mean + SPAN * std).max()), bins)
     px = np.broadcast_to(x.probs, shape + x.values.shape).reshape(-1, len(x.values))
@@ -183,43 +291,34 @@ def sum_backward(B: np.ndarray, x: Law, z: Law, plan: SumPlan) -> np.ndarray:
     return out.reshape(plan.shape + x.values.shape)
 
 
-def max_law(law: Law, members: np.ndarray) -> tuple:
-    """The law of each window's maximum and, per window member, ``P(it is the arg-max | its value)``.
+def max_law(gathered: np.ndarray, valid: np.ndarray) -> tuple:
+    """The law of each window's maximum and, per member, ``P(it is the arg-max | its value)``.
 
     Parameters
     ----------
-    law : Law
-        Input law with units ``(C, N)`` (channels, flat positions).
-    members : numpy.ndarray
-        ``(W, n)`` flat input positions of each window, ``-1`` for none.
+    gathered : numpy.ndarray
+        ``(C, W, n, G)``: the law of member ``j`` of window ``w`` on one grid.
+    valid : numpy.ndarray
+        ``(W, n)`` bool: which members exist (windows clipped by padding have fewer).
 
     Returns
     -------
-    (Law, numpy.ndarray)
-        Output law with units ``(C, W)``; routing ``(C, W, n, G)``.
+    (numpy.ndarray, numpy.ndarray)
+        The maximum's law ``(C, W, G)`` and the routing ``(C, W, n, G)``.
 
     Notes
     -----
-    The members of a window are taken as independent: ``P(max <= v) = prod_j
-    F_j(v)`` and ``P(j wins | value a) = prod_{k != j} P(value_k < a)``,
-    with ties within a bin split at its midpoint (``F_k(a^-) + p_k(a) / 2``).
-    Neighbouring units are in fact positively correlated (overlapping
-    receptive fields and the non-zero mean of ReLU outputs); this is the
-    approximation that remains, and the prediction notes it.
+    The members are taken as independent (the caller mixes over the common
+    factor of correlated members): ``P(max <= v) = prod_j F_j(v)`` and
+    ``P(j wins | value a) = prod_{k != j} P(value_k < a)``, with ties within a
+    bin split at its midpoint (``F_k(a^-) + p_k(a) / 2``).
     """
-    probs = law.probs
-    valid = members >= 0
-    gathered = probs[:, np.where(valid, members, 0)]  # (C, W, n, G)
-    cdf = np.cumsum(gathered, axis=-1)
-    below = cdf - 0.5 * gathered
-    cdf = np.where(valid[None, :, :, None], cdf, 1.0)
-    below = np.where(valid[None, :, :, None], below, 1.0)
+    mask = valid[None, :, :, None]
+    cdf = np.where(mask, np.cumsum(gathered, axis=-1), 1.0)
+    below = np.where(mask, cdf - 0.5 * gathered, 1.0)
     top = np.prod(cdf, axis=2)
     out = np.diff(np.concatenate([np.zeros(top.shape[:-1] + (1,)), top], axis=-1), axis=-1)
-    n = members.shape[1]
     ones = np.ones_like(below[:, :, :1])
     before = np.cumprod(np.concatenate([ones, below[:, :, :-1]], axis=2), axis=2)
     after = np.cumprod(np.concatenate([ones, below[:, :, :0:-1]], axis=2), axis=2)[:, :, ::-1]
-    routing = before * after * valid[None, :, :, None]
-    assert routing.shape[2] == n
-    return Law(law.values, np.maximum(out, 0.0)), routing
+    return np.maximum(out, 0.0), before * after * mask
