@@ -12,7 +12,7 @@ from torch import nn
 
 from batched_check import assert_batched_equals_module
 from pathstats.errors import PathstatsError
-from pathstats.layers import AssumptionError, UnsupportedLayerError
+from pathstats.layers import AssumptionError, Scale, UnsupportedLayerError
 from pathstats.nets.base import InitialisedNet, spatial_after
 from pathstats.prediction import predict
 from pathstats.trace import read_model
@@ -244,6 +244,26 @@ class FunctionalNet(InitialisedNet):
         h = F.leaky_relu(F.conv2d(h, self.conv2.weight, padding=1), 0.1)
         h = F.dropout(h, 0.5, training=self.training) * 2
         return F.linear(h.view(h.size(0), -1), self.classifier.weight)
+
+
+class ModuleNet(FunctionalNet):
+    """:class:`FunctionalNet` written with layers (same layer names, so the same weights are drawn)."""
+
+    def __init__(self, channels: int = 6):
+        super().__init__(channels)
+        self.rest = nn.Sequential(nn.AvgPool2d(2), nn.ReLU())
+        self.after = nn.Sequential(nn.LeakyReLU(0.1), nn.Dropout(0.5), Scale(2.0), nn.Flatten())
+
+    def forward(self, x):
+        return self.classifier(self.after(self.conv2(self.rest(self.conv1(x)))))
+
+
+def test_monte_carlo_samples_of_the_functional_net_are_those_of_its_layer_twin():
+    shape = (1, 8, 8)
+    functional = run_monte_carlo(FunctionalNet().eval(), shape, 64, seed=5, batch=32)
+    layers = run_monte_carlo(ModuleNet().eval(), shape, 64, seed=5, batch=32)
+    for a, b in [(functional.grad_sq_samples, layers.grad_sq_samples), (functional.loss_l2, layers.loss_l2)]:
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7 * float(np.abs(b).max()))
 
 
 def test_monte_carlo_runs_the_functional_net_and_agrees_with_model_mode():
