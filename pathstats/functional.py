@@ -180,13 +180,13 @@ _GLOBAL_POOLS = {3: nn.AdaptiveAvgPool1d, 4: nn.AdaptiveAvgPool2d, 5: nn.Adaptiv
 
 
 # --------------------------------------------------------------------- tracing
-def _user_frame(frames) -> str:
-    """``file.py:12: code`` for the innermost frame outside torch, or ''."""
+def _user_frame(frames, code: bool = True) -> str:
+    """``file.py:12: code`` (or ``file.py:12``) for the innermost frame outside torch, or ''."""
     torch_dir = os.path.dirname(torch.__file__)
     for frame in reversed(list(frames)):
         if not frame.filename.startswith(torch_dir) and frame.filename != __file__:
-            code = f": {frame.line.strip()}" if frame.line else ""
-            return f"{os.path.basename(frame.filename)}:{frame.lineno}{code}"
+            text = f": {frame.line.strip()}" if frame.line and code else ""
+            return f"{os.path.basename(frame.filename)}:{frame.lineno}{text}"
     return ""
 
 
@@ -543,6 +543,7 @@ def modularise(gm: fx.GraphModule, root: nn.Module) -> fx.GraphModule:
     """
     graph = gm.graph
     placed: dict = {}  # layers built for weights, so that a weight read twice is one layer
+    labels: dict = {}  # label -> how many layers carry it
     for node in list(graph.nodes):
         if node.op not in ("call_function", "call_method"):
             continue
@@ -573,6 +574,10 @@ def modularise(gm: fx.GraphModule, root: nn.Module) -> fx.GraphModule:
                 current = graph.call_module(target, (current,))
                 current.meta["pathstats_form"] = operation_name(node, gm)
                 current.stack_trace = node.stack_trace
+                if "nn_module_stack" in node.meta:
+                    current.meta["nn_module_stack"] = node.meta["nn_module_stack"]
+                if name is None or k > 0:
+                    _label(current, labels)
         if "tensor_meta" in node.meta:  # same output: later shape-dependent forms read it
             current.meta["tensor_meta"] = node.meta["tensor_meta"]
         node.replace_all_uses_with(current)
@@ -583,6 +588,20 @@ def modularise(gm: fx.GraphModule, root: nn.Module) -> fx.GraphModule:
     graph.lint()
     gm.recompile()
     return gm
+
+
+def _label(node: fx.Node, labels: dict) -> None:
+    """Name a layer made from a functional form after the call, the block it is in and its line,
+    ``F.relu in layer1 (net.py:23)``, for notes and reports (``#2`` on a second such layer);
+    weight layers keep their owner's name."""
+    stack = node.meta.get("nn_module_stack") or {}
+    scope = next(reversed(stack.values()))[0] if stack else ""
+    where = _user_frame(_stack_frames(node), code=False)
+    if not (scope or where):
+        return
+    label = node.meta["pathstats_form"] + (f" in {scope}" if scope else "") + (f" ({where})" if where else "")
+    labels[label] = labels.get(label, 0) + 1
+    node.meta["pathstats_label"] = label if labels[label] == 1 else f"{label} #{labels[label]}"
 
 
 def _place(gm, root, module: nn.Module, name: str | None, base: str, node: fx.Node, placed: dict) -> str:

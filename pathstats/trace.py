@@ -91,13 +91,14 @@ def _rule_for(node: fx.Node, gm: fx.GraphModule, init: Any):
         maker = MODULE_RULES.get(type(module))
         if maker is None:
             raise unsupported_operation(node, gm)
+        name = node.meta.get("pathstats_label", node.target)  # a functional form: the call and its line
         try:
-            return maker(node.target, module, names, [_shape(a) for a in operands], _shape(node), init)
+            return maker(name, module, names, [_shape(a) for a in operands], _shape(node), init)
         except UnsupportedLayerError as error:
             if "pathstats_form" not in node.meta:
                 raise
             # a functional form: name the call as written, not the layer it was read as
-            raise unsupported_operation(node, gm, str(error).removeprefix(f"{node.target}: ")) from None
+            raise unsupported_operation(node, gm, str(error).removeprefix(f"{name}: ")) from None
     if node.target in _ADD_FUNCTIONS and len(operands) == len(node.args) >= 2 and not node.kwargs:
         return add_rule(node.name, None, names, [_shape(a) for a in operands], _shape(node), init)
     raise unsupported_operation(node, gm, node.meta.get("pathstats_refusal", ""))

@@ -186,7 +186,9 @@ class Weights(nn.Module):
 def test_f_linear_and_f_conv2d_on_stored_parameters_read_as_the_layers():
     _assert_same(Weights("functional"), Weights("modules"))
     graph = read_model(Weights("functional"), SHAPE)
-    assert [r.name for r in graph.node_rules()] == ["conv", "avg_pool2d", "fc"]  # named after their owners
+    conv, pool, fc = (r.name for r in graph.node_rules())
+    assert (conv, fc) == ("conv", "fc")  # weight layers are named after their owners (init mappings use these names)
+    assert pool.startswith("F.avg_pool2d (test_functional_forms.py:")  # other calls after the call and its line
     assert any("non-zero bias" in note for note in graph.notes)  # the biases are read like the layers'
 
 
