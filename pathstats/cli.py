@@ -215,10 +215,21 @@ def _predict_text(p) -> str:
     r = p.to_dict()
     g, s, logit, loss = r["grad_sq"], r["path_sum"], p.logit_grad, p.loss_grad
     shape = "x".join(map(str, p.input_shape))
+    reference = "Thm 5: 1" + (", Thm 11: x avg-pooling factor" if p.has_avgpool else "")
     rows = [
         ["E[(do/dx)^2] per coordinate", f"min {g['min']:.4g}  mean {g['mean']:.4g}  max {g['max']:.4g}", f"1/d = {1 / p.d:.4g}"],
-        ["E||do/dx||_2^2 (total)", f"{g['total']:.6g}", "Thm 5: 1, Thm 11: x avgpool factor"],
-        ["avg-pooling factor 1/(a1...an)", f"{p.avgpool_factor:.6g}", "Theorem 11"],
+        ["E||do/dx||_2^2 (total)", f"{g['total']:.6g}", reference],
+    ]
+    if p.has_avgpool:
+        where = ", ".join(f"{layer}: a = {a}" for layer, a in p.avgpool_layers.items())
+        rows.append(["avg-pooling factor 1/(a1...an)", f"{p.avgpool_factor:.6g}", f"Theorem 11 ({where})"])
+    for layer, routing in p.maxpool_routing.items():
+        rows.append([f"max-pooling routing ({layer})", f"P(open arg-max) {routing['open_argmax']:.4g}",
+                     f"uniform 1/n x P(open) = {routing['uniform']:.4g}, n = {routing['window']}"])
+    if p.gates:
+        opened = list(p.gates.values())
+        rows.append(["ReLU gates P(open)", f"min {min(opened):.4g}  max {max(opened):.4g}", "1/2 for a centred input"])
+    rows += [
         ["path sum S(x)*d", f"min {s['min_times_d']:.4g}  max {s['max_times_d']:.4g}", "1 under (S) (Lemma 8)"],
         ["Lemma 7 total sum_x S(x)", f"{r['lemma7_total']:.12g}", "exactly 1 (Lemma 7)"],
         ["symmetry (S)", "holds" if p.symmetric else f"fails: {p.symmetry_classes} classes of inputs", "path-degree multisets"],

@@ -230,10 +230,21 @@ def propagate_laws(graph: LayerGraph) -> ForwardLaws:
         if getattr(rule, "is_gate", False):
             gates[rule.name] = float(inputs[0].positive().mean())
         if hasattr(rule, "law_notes"):
-            notes += rule.law_notes(inputs[0])
+            notes += rule.law_notes(inputs)
         if getattr(rule, "category", None) == "maxpool":
             routing[rule.name] = _routing_summary(rule, inputs[0], contexts[name])
-    return ForwardLaws(laws, contexts, gates, routing, notes)
+    return ForwardLaws(laws, contexts, gates, routing, _merge_notes(notes))
+
+
+def _merge_notes(notes: list) -> list:
+    """One note per assumption: layers that repeat it are counted on the first one."""
+    first, count = {}, {}
+    for note in notes:
+        key = (note.assumption, note.effect)
+        first.setdefault(key, note)
+        count[key] = count.get(key, 0) + 1
+    return [note if count[key] == 1 else Note(f"{note.layer} and {count[key] - 1} more", note.assumption, note.effect)
+            for key, note in first.items()]
 
 
 def _routing_summary(rule, law, context) -> dict:

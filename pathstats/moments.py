@@ -74,6 +74,7 @@ class Law:
     rho: float | None = None
     c_off: float | None = None
     window_rho: Any = None  # members (W, n) -> mean latent correlation of each window's member pairs
+    factors: list | None = None  # [(weight, probs (G,))]: an interior unit's law given the common factor
 
     def second_moment(self) -> np.ndarray:
         """``E[value^2]`` per unit (exact for a Gaussian law, else from the grid)."""
@@ -99,7 +100,7 @@ class Law:
         gauss = None if self.gauss is None else tuple(np.broadcast_to(g, shape) for g in self.gauss)
         latent = None if self.latent is None else (self.latent[0], np.broadcast_to(self.latent[1], shape),
                                                     np.broadcast_to(self.latent[2], shape), self.latent[3])
-        return Law(self.values, probs, gauss, self.caveat, latent, self.rho, self.c_off, self.window_rho)
+        return Law(self.values, probs, gauss, self.caveat, latent, self.rho, self.c_off, self.window_rho, self.factors)
 
 
 def centre(array: np.ndarray) -> float:
@@ -170,7 +171,10 @@ def sum_off_moment(x: Law, y: Law) -> float | None:
 
 
 def off_moment(law: Law) -> float | None:
-    """``E[v_a v_b]`` of two distinct interior units: ``E_g[E[v | g]^2]`` over the common factor."""
+    """``E[v_a v_b]`` of two distinct interior units: ``E_g[E[v | g]^2]`` over the common factor
+    (the units are independent given it: a latent Gaussian's, or a max pool's ``factors``)."""
+    if law.factors is not None:
+        return sum(w * float(p @ law.values) ** 2 for w, p in law.factors)
     if law.latent is None or law.rho is None:
         return None
     grid, mean, std, functions = law.latent
@@ -182,7 +186,7 @@ def off_moment(law: Law) -> float | None:
 
 def _edges(lo: float, hi: float, bins: int) -> np.ndarray:
     """About ``bins`` equal bins covering ``[lo, hi]``, with 0 on an edge."""
-    width = max(hi - lo, 1e-300) / bins
+    width = max(hi - lo, 1e-12 * max(abs(lo), abs(hi), 1.0)) / bins
     return width * np.arange(np.floor(lo / width), np.ceil(hi / width) + 1)
 
 
@@ -224,7 +228,10 @@ def map_law(law: Law, function) -> tuple:
         np.add.at(stacked, index, np.moveaxis(law.probs, -1, 0))
         probs = np.moveaxis(stacked, 0, -1)
     latent = None if law.latent is None else law.latent[:3] + (law.latent[3] + (function,),)
-    out = Law(values, probs, None, law.caveat, latent, law.rho, None, law.window_rho)
+    factors = None
+    if law.factors is not None:
+        factors = [(w, map_law(Law(law.values, p[None]), function)[0].probs[0]) for w, p in law.factors]
+    out = Law(values, probs, None, law.caveat, latent, law.rho, None, law.window_rho, factors)
     off = off_moment(out)
     out.c_off = None if off is None else off / max(centre(out.second_moment()), 1e-300)
     return out, index

@@ -85,6 +85,8 @@ class Prediction:
     gates : dict
         Model mode: each ReLU's (or LeakyReLU's) mean ``P(input > 0)`` under
         the forward laws (1/2 for a centred Gaussian input).
+    avgpool_layers : dict
+        The average-pooling layers behind :attr:`avgpool_factor`, each with its window size ``a``.
     maxpool_routing : dict
         Model mode: per max-pooling layer, the mean probability that a member
         is its window's arg-max with a positive value, and the uniform
@@ -105,11 +107,12 @@ class Prediction:
     elapsed_s: float = 0.0
     gates: dict = field(default_factory=dict)
     maxpool_routing: dict = field(default_factory=dict)
+    avgpool_layers: dict = field(default_factory=dict)
 
     @property
     def has_avgpool(self) -> bool:
         """Whether an average-pooling layer is on the paths (:attr:`avgpool_factor` names it)."""
-        return self.avgpool_factor != 1.0
+        return bool(self.avgpool_layers)
 
     @property
     def d(self) -> int:
@@ -162,6 +165,7 @@ class Prediction:
             "notes": [note.to_dict() if isinstance(note, Note) else Note(None, str(note)).to_dict() for note in self.notes],
             "gates": dict(self.gates),
             "maxpool_routing": dict(self.maxpool_routing),
+            "avgpool_layers": dict(self.avgpool_layers),
             "elapsed_s": self.elapsed_s,
         }
 
@@ -195,12 +199,9 @@ def _init_policy(model: nn.Module, init: Any) -> tuple:
     return init, labels[init]
 
 
-def _avgpool_factor(graph) -> float:
-    factor = 1.0
-    for rule in graph.node_rules():
-        if rule.category == "avgpool":
-            factor /= float(rule.divisor.max())
-    return factor
+def _avgpool_layers(graph) -> dict:
+    """Average-pooling layer name -> its window size ``a`` (Theorem 11's factor is ``prod 1/a``)."""
+    return {rule.name: int(rule.divisor.max()) for rule in graph.node_rules() if rule.category == "avgpool"}
 
 
 def predict(model: Any, input_shape: Any = None, mode: str = "model", classes: int | None = None, init: Any = None) -> Prediction:
@@ -269,6 +270,7 @@ def predict(model: Any, input_shape: Any = None, mode: str = "model", classes: i
     counts = path_count_map(graph)
     n_classes = count_classes(fingerprint_maps(graph))
     notes = list(graph.notes) + law_notes
+    pools = _avgpool_layers(graph)
     if n_classes > 1:
         spread = path_sum * math.prod(shape)
         notes.append(Note(
@@ -278,7 +280,7 @@ def predict(model: Any, input_shape: Any = None, mode: str = "model", classes: i
     if mode == "model" and isinstance(policy, str) and policy == "weights" and not isinstance(model, str):
         notes.append(Note(None, "model mode took each layer's variance from its present weights (init='weights')"))
     return Prediction(name, shape, mode, init_label, graph.classes, grad_sq, path_sum, counts, n_classes,
-                      _avgpool_factor(graph), notes, time.perf_counter() - start, gates, routing)
+                      1.0 / math.prod(pools.values()), notes, time.perf_counter() - start, gates, routing, pools)
 
 
 def save_array(path: str, array: np.ndarray) -> None:

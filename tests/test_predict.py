@@ -20,14 +20,18 @@ from pathstats.layers import AssumptionError, UnsupportedLayerError
 from pathstats.prediction import loss_gradient_factor, predict
 from pathstats.trace import read_model
 
-SMALLEST = {"conv6": 17, "conv8": 32, "conv6-avgpool": 8, "conv6-maxpool": 8, "conv6-strided": 8, "resnet": 8}
+SMALLEST = {"conv6": 17, "conv8": 32, "conv6-avgpool": 8, "conv6-maxpool": 8, "conv6-strided": 8, "resnet": 8,
+            "resnet18": 32, "resnet18-nopool": 16, "vgg": 32}
+WIDTH_OPTION = {"resnet18", "resnet18-nopool", "vgg"}  # these scale their channels by ``width``
 THEORY_OK = {"conv6": 1, "conv6-strided": 1, "conv6-avgpool": 1, "fc": 1}
 
 
 def _small(name):
     arch = nets.get(name)
     shape = (3, SMALLEST[name], SMALLEST[name]) if arch.image else (12,)
-    return arch.build(shape, channels=2) if name != "fc" else arch.build(shape, widths=(5, 4)), shape
+    if name == "fc":
+        return arch.build(shape, widths=(5, 4)), shape
+    return arch.build(shape, **({"width": 2} if name in WIDTH_OPTION else {"channels": 2})), shape
 
 
 @pytest.mark.parametrize("name", sorted(nets.ARCHITECTURES))

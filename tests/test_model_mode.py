@@ -1,0 +1,121 @@
+"""Model mode's forward laws and gates: exact checks on small nets, Monte Carlo within 4 SE, pinned gaps.
+
+Statistical checks use fixed seeds and tolerances of 4 standard errors computed
+from the data.  Where model mode neglects something (cross terms through
+pooled ReLU outputs), the test pins the measured gap and checks that the
+prediction's notes say so.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from pathstats import predict
+from pathstats.cli import _predict_text
+from pathstats.layer_engine import model_map, propagate_laws
+from pathstats.layers import AssumptionError, Note
+from pathstats.nets.probes import Probe
+from pathstats.trace import read_model
+from pathstats.verify.compare import compare
+from pathstats.verify.montecarlo import run_monte_carlo
+
+Z_MAX = 4.0
+
+
+class PostAdd(nn.Module):
+    """``relu(fc2(h) + h)`` with ``h = relu(fc1(x))``: a post-add ReLU on a dense stream."""
+
+    def __init__(self, n=4, m=6):
+        super().__init__()
+        self.fc1, self.fc2, self.out = nn.Linear(n, m, bias=False), nn.Linear(m, m, bias=False), nn.Linear(m, 2, bias=False)
+
+    def forward(self, x):
+        h = torch.relu(self.fc1(x))
+        return self.out(torch.relu(self.fc2(h) + h))
+
+
+def test_second_relu_on_a_relu_output_passes_everything():
+    """Exact: with one gate, not two, the total is 4 * (2/4) * 8 * (1/2) * (2/8) = 2."""
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.ReLU(), nn.Linear(8, 2))
+    assert math.isclose(float(model_map(read_model(net, (4,), init="he")).sum()), 2.0, rel_tol=1e-9)
+
+
+def test_post_add_gate_opens_with_the_orthant_probability():
+    """``z = relu(g1) + g2``, equal variances: ``P(z > 0) = 1/2 + arcsin(1/sqrt 2) / (2 pi) = 5/8``."""
+    graph = read_model(PostAdd(), (4,), init={"fc1": 1 / 4, "fc2": 2 / 6, "out": 1 / 6})
+    gates = propagate_laws(graph).gates
+    assert list(gates.values())[0] == pytest.approx(0.5, abs=1e-12)
+    assert list(gates.values())[1] == pytest.approx(0.625, abs=2e-3)
+
+
+def _gap(kind: str, shape=(3, 8, 8), channels=8, samples=1500, seed=1, depth=2):
+    model = Probe(kind, shape, channels=channels, depth=depth).eval()
+    prediction = predict(model, shape)
+    total = compare(run_monte_carlo(model, shape, samples, seed=seed, loss=False), prediction)["grad_sq_total"]
+    return total, prediction
+
+
+def _assumption_notes(prediction) -> list:
+    return [n for n in prediction.notes if "(S) fails" not in n]
+
+
+@pytest.mark.parametrize("kind", ["double-relu", "maxpool", "pool-before-relu", "maxpool-overlap"])
+def test_monte_carlo_agrees_within_four_standard_errors(kind):
+    total, _ = _gap(kind)
+    assert abs(total["z"]) < Z_MAX, total
+
+
+def test_double_relu_prediction_has_no_notes():
+    """A prediction without notes claims agreement (checked above)."""
+    assert _assumption_notes(_gap("double-relu", samples=10)[1]) == []
+
+
+def test_post_add_relu_residual_gap_is_pinned_and_noted():
+    """Three post-add-ReLU blocks, 8 ch, 3x8x8: measured +3.0% +- 0.9% (N = 1500, seed 1)."""
+    total, prediction = _gap("residual")
+    assert abs(total["relative_error"] - 0.030) < Z_MAX * total["stderr"] / total["predicted"], total
+    assert any("skip stream" in n for n in prediction.notes)
+    assert all(0.5 <= p < 0.8 for p in prediction.gates.values())
+
+
+def test_global_average_pooling_gap_is_pinned_and_noted():
+    """Cross terms through pooled ReLU outputs: measured +19.3% +- 1.5% (8 ch, 3x8x8, N = 1500, seed 1)."""
+    total, prediction = _gap("gap")
+    assert abs(total["relative_error"] - 0.193) < Z_MAX * total["stderr"] / total["predicted"], total
+    assert any("average of ReLU outputs" in n for n in prediction.notes)
+
+
+def test_notes_are_structured_in_json_and_printed():
+    prediction = predict(Probe("maxpool", (3, 8, 8), channels=4).eval(), (3, 8, 8))
+    notes = prediction.to_dict()["notes"]
+    assert all(set(n) == {"layer", "assumption", "effect"} for n in notes)
+    assert any(n["layer"] and "max pooling" in n["assumption"] and n["effect"].startswith("measured") for n in notes)
+    assert all(isinstance(n, Note) for n in prediction.notes)
+    text = _predict_text(prediction)
+    assert "max-pooling routing" in text and "avg-pooling factor" not in text and "note: features.3" in text
+
+
+def test_factor_rows_name_what_they_are():
+    text = _predict_text(predict("conv6-maxpool", (3, 16, 16)))
+    assert "max-pooling routing (features.6)" in text
+    assert "avg-pooling factor 1/(a1...an)" in text and "features.21: a = 4" in text  # the global average pooling
+
+
+def test_theory_refusals_state_model_modes_accuracy():
+    with pytest.raises(AssumptionError, match="arg-max.*measured") as info:
+        predict(Probe("maxpool", (3, 8, 8), channels=2).eval(), (3, 8, 8), mode="theory")
+    assert "as the real layer" not in str(info.value)
+    with pytest.raises(AssumptionError, match="skip stream"):
+        predict(Probe("residual", (3, 8, 8), channels=2).eval(), (3, 8, 8), mode="theory")
+
+
+def test_laws_leave_the_graph_unchanged_and_are_deterministic():
+    model = Probe("maxpool-overlap", (3, 8, 8), channels=4).eval()
+    first, second = predict(model, (3, 8, 8)), predict(model, (3, 8, 8))
+    np.testing.assert_array_equal(first.grad_sq_map, second.grad_sq_map)
+    assert first.maxpool_routing == second.maxpool_routing
