@@ -58,6 +58,8 @@ __all__ = [
     "PoolRule",
     "AddRule",
     "UpsampleRule",
+    "ScaleRule",
+    "Scale",
     "conv_axis",
     "pool_axis",
     "adaptive_axis",
@@ -743,6 +745,18 @@ class PointwiseRule:
 
 
 @dataclass
+class ScaleRule(PointwiseRule):
+    """Multiplication by a constant ``c`` (:class:`Scale`): squared gain ``c**2`` in every mode.
+
+    The gain is deterministic, so it is exact in theory mode too: every path
+    through the layer is scaled by ``c``.
+    """
+
+    def gain(self, mode: str, algebra) -> Any:
+        return algebra.cast(self.model_gain)
+
+
+@dataclass
 class ReshapeRule:
     """Flatten or view: the same neurons under another shape."""
 
@@ -770,6 +784,26 @@ class ReshapeRule:
 
 
 # ---------------------------------------------------------------- module -> rule
+class Scale(nn.Module):
+    """``x * factor``: what ``x * c``, ``x / c`` and ``-x`` by a constant read as.
+
+    Examples
+    --------
+    >>> Scale(0.5)(torch.ones(2)).tolist()
+    [0.5, 0.5]
+    """
+
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = float(factor)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.factor
+
+    def extra_repr(self) -> str:
+        return f"{self.factor:g}"
+
+
 def weight_variance(name: str, module: nn.Module, init: Any) -> float:
     """The model-mode variance of one weight layer under an ``init`` policy."""
     fan_in = module.weight[0].numel()
@@ -853,7 +887,7 @@ def pool_rule(name, module, operands, in_shapes, out_shape, init) -> PoolRule:
         notes.append(Note(name, "overlapping pooling windows (stride < kernel) break H5, so cross terms between paths are not zero"))
     if is_max:
         return PoolRule(name, repr(module), operands, in_shapes, out_shape, "maxpool", None, notes, axes=axes)
-    if module.divisor_override:
+    if getattr(module, "divisor_override", None):  # AvgPool1d has none
         divisor = np.full(out_shape[1:], module.divisor_override, dtype=np.int64)
     elif module.count_include_pad:
         divisor = _outer([size for _, size in windows])
@@ -923,6 +957,11 @@ def identity_rule(name, module, operands, in_shapes, out_shape, init) -> Pointwi
     return PointwiseRule(name, "Identity()", operands, in_shapes, out_shape, 1.0, True)
 
 
+def scale_rule(name, module, operands, in_shapes, out_shape, init) -> ScaleRule:
+    c = module.factor
+    return ScaleRule(name, f"x * {c:g}", operands, in_shapes, out_shape, c**2, True, affine=(np.array([c]), np.array([0.0])))
+
+
 def flatten_rule(name, module, operands, in_shapes, out_shape, init) -> ReshapeRule:
     if len(out_shape) != 1 or math.prod(in_shapes[0]) != out_shape[0]:
         raise UnsupportedLayerError(f"{name}: only a flatten of all non-batch axes is supported, got {in_shapes[0]} -> {out_shape}")
@@ -959,4 +998,5 @@ MODULE_RULES = {
     nn.LeakyReLU: leaky_relu_rule,
     nn.Identity: identity_rule,
     nn.Flatten: flatten_rule,
+    Scale: scale_rule,
 }

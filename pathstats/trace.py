@@ -2,40 +2,42 @@
 
 The module is traced by :func:`torch.fx.symbolic_trace` (torch.nn layers are
 leaves), shapes are annotated on ``node.meta`` by fx's ``ShapeProp`` run on a
-meta-device copy (no arithmetic, no change to the user's model or graph), and
-each node gets the rule of :mod:`pathstats.layers` for its layer.
+meta-device copy (no arithmetic, no change to the user's model), functional
+forms (``F.relu``, ``F.avg_pool2d``, ``x.mean((2, 3))``, ``F.linear`` with a
+stored weight...) are rewritten as their layers (:mod:`pathstats.functional`),
+and each node gets the rule of :mod:`pathstats.layers` for its layer.
+Values that are not tensors (shape arithmetic such as ``x.size(0)``) carry no
+gradient and get no rule.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import operator
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from .errors import PathstatsError
-from .layers import (
-    MODULE_RULES,
-    UnsupportedLayerError,
-    add_rule,
-    flatten_rule,
-    relu_rule,
+from .functional import (
+    FLATTEN_FUNCTIONS,
+    FLATTEN_METHODS,
+    RELU_FUNCTIONS,
+    modularise,
+    located,
+    symbolic_trace,
+    unsupported_operation,
 )
+from .layers import MODULE_RULES, UnsupportedLayerError, add_rule
 
-__all__ = ["LayerGraph", "read_model"]
+__all__ = ["LayerGraph", "read_model", "RELU_FUNCTIONS", "FLATTEN_FUNCTIONS", "FLATTEN_METHODS"]
 
-_ADD_FUNCTIONS = {operator.add, operator.iadd, torch.add}
-# fx call targets read as a ReLU or a flatten (also by verify.reduction)
-RELU_FUNCTIONS = {F.relu, torch.relu}
-FLATTEN_FUNCTIONS = {torch.flatten}
-FLATTEN_METHODS = {"flatten", "view", "reshape"}
-_IGNORED_METHODS = {"size", "dim"}  # shape queries, not tensors
+_ADD_FUNCTIONS = {operator.add, operator.iadd, torch.add, "add", "add_"}
 
 
 @dataclass
@@ -72,38 +74,72 @@ class LayerGraph:
 def _shape(node: fx.Node) -> tuple:
     meta = node.meta.get("tensor_meta")
     if meta is None or not hasattr(meta, "shape"):
-        raise UnsupportedLayerError(f"{node.name}: produces no single tensor ({node.format_node()}); pathstats reads single-tensor layers")
+        raise unsupported_operation(node, None, "it returns several tensors; pathstats reads layers with one output tensor")
     return tuple(meta.shape)[1:]
 
 
-def _rule_for(node: fx.Node, modules: dict, init: Any):
-    operands = [a for a in node.args if isinstance(a, fx.Node) and "tensor_meta" in a.meta and hasattr(a.meta["tensor_meta"], "shape")]
+def _is_tensor(node: fx.Node) -> bool:
+    """Whether the node's value holds a tensor (ShapeProp records metadata only then)."""
+    return "tensor_meta" in node.meta
+
+
+def _rule_for(node: fx.Node, gm: fx.GraphModule, init: Any):
+    operands = [a for a in node.args if isinstance(a, fx.Node) and _is_tensor(a)]
     names = [a.name for a in operands]
-    in_shapes = [_shape(a) for a in operands]
-    out_shape = _shape(node)
     if node.op == "call_module":
-        module = modules[node.target]
+        module = gm.get_submodule(node.target)
         maker = MODULE_RULES.get(type(module))
         if maker is None:
-            raise UnsupportedLayerError(
-                f"layer {node.target!r} ({type(module).__name__}) has no rule; supported: "
-                + ", ".join(sorted(t.__name__ for t in MODULE_RULES))
-            )
-        return maker(node.target, module, names, in_shapes, out_shape, init)
-    if node.op == "call_function":
-        if node.target in _ADD_FUNCTIONS and len(operands) >= 2:
-            return add_rule(node.name, None, names, in_shapes, out_shape, init)
-        if node.target in RELU_FUNCTIONS:
-            return relu_rule(node.name, None, names, in_shapes, out_shape, init)
-        if node.target in FLATTEN_FUNCTIONS:
-            return flatten_rule(node.name, None, names, in_shapes, out_shape, init)
-    if node.op == "call_method":
-        if node.target in FLATTEN_METHODS:
-            return flatten_rule(node.name, None, names[:1], in_shapes[:1], out_shape, init)
-        if node.target == "relu":
-            return relu_rule(node.name, None, names, in_shapes, out_shape, init)
-    what = getattr(node.target, "__name__", str(node.target))
-    raise UnsupportedLayerError(f"operation {what!r} at {node.name!r} ({node.op}) has no rule; build the model from supported layers")
+            raise unsupported_operation(node, gm)
+        name = node.meta.get("pathstats_label", node.target)  # a functional form: the call and its line
+        try:
+            return maker(name, module, names, [_shape(a) for a in operands], _shape(node), init)
+        except UnsupportedLayerError as error:
+            if "pathstats_form" not in node.meta:
+                raise
+            # a functional form: name the call as written, not the layer it was read as
+            raise unsupported_operation(node, gm, str(error).removeprefix(f"{name}: ")) from None
+    if node.target in _ADD_FUNCTIONS and len(operands) == len(node.args) >= 2 and not node.kwargs:
+        return add_rule(node.name, None, names, [_shape(a) for a in operands], _shape(node), init)
+    raise unsupported_operation(node, gm, node.meta.get("pathstats_refusal", ""))
+
+
+class _ShapeProbe(ShapeProp):
+    """fx's ShapeProp, remembering the node it runs and keeping its traceback print to itself."""
+
+    node = None
+
+    def run_node(self, n):
+        self.node = n
+        with contextlib.redirect_stderr(io.StringIO()):  # ShapeProp prints torch's traceback on failure
+            result = super().run_node(n)
+        if _is_size(result):  # shape arithmetic: functional forms may take it as an argument
+            n.meta["pathstats_value"] = tuple(result) if isinstance(result, (tuple, list)) else result
+        return result
+
+
+def _is_size(value) -> bool:
+    if isinstance(value, (tuple, list)):
+        return all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _annotate_shapes(traced: fx.GraphModule, model: nn.Module, input_shape: tuple) -> None:
+    """Put ``tensor_meta`` on every node of ``traced`` from a meta-device run (no arithmetic)."""
+    probe = copy.deepcopy(traced).to("meta").eval()  # shapes only: eval keeps BatchNorm from needing a batch
+    runner = _ShapeProbe(probe)
+    try:
+        runner.propagate(torch.empty((1,) + tuple(input_shape), device="meta"))
+    except Exception as exc:
+        cause = str(exc.__cause__ or exc).strip().splitlines() or [type(exc).__name__]
+        at = f" at {located(runner.node, probe)}" if runner.node is not None and runner.node.op != "placeholder" else ""
+        raise PathstatsError(f"input shape {tuple(input_shape)} does not fit {type(model).__name__}{at}: {cause[0]}") from None
+    probed = {n.name: n.meta for n in probe.graph.nodes}
+    for node in traced.graph.nodes:  # annotate the real graph; the graph itself is unchanged
+        for key in ("tensor_meta", "pathstats_value"):
+            node.meta.pop(key, None)
+            if probed[node.name].get(key) is not None:
+                node.meta[key] = probed[node.name][key]
 
 
 def read_model(model: nn.Module, input_shape: tuple, init: Any = "weights") -> LayerGraph:
@@ -141,27 +177,14 @@ def read_model(model: nn.Module, input_shape: tuple, init: Any = "weights") -> L
     """
     if type(model) in MODULE_RULES:  # a lone layer: trace it as a call, not through its forward
         model = nn.Sequential(model)
-    try:
-        traced = fx.symbolic_trace(model)
-    except Exception as exc:  # fx raises many types on dynamic control flow
-        raise UnsupportedLayerError(f"torch.fx cannot trace {type(model).__name__}: {exc}") from None
+    traced = symbolic_trace(model, record_lines=True)
     placeholders = [n for n in traced.graph.nodes if n.op == "placeholder"]
     if len(placeholders) != 1:
         raise UnsupportedLayerError(f"the model takes {len(placeholders)} inputs; pathstats reads models with one input tensor")
-    probe = copy.deepcopy(traced).to("meta").eval()  # shapes only: eval keeps BatchNorm from needing a batch
-    try:
-        ShapeProp(probe).propagate(torch.empty((1,) + tuple(input_shape), device="meta"))
-    except Exception as exc:
-        cause = exc.__cause__ or exc
-        where = re.search(r"target=([^\]]+)\]", str(exc))
-        at = f" at layer {where.group(1)!r}" if where else ""
-        raise PathstatsError(
-            f"input shape {tuple(input_shape)} does not fit {type(model).__name__}{at}: {str(cause).splitlines()[0]}"
-        ) from None
-    shapes = {n.name: n.meta.get("tensor_meta") for n in probe.graph.nodes}
-    for node in traced.graph.nodes:  # annotate the real graph; the graph itself is unchanged
-        node.meta["tensor_meta"] = shapes[node.name]
-    modules = dict(traced.named_modules())
+    _annotate_shapes(traced, model, input_shape)
+    modularise(traced, model)  # functional forms as their layers (shapes decide x.mean(dims), x.view(...))
+    if any("pathstats_form" in n.meta and "tensor_meta" not in n.meta for n in traced.graph.nodes):
+        _annotate_shapes(traced, model, input_shape)  # a form read as two layers (x.mean(dims) -> pool, flatten)
     rules: dict = {}
     output_name = None
     for node in traced.graph.nodes:
@@ -172,12 +195,8 @@ def read_model(model: nn.Module, input_shape: tuple, init: Any = "weights") -> L
             if not isinstance(result, fx.Node):
                 raise UnsupportedLayerError("the model returns a tuple or dict; pathstats reads models that return one logits tensor")
             output_name = result.name
-        elif node.op == "get_attr" or (node.op == "call_method" and node.target in _IGNORED_METHODS) or (
-            node.op == "call_function" and node.target is getattr
-        ):
-            continue
-        else:
-            rules[node.name] = _rule_for(node, modules, init)
+        elif node.op != "get_attr" and _is_tensor(node):  # parameters are read by their layers
+            rules[node.name] = _rule_for(node, traced, init)
     logits_shape = _shape(next(n for n in traced.graph.nodes if n.name == output_name))
     if len(logits_shape) != 1:
         raise UnsupportedLayerError(f"the model's output has shape {logits_shape} per example; expected logits (K,)")

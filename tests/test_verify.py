@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from batched_check import assert_batched_equals_module
 from pathstats import nets
 from pathstats.nets.base import InitialisedNet, conv_bn_relu, spatial_after
 from pathstats.cli import main
@@ -117,18 +118,7 @@ def test_linear_net_is_exact_and_jacobians_are_the_baselines():
 
 @pytest.mark.parametrize("case", ["conv-reflect", "residual", "disjoint-avgpool", "fc"])
 def test_batched_initialisations_equal_the_module_one_by_one(case):
-    model, shape = CASES[case]()
-    gen = torch.Generator().manual_seed(1)
-    weights = {name: torch.randn((3,) + m.weight.shape, generator=gen) for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
-    inputs = torch.randn((3,) + shape, generator=gen)
-    batched = BatchedInitialisations(model).run_batch(weights, inputs)
-    for b in range(3):
-        with torch.no_grad():
-            for name, value in weights.items():
-                model.get_submodule(name).weight.copy_(value[b])
-            expected = model(inputs[b : b + 1])[0]
-            # float32 rounding of sums of many terms: absolute error relative to the logits' scale
-            torch.testing.assert_close(batched[b], expected, rtol=1e-5, atol=1e-6 * float(expected.abs().max()))
+    assert_batched_equals_module(*CASES[case]())
 
 
 def test_skipping_the_loss_gradient_keeps_the_logit_samples():

@@ -6,6 +6,10 @@ convolution (``groups = B * g``) and a linear layer one batched product; every
 other layer (BatchNorm in eval mode, activations, pooling, flatten, additions)
 already treats the examples of a batch separately.  Weights are plain tensors
 that do not require gradients, so a backward pass computes input gradients only.
+The graph is read as :func:`pathstats.trace.read_model` reads it: functional
+forms become their layers (:func:`pathstats.functional.modularise`), so
+``F.linear(x, self.fc.weight)`` draws the weights of layer ``fc`` like
+``self.fc(x)`` does.
 
 2-d activations are kept in the memory order ``(H, W, B, C)``: viewed as one
 grouped image ``(1, B * C, H, W)`` that is channels-last, where oneDNN's grouped
@@ -19,6 +23,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
+
+from pathstats.errors import PathstatsError
+from pathstats.functional import modularise, symbolic_trace
 
 __all__ = ["BatchedInitialisations", "WEIGHT_LAYERS"]
 
@@ -54,7 +61,9 @@ class BatchedInitialisations(fx.Interpreter):
     """
 
     def __init__(self, model: nn.Module, capture: tuple = ()):
-        super().__init__(fx.symbolic_trace(model))
+        super().__init__(modularise(symbolic_trace(model), model))
+        self.layers = sorted({node.target for node in self.module.graph.nodes if node.op == "call_module"
+                              and type(self.module.get_submodule(node.target)) in WEIGHT_LAYERS})
         self.weights: dict = {}
         self.capture = set(capture)  # layers whose inputs the last run keeps, in ``captured``
         self.captured: dict = {}
@@ -63,7 +72,21 @@ class BatchedInitialisations(fx.Interpreter):
         """Logits ``(B, K)``; ``weights`` maps each weight layer's name to ``(B,) + weight.shape``.
 
         Biases are taken as zero (the declared initialisation).
+
+        Raises
+        ------
+        PathstatsError
+            If a weight layer of the graph has no weights in ``weights`` (a
+            custom module's own parameter read by ``F.linear``: only
+            ``nn.Linear`` / ``nn.Conv*d`` layers have a declared initialisation).
         """
+        missing = [name for name in self.layers if name not in weights]
+        if missing:
+            raise PathstatsError(
+                f"no initialisation for the weights of {missing[0]!r} (read by F.linear / F.conv in forward): "
+                f"verify draws fresh weights for nn.Linear and nn.Conv1d/2d/3d layers (and their subclasses) only; "
+                f"store the weight in such a layer"
+            )
         self.weights = weights
         try:
             return self.run(inputs)
@@ -81,6 +104,11 @@ class BatchedInitialisations(fx.Interpreter):
         if isinstance(module, nn.modules.batchnorm._BatchNorm) and not module.training and module.running_var is not None:
             return _frozen_batchnorm(module, args[0])
         return super().call_module(target, args, kwargs)
+
+    def call_method(self, target, args, kwargs):
+        if target == "view":  # activations are kept channels-last, where a view may need a copy
+            return args[0].reshape(*args[1:], **kwargs)
+        return super().call_method(target, args, kwargs)
 
     @staticmethod
     def _conv(module, weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
