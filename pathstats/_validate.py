@@ -221,7 +221,7 @@ def parse_architectures(text: str, name: str = "--arch") -> list:
     >>> parse_architectures("conv6,conv7")
     Traceback (most recent call last):
     ...
-    pathstats.errors.InvalidArgumentError: --arch: unknown architecture 'conv7'; registered: conv6, conv8, conv6-avgpool, conv6-maxpool, conv6-strided, fc, resnet
+    pathstats.errors.InvalidArgumentError: --arch: unknown architecture 'conv7'; registered: conv6, conv8, conv6-avgpool, conv6-maxpool, conv6-strided, fc, resnet, resnet18, resnet18-nopool, vgg
     """
     from pathstats import nets
 

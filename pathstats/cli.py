@@ -402,6 +402,8 @@ def _check_verify_arguments(args: argparse.Namespace) -> list:
         shapes = [shape] * len(archs)
     for arch, shape in zip(archs, shapes):
         check_samples_before_planning(arch, shape, args.samples, "--samples")
+        if args.batch is not None:
+            check_batch_memory(arch, shape, min(args.batch, args.samples), "--batch", args.classes)
     args.finished = _finished_sizes(os.path.join(args.out, "sweep.json"), args, shapes) if args.resume else []
     plans = []
     with progress(total=len(archs), desc="planning: predictions before the Monte Carlo",
@@ -411,8 +413,6 @@ def _check_verify_arguments(args: argparse.Namespace) -> list:
             bar.update()
     for plan in plans:
         check_verify_samples(plan, args.samples, "--samples")
-        if args.batch is not None:
-            check_batch_memory(plan, min(args.batch, args.samples), "--batch")
     return plans
 
 

@@ -85,16 +85,18 @@ def check_verify_samples(plan: VerifyPlan, samples: int, name: str = "samples") 
                          why=f"the map test of {plan.arch} {shape} compares {plan.bins} bins of coordinates")
 
 
-def check_batch_memory(plan: VerifyPlan, batch: int, name: str = "batch") -> int:
+def check_batch_memory(arch: str, input_shape: tuple, batch: int, name: str = "batch", classes: int = 10) -> int:
     """Refuse a batch of initialisations whose largest activation alone would take more
     than a quarter of this machine's memory (:func:`~pathstats.verify.montecarlo.default_batch`'s
-    estimate; the run needs several times that)."""
+    estimate; the run needs several times that). Needs no prediction, so it runs
+    before :func:`plan_verify`."""
     total = physical_memory()
     if total:
-        fits = default_batch(plan.model, plan.input_shape, budget_bytes=total // 4, largest=batch)
+        model = nets.build(arch, input_shape, classes)
+        fits = default_batch(model, input_shape, budget_bytes=total // 4, largest=batch)
         if fits < batch:
-            shape = "x".join(map(str, plan.input_shape))
-            raise InvalidArgumentError(f"{name} {batch}: that many initialisations of {plan.arch} {shape} at once do not fit "
+            shape = "x".join(map(str, input_shape))
+            raise InvalidArgumentError(f"{name} {batch}: that many initialisations of {arch} {shape} at once do not fit "
                                        f"in this machine's memory ({total / 2**30:.0f} GiB; the largest activation alone "
                                        f"allows at most {fits}): use a much smaller {name}, or leave the default")
     return batch
