@@ -12,9 +12,9 @@ from pathstats.provenance import provenance
 
 from . import catalogue
 from .executors import ExecutorError, check_slurm, run_local, run_slurm
-from .grid import expand
+from .grid import expand, run_id
 from .report import write_report
-from .store import DEFAULT_RUN_FN, collect, is_finished, read_status, run_dir, write_results_csv
+from .store import DEFAULT_RUN_FN, collect, is_finished, read_json, read_status, run_dir, write_results_csv
 
 __all__ = ["plan", "validate", "run_experiment", "analyse", "EXECUTORS"]
 
@@ -53,15 +53,32 @@ def validate(jobs: list, out: str, executor: str, jobs_n: int, slurm: dict, run_
             check_data_spec(config.data, config.size)
 
 
+def _fingerprint(records: list, quick: bool) -> str:
+    from pathstats import __version__
+
+    state = [[r["id"], r["status"], r["attempts"], len(r["metrics"]), sorted(k for k, v in r["evaluations"].items() if v)]
+             for r in records]
+    return run_id({"records": state, "quick": quick, "version": __version__})
+
+
 def analyse(name: str, out: str, jobs: list, quick: bool) -> dict:
-    """Collect the runs, write ``results.csv``, the figures, ``claims.json`` and ``report.md``."""
+    """Collect the runs, write ``results.csv``, the figures, ``claims.json`` and ``report.md``.
+
+    When no run changed since the last analysis (``analysis.json`` records a fingerprint
+    of the runs' states) and its files are all there, they are kept as they are.
+    """
     experiment = catalogue.get(name)
     records = collect(out, jobs)
+    fingerprint = _fingerprint(records, quick)
+    previous = read_json(os.path.join(out, "analysis.json"), {})
+    claims = read_json(os.path.join(out, "claims.json"))
+    files = [os.path.join(out, f) for f in ("results.csv", "report.md")] + previous.get("figures", [])
+    if previous.get("fingerprint") == fingerprint and claims is not None and all(os.path.exists(f) for f in files):
+        return {"records": records, "figures": previous["figures"], "claims": claims}
     write_results_csv(os.path.join(out, "results.csv"), records)
     epochs = int(experiment.grid(quick).train.get("epochs", 20))
     context = {"last_epochs": min(20, max(1, epochs // 2)), "quick": quick}
-    done = [r for r in records if r["status"] == "done"]
-    if done:
+    if any(r["status"] == "done" for r in records):
         from . import analysis as _analysis
 
         analysis = getattr(_analysis, name)(records, out, context)
@@ -69,6 +86,7 @@ def analyse(name: str, out: str, jobs: list, quick: bool) -> dict:
         analysis = {"figures": [], "claims": []}
     write_json(os.path.join(out, "claims.json"), analysis["claims"])
     write_report(os.path.join(out, "report.md"), experiment, records, analysis, quick)
+    write_json(os.path.join(out, "analysis.json"), {"fingerprint": fingerprint, "figures": analysis["figures"]})
     return {"records": records, **analysis}
 
 

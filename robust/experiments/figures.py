@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 
-from pathstats._io import pyplot, save_figure
+from pathstats._io import atomic_write, figure_format, pyplot, save_figure
 
 __all__ = ["Figure"]
 
@@ -106,13 +106,8 @@ class Figure:
             if not ax.has_data():
                 ax.set_visible(False)
         paths = [f"{base}.png", f"{base}.pdf"]
-        for i, path in enumerate(paths):
-            save_figure(self.fig, path) if i == len(paths) - 1 else _save_keep_open(self.fig, path)
+        self.fig.tight_layout()  # once: both files share the layout
+        for path in paths[:-1]:
+            atomic_write(path, lambda f, p=path: self.fig.savefig(f, format=figure_format(p), dpi=110))
+        save_figure(self.fig, paths[-1], tight=False)  # writes the last one and closes the figure
         return paths
-
-
-def _save_keep_open(fig, path: str) -> None:
-    from pathstats._io import atomic_write, figure_format
-
-    fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format=figure_format(path), dpi=110))
