@@ -19,7 +19,8 @@ from .errors import PathstatsError
 from .generators import EXAMPLES
 from .graphio import read_node_link, resolve_node
 from .prediction import MODES, predict, save_array
-from pathstats.robust.cli_experiment import register as register_experiment
+from .robust.cli_attack import register as register_attack
+from .robust.cli_experiment import register as register_experiment
 
 __all__ = ["main", "run"]
 
@@ -107,6 +108,7 @@ def _build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", action="store_true", help="print one JSON object")
     verify.add_argument("--out", metavar="DIR", help="write verify.json and maps.png there")
     verify.set_defaults(handler=_cmd_verify)
+    register_attack(commands)
     register_experiment(commands)
     return parser
 

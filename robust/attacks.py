@@ -306,12 +306,16 @@ def _generator(device: torch.device, seed: int | None) -> torch.Generator:
 
 
 def _ascend(model: nn.Module, x0: torch.Tensor, y: torch.Tensor, eps: float, step: Step, steps: int, step_size: float,
-            start: torch.Tensor | None, bounds: tuple) -> torch.Tensor:
-    """The one attack loop: ``steps`` ascent steps, each projected, then clipped to the box."""
+            start: torch.Tensor | None, bounds: tuple, gradient=None) -> torch.Tensor:
+    """The one attack loop: ``steps`` ascent steps, each projected, then clipped to the box.
+
+    It ascends the cross-entropy, or the objective whose input gradient ``gradient(x)``
+    returns (e.g. the logit-space loss of :func:`pathstats.robust.opnorm.logit_pgd`).
+    """
     low, high = bounds
     x = x0 if start is None else (x0 + start).clamp(low, high)
     for _ in range(steps):
-        grad = _loss_gradient(model, x, y)[1]
+        grad = _loss_gradient(model, x, y)[1] if gradient is None else gradient(x)
         x = x + step_size * step.direction(grad)
         x = x0 + step.project(x - x0, eps)
         x = x.clamp(low, high)
