@@ -109,6 +109,7 @@ def _build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--out", metavar="DIR", help="write verify.json and maps.png there")
     verify.set_defaults(handler=_cmd_verify)
     register_attack(commands)
+    from pathstats.robust import cli_train; cli_train.register(commands)  # noqa: E702 - one line per command
     register_experiment(commands)
     return parser
 

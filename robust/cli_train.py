@@ -1,0 +1,114 @@
+"""``pathstats train``: regularised training with per-epoch robustness metrics (resumable)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .methods import METHODS
+from .train import DATA_DEFAULTS, SCHEDULES, TrainConfig, train
+
+__all__ = ["register", "config_from_args"]
+
+#: Exit status of a run stopped by SIGINT / SIGTERM (after a checkpoint), and of a diverged run.
+EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
+EXIT_DIVERGED = 3
+
+
+def register(commands) -> None:
+    """Add the ``train`` sub-command to the sub-parsers object of ``pathstats``' parser."""
+    digits, other = DATA_DEFAULTS["digits"], DATA_DEFAULTS["other"]
+    parser = commands.add_parser(
+        "train",
+        help="train a registered net with a gradient penalty or adversarial training, with robustness metrics",
+        description="Train a registered architecture with one of the training methods of Simon-Gabriel et al. "
+        "(2019), Finlay & Oberman (2019) and Roth et al. (2020); every epoch, measure loss, accuracy, "
+        "E||dL/dx||_1, E||dL/dx||_2 and l_inf PGD vulnerability on the test split and a fixed training subset "
+        "(with standard errors), and checkpoint. Re-running the same command continues the run; SIGINT or "
+        "SIGTERM stops it cleanly after a checkpoint.",
+    )
+    parser.add_argument("--arch", required=True, help="registered architecture (see pathstats archs)")
+    parser.add_argument("--data", required=True, help="digits (bundled 8x8 digits), cifar10:DIR (python batches) "
+                        "or folder:DIR (DIR/train/<class>/*, DIR/test/<class>/*)")
+    parser.add_argument("--size", type=int, metavar="S", help="up-sample images to S x S by copying pixels")
+    parser.add_argument("--method", required=True, metavar="M",
+                        help="training method: " + ", ".join(METHODS) + " (see the docs' methods table)")
+    parser.add_argument("--eps", type=float, default=0.0, metavar="E",
+                        help="strength: eps_inf (the loss gets eps_p = eps d^(1/p)) for grad-*, fgsm*, fgm-l2 and pgd; "
+                        "the regularisation constant for crosslip, fd-* and opnorm (default 0)")
+    parser.add_argument("--epochs", type=int, metavar="N",
+                        help=f"default {digits['epochs']} on digits, {other['epochs']} otherwise")
+    parser.add_argument("--batch", type=int, metavar="B", help=f"default {digits['batch']} on digits, {other['batch']} otherwise")
+    parser.add_argument("--lr", type=float, metavar="LR", help=f"SGD learning rate (momentum 0.9): default {digits['lr']} "
+                        f"on digits, {other['lr']} otherwise")
+    parser.add_argument("--schedule", choices=SCHEDULES, default="cosine",
+                        help="learning-rate schedule, per step (default cosine, down to 0)")
+    parser.add_argument("--weight-decay", type=float, default=0.0, metavar="W", help="SGD weight decay (default 0)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of initialisation, shuffling and attacks (default 0)")
+    parser.add_argument("--device", default="cpu", metavar="D", help="cpu (default), cuda or cuda:N")
+    parser.add_argument("--eval-eps", type=float, default=0.005, metavar="E",
+                        help="eps_inf of the per-epoch l_inf PGD evaluation (default 0.005)")
+    parser.add_argument("--eval-n", type=int, metavar="N", help="evaluate on the first N test images (default all)")
+    parser.add_argument("--train-eval-n", type=int, default=1000, metavar="N",
+                        help="size of the fixed training subset evaluated each epoch (default 1000)")
+    parser.add_argument("--fd-h", type=float, default=0.01, metavar="H", help="finite-difference step of fd-l1/fd-l2 (default 0.01)")
+    parser.add_argument("--opnorm-p", default="2", metavar="P", help="domain norm of opnorm: 1, 2 or inf (default 2)")
+    parser.add_argument("--opnorm-q", default="2", metavar="Q", help="co-domain norm of opnorm: 1, 2 or inf (default 2)")
+    parser.add_argument("--opnorm-iters", type=int, default=5, metavar="N", help="power iterations per step of opnorm (default 5)")
+    parser.add_argument("--steps-per-epoch", type=int, metavar="N", help="at most N optimisation steps per epoch")
+    parser.add_argument("--max-steps", type=int, metavar="N",
+                        help="stop after N steps of this invocation, with a checkpoint (repeat the command to continue)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="run folder: config.json, metrics.jsonl, "
+                        "checkpoint.pt, result.json")
+    parser.add_argument("--json", action="store_true", help="print result.json's object")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    parser.set_defaults(handler=_cmd_train)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The :class:`TrainConfig` of parsed ``pathstats train`` arguments."""
+    return TrainConfig(
+        arch=args.arch, data=args.data, method=args.method, size=args.size, eps=args.eps, epochs=args.epochs,
+        batch=args.batch, lr=args.lr, seed=args.seed, device=args.device, eval_eps=args.eval_eps, fd_h=args.fd_h,
+        opnorm_p=args.opnorm_p, opnorm_q=args.opnorm_q, opnorm_iters=args.opnorm_iters, weight_decay=args.weight_decay,
+        schedule=args.schedule, steps_per_epoch=args.steps_per_epoch, eval_n=args.eval_n,
+        train_eval_n=args.train_eval_n,
+    )
+
+
+def _fmt(row: dict, key: str) -> str:
+    value, se = row.get(key), row.get(key + "_se")
+    if value is None:
+        return "-"
+    return f"{value:.4g} +- {se:.2g}" if se is not None else f"{value:.4g}"
+
+
+def _summary(result: dict) -> str:
+    config, row = result["config"], result.get("metrics")
+    lines = [f"{config['arch']} on {config['data']}, method {config['method']} eps {config['eps']:g}: "
+             f"{result['status']} after {result['epochs_done']}/{config['epochs']} epochs, "
+             f"{result['steps_done']} steps, {result['elapsed_s']:.1f} s"]
+    if row:
+        lines.append(f"epoch {row['epoch']} (mean +- standard error over images; PGD l_inf eps {row['eval_eps']:g}):")
+        for split, n in (("test", row.get("test_n")), ("train", row.get("train_n"))):
+            lines.append(f"  {split:5s} (n={n}): loss {_fmt(row, split + '_loss')}, accuracy {_fmt(row, split + '_accuracy')}, "
+                         f"E||dL/dx||_1 {_fmt(row, split + '_grad_l1')}, E||dL/dx||_2 {_fmt(row, split + '_grad_l2')}, "
+                         f"vulnerability {_fmt(row, split + '_vulnerability')}, "
+                         f"loss damage {_fmt(row, split + '_loss_damage')}")
+    if result.get("reason"):
+        lines.append(result["reason"])
+    lines.append(f"run folder: {result['out']}")
+    return "\n".join(lines)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    result = train(config_from_args(args), args.out, progress=not args.quiet, max_steps=args.max_steps)
+    print(json.dumps(result) if args.json else _summary(result))
+    if result["status"] == "diverged":
+        print(f"pathstats train: error: {result['reason']}", file=sys.stderr)
+        return EXIT_DIVERGED
+    if result["status"] == "interrupted":
+        print(f"pathstats train: {result['reason']}", file=sys.stderr)
+        return EXIT_SIGNAL.get(result.get("stopped_by"), 0)
+    return 0
