@@ -28,6 +28,8 @@ def register(commands) -> None:
     parser.add_argument("--quick", action="store_true", help="the small grid that finishes on a laptop CPU in minutes")
     parser.add_argument("--executor", default="local", help="local (default) or slurm (through submitit)")
     parser.add_argument("--jobs", type=int, default=1, metavar="N", help="local: runs in parallel processes (default 1)")
+    parser.add_argument("--threads", type=int, default=1, metavar="T",
+                        help="local: torch CPU threads per run (default 1; fill the cores with --jobs)")
     parser.add_argument("--partition", help="slurm: the partition")
     parser.add_argument("--gpus-per-job", type=int, default=0, metavar="G", help="slurm: GPUs per array task (default 0)")
     parser.add_argument("--time", type=int, default=60, metavar="MIN", help="slurm: time limit per array task in minutes "
@@ -71,7 +73,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     if args.executor not in ("local", "slurm"):
         raise PathstatsError(f"--executor must be local or slurm, got {args.executor!r}")
     out = args.out or f"experiments/{args.name}{'-quick' if args.quick else ''}"
-    summary = run_experiment(args.name, out, data=args.data, quick=args.quick, executor=args.executor, jobs=args.jobs,
+    summary = run_experiment(args.name, out, data=args.data, quick=args.quick, executor=args.executor, jobs=args.jobs, threads=args.threads,
                              partition=args.partition, gpus_per_job=args.gpus_per_job, time_min=args.time,
                              runs_per_job=args.runs_per_job, retry_failed=args.retry_failed)
     print(json.dumps(summary, indent=1) if args.json else _text(summary))

@@ -33,7 +33,7 @@ def plan(name: str, data: str = "digits", quick: bool = False) -> list:
     return expand(catalogue.get(name).grid(quick), data)
 
 
-def validate(jobs: list, out: str, executor: str, jobs_n: int, slurm: dict, run_fn: str) -> None:
+def validate(jobs: list, out: str, executor: str, jobs_n: int, slurm: dict, run_fn: str, threads: int = 1) -> None:
     """Refuse bad input before any work: every training configuration (with the real trainer),
     the output folder, the executor and its options."""
     check_output_path(out, directory=True)
@@ -41,6 +41,8 @@ def validate(jobs: list, out: str, executor: str, jobs_n: int, slurm: dict, run_
         raise ExecutorError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
     if not isinstance(jobs_n, int) or jobs_n < 1:
         raise ExecutorError(f"--jobs must be a positive integer, got {jobs_n!r}")
+    if not isinstance(threads, int) or threads < 1:
+        raise ExecutorError(f"--threads must be a positive integer, got {threads!r}")
     if executor == "slurm":
         check_slurm(**slurm)
     if run_fn == DEFAULT_RUN_FN:
@@ -91,7 +93,7 @@ def analyse(name: str, out: str, jobs: list, quick: bool) -> dict:
 
 
 def run_experiment(name: str, out: str, data: str = "digits", quick: bool = False, executor: str = "local",
-                   jobs: int = 1, partition: str | None = None, gpus_per_job: int = 0, time_min: int = 60,
+                   jobs: int = 1, threads: int = 1, partition: str | None = None, gpus_per_job: int = 0, time_min: int = 60,
                    runs_per_job: int = 1, retry_failed: bool = False, run_fn: str = DEFAULT_RUN_FN,
                    progress: bool = True) -> dict:
     """Run experiment ``name`` into ``out``: the missing runs, then the analysis.
@@ -105,7 +107,7 @@ def run_experiment(name: str, out: str, data: str = "digits", quick: bool = Fals
     experiment = catalogue.get(name)
     job_list = plan(name, data, quick)
     slurm = {"partition": partition, "gpus_per_job": gpus_per_job, "time_min": time_min, "runs_per_job": runs_per_job}
-    validate(job_list, out, executor, jobs, slurm, run_fn)
+    validate(job_list, out, executor, jobs, slurm, run_fn, threads)
     os.makedirs(out, exist_ok=True)
     write_json(os.path.join(out, "experiment.json"), {
         "experiment": name, "title": experiment.title, "source": experiment.source, "data": data, "quick": quick,
@@ -131,7 +133,7 @@ def run_experiment(name: str, out: str, data: str = "digits", quick: bool = Fals
 
         try:
             if executor == "local":
-                run_local(todo, jobs, progress=tick)
+                run_local(todo, jobs, threads, progress=tick)
             else:
                 run_slurm(todo, os.path.join(out, "slurm"), partition, gpus_per_job, time_min, runs_per_job, progress=tick)
         finally:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import multiprocessing
-import os
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -48,32 +47,41 @@ def assign_devices(tasks: list, n_gpus: int | None = None) -> list:
     return out
 
 
-def _init_worker(threads: int) -> None:
+def _set_threads(threads: int) -> int:
     import torch
 
+    previous = torch.get_num_threads()
     torch.set_num_threads(threads)
+    return previous
 
 
-def run_local(tasks: list, jobs: int = 1, progress=None) -> list:
+def run_local(tasks: list, jobs: int = 1, threads: int = 1, progress=None) -> list:
     """Execute ``tasks`` here: in this process for ``jobs == 1``, else in ``jobs`` spawned
-    processes sharing the CPU cores (and the GPUs round-robin, :func:`assign_devices`).
+    processes (and on the GPUs round-robin, :func:`assign_devices`).
 
-    ``progress`` (optional) is called with each finished status.  Returns the statuses
-    in the order of ``tasks``.
+    Each run uses ``threads`` torch CPU threads (default 1: the runs of the grids are
+    small, and on a busy machine more threads per small run are many times slower; fill
+    the cores with ``jobs``).  ``progress`` (optional) is called with each finished
+    status.  Returns the statuses in the order of ``tasks``.
     """
     if jobs < 1:
         raise ExecutorError(f"--jobs must be at least 1, got {jobs}")
+    if threads < 1:
+        raise ExecutorError(f"--threads must be at least 1, got {threads}")
     tasks = assign_devices(tasks)
     statuses = [None] * len(tasks)
     if jobs == 1 or len(tasks) <= 1:
-        for i, task in enumerate(tasks):
-            statuses[i] = execute(*task)
-            if progress:
-                progress(statuses[i])
+        previous = _set_threads(threads)
+        try:
+            for i, task in enumerate(tasks):
+                statuses[i] = execute(*task)
+                if progress:
+                    progress(statuses[i])
+        finally:
+            _set_threads(previous)
         return statuses
-    threads = max(1, (os.cpu_count() or 1) // jobs)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_init_worker, initargs=(threads,)) as pool:
+                             initializer=_set_threads, initargs=(threads,)) as pool:
         futures = {pool.submit(execute, *task): i for i, task in enumerate(tasks)}
         for future in as_completed(futures):
             i = futures[future]
