@@ -87,13 +87,11 @@ class Figure:
         ux = np.unique(xs)
         if len(ux) < 4:
             return
-        # average duplicate x values (the spline needs increasing x) with weights sqrt(count), so that
-        # each weighted residual has the within-x variance; s = m * that variance (scipy's advice)
+        # average duplicate x values (the spline needs increasing x), weights sqrt(count); the
+        # smoothing s = m * (residual variance of a straight-line fit), a conservative noise level
         ym = np.array([ys[xs == u].mean() for u in ux])
         w = np.array([np.sqrt((xs == u).sum()) for u in ux])
-        within = np.concatenate([ys[xs == u] - ys[xs == u].mean() for u in ux])
-        dof = max(len(ys) - len(ux), 1)
-        noise = float(np.sum(within**2) / dof) if len(ys) > len(ux) else float(np.var(ys))
+        noise = float(np.var(ys - np.polyval(np.polyfit(xs, ys, 1), xs)))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fit = UnivariateSpline(ux, ym, w=w, k=min(3, len(ux) - 1), s=len(ux) * max(noise, 1e-12))

@@ -15,7 +15,7 @@ import numpy as np
 from scipy import stats as _st
 
 __all__ = ["Estimate", "verdict", "loglog_slope_ci", "slope_ci", "spearman_ci", "mean_ci", "mean_difference_ci",
-           "proportion_ci", "curve_distance", "common_curve_test"]
+           "proportion_ci", "std_ci", "curve_distance", "common_curve_test"]
 
 LEVEL = 0.95
 
@@ -158,6 +158,26 @@ def mean_difference_ci(a, b) -> Estimate:
     return Estimate(diff, diff - half, diff + half, len(a) + len(b), stderr=se)
 
 
+def std_ci(values) -> Estimate:
+    """Sample standard deviation with its chi-square 95% interval (normal data).
+
+    Examples
+    --------
+    >>> e = std_ci([1.0, 2.0, 3.0, 4.0])
+    >>> round(e["value"], 4), round(e["ci_low"], 4), round(e["ci_high"], 4)
+    (1.291, 0.7313, 4.8135)
+    """
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    n = len(v)
+    if n < 2:
+        return Estimate(None, None, None, n)
+    s = float(v.std(ddof=1))
+    lo = s * math.sqrt((n - 1) / _st.chi2.ppf(0.5 + LEVEL / 2, n - 1))
+    hi = s * math.sqrt((n - 1) / _st.chi2.ppf(0.5 - LEVEL / 2, n - 1))
+    return Estimate(s, lo, hi, n)
+
+
 def proportion_ci(successes: int, n: int) -> Estimate:
     """A proportion with its exact (Clopper-Pearson) 95% interval.
 
@@ -221,14 +241,15 @@ def curve_distance(curves_a: dict, curves_b: dict) -> Estimate:
 def common_curve_test(x, y, groups) -> Estimate:
     """Do groups share one straight line ``y ~ x``?  F-test of group-specific intercepts
     and slopes against a common line; ``value`` is the fraction of the common line's
-    residual variance that the groups explain (0: one curve), with its 95% interval by
-    a bootstrap over points (seed 0, 400 resamples).
+    residual variance that the groups explain, adjusted for what their extra parameters
+    explain by chance (about 0 for one curve, 1 for separate exact curves), with its 95%
+    interval by a bootstrap over points (seed 0, 400 resamples).
 
     Examples
     --------
     >>> x = np.arange(8.0)
     >>> e = common_curve_test(np.r_[x, x], np.r_[2 * x, 2 * x + 0.001 * (-1) ** x], ["a"] * 8 + ["b"] * 8)
-    >>> e["value"] < 1e-6, e["p_value"] > 0.05
+    >>> abs(e["value"]) < 1e-6, e["p_value"] > 0.05
     (True, True)
     """
     x, y, groups = np.asarray(x, float), np.asarray(y, float), np.asarray(groups)
@@ -246,8 +267,14 @@ def common_curve_test(x, y, groups) -> Estimate:
         return rss, full.shape[1]
 
     (rss0, rss1), p_full = fit(x, y, groups)
-    frac = 0.0 if rss0 == 0 else (rss0 - rss1) / rss0
     df1, df2 = p_full - 2, n - p_full
+
+    def adjusted(r0, r1):
+        # the groups' share of the common line's residual variance, less what df1 extra parameters
+        # explain by chance (about df1 / df2 of the remaining variance): 0 on average for one curve
+        return 0.0 if r0 == 0 else (r0 - r1 - df1 * r1 / df2) / r0
+
+    frac = adjusted(rss0, rss1)
     f = ((rss0 - rss1) / df1) / (rss1 / df2) if rss1 > 0 else math.inf
     p = float(_st.f.sf(f, df1, df2)) if math.isfinite(f) else 0.0
     rng = np.random.default_rng(0)
@@ -257,6 +284,6 @@ def common_curve_test(x, y, groups) -> Estimate:
         if len(set(groups[i].tolist())) < g:
             continue
         (b0, b1), _ = fit(x[i], y[i], groups[i])
-        boot.append(0.0 if b0 == 0 else (b0 - b1) / b0)
+        boot.append(adjusted(b0, b1))
     lo, hi = (np.quantile(boot, [0.025, 0.975]) if len(boot) > 20 else (None, None))
     return Estimate(frac, lo, hi, n, F=float(f), p_value=p, groups=g)
