@@ -336,6 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return its exit status."""
     parser = _build_parser()
     args = parser.parse_args(argv)
+    args.argv = None if argv is None else list(argv)  # for provenance's command line
     try:
         return args.handler(args)
     except PathstatsError as exc:

@@ -374,7 +374,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm="in
     start = step.random_start(x0, eps, _generator(x0.device, seed)) if random_start else None
     with eval_mode(model):
         x_adv = _ascend(model, x0, y0, eps, step, steps, step_size, start, bounds)
-    return x_adv.to(x.device)
+    return x_adv.to(x.device).contiguous()
 
 
 def fgm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm="inf", bounds=(0.0, 1.0)) -> torch.Tensor:
@@ -490,4 +490,4 @@ def deepfool(model: nn.Module, x: torch.Tensor, norm=2, steps: int = 50, oversho
                 move = _per_sample(distance / (g_norms[rows, best] + 1e-8), grad) * grad
             total[active] += move
             x_adv[active] = (x0[active] + (1.0 + overshoot) * total[active]).clamp(low, high)
-    return x_adv.to(x.device)
+    return x_adv.to(x.device).contiguous()

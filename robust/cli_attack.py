@@ -143,7 +143,7 @@ def attack_command(args: argparse.Namespace) -> int:
         **{k: v for k, v in result.items() if k not in ("attack", "norm", "eps", "d", "n")},
         "first_order_approximation": "first_order_damage = eps_p E||dL/dx||_q, Lemma 2's first-order Taylor term",
         "elapsed_s": time.perf_counter() - start,
-        "provenance": provenance(seed=args.seed, device=args.device),
+        "provenance": provenance(seed=args.seed, device=args.device, argv=getattr(args, "argv", None)),
     }
     print(json.dumps(report) if args.json else attack_text(report))
     return 0

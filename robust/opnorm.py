@@ -70,6 +70,7 @@ __all__ = [
 ]
 
 MAX_SIGN_CLASSES = 16  # q = 1 is exact by enumerating 2^(K-1) sign vectors up to this K
+JACOBIAN_ENTRIES = 2**26  # exact Jacobians are formed for chunks of the batch of at most this many numbers
 
 
 class OperatorNormError(PathstatsError, ValueError):
@@ -282,12 +283,12 @@ def power_iteration(model: nn.Module, x: torch.Tensor, p, q, iters: int = 50, se
     of ``||J||_{p,q}`` that improves with ``iters``.
     """
     p, q = norm_exponent(p), norm_exponent(q)
-    if int(iters) != iters or iters < 0:
+    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 0:
         raise OperatorNormError(f"iters must be a non-negative integer, got {iters!r}")
-    x = x.detach()
+    x = _to_model(model, x)[0]
     v = _unit_start(x, p, seed)
     with eval_mode(model), torch.no_grad():
-        for _ in range(int(iters)):
+        for _ in range(iters):
             u = dual_map(_jvp(model, x, v), _dual(q))
             v = dual_map(_vjp(model, x, u), p)
     return v
@@ -331,15 +332,20 @@ def operator_norm(model: nn.Module, x: torch.Tensor, p, q, iters: int = 50, seed
     >>> operator_norm(model, x, "inf", 2, seed=0).method
     'power iteration (Roth et al. eq. 12), 50 steps: a lower bound'
     """
+    check_batch(x)
     p, q = norm_exponent(p), norm_exponent(q)
     if method not in ("auto", "exact", "power"):
         raise OperatorNormError(f"method must be 'auto', 'exact' or 'power', got {method!r}")
+    x = _to_model(model, x)[0]
     if method != "power":
         with eval_mode(model), torch.no_grad():
             classes = model(x[:1]).shape[1]
         how = exact_method(p, q, classes)
         if how is not None:
-            norms, v = exact_operator_norm(logit_jacobian(model, x), p, q)
+            # B x K x d Jacobians, formed for a chunk of at most JACOBIAN_ENTRIES numbers at a time
+            chunk = max(1, JACOBIAN_ENTRIES // (classes * x[0].numel()))
+            parts = [exact_operator_norm(logit_jacobian(model, x[i : i + chunk]), p, q) for i in range(0, len(x), chunk)]
+            norms, v = torch.cat([n for n, _ in parts]), torch.cat([v for _, v in parts])
             return OperatorNormResult(norms, v.reshape(x.shape), how, True)
         if method == "exact":
             raise OperatorNormError(
@@ -348,8 +354,8 @@ def operator_norm(model: nn.Module, x: torch.Tensor, p, q, iters: int = 50, seed
             )
     v = power_iteration(model, x, p, q, iters, seed)
     with eval_mode(model), torch.no_grad():
-        norms = _norms(_jvp(model, x.detach(), v), q)
-    return OperatorNormResult(norms, v, f"power iteration (Roth et al. eq. 12), {int(iters)} steps: a lower bound", False)
+        norms = _norms(_jvp(model, x, v), q)
+    return OperatorNormResult(norms, v, f"power iteration (Roth et al. eq. 12), {iters} steps: a lower bound", False)
 
 
 def operator_norm_penalty(
@@ -373,6 +379,7 @@ def operator_norm_penalty(
     >>> penalty.shape, logits.shape, penalty.requires_grad
     (torch.Size([4]), torch.Size([4, 3]), True)
     """
+    check_batch(x)
     q_value = norm_exponent(q)
     v = power_iteration(model, x, p, q_value, iters, seed)
     jv, logits = _jvp(model, x.detach(), v, logits=True)
@@ -418,7 +425,7 @@ def logit_pgd(model: nn.Module, x: torch.Tensor, eps: float, norm=2, q=2, steps:
                 return torch.autograd.grad(_norms(model(xk) - clean, q).sum(), xk)[0]
 
         x_adv = _ascend(model, x0, None, eps, step, steps, step_size, start, bounds, gradient=gradient)
-    return x_adv.to(x.device)
+    return x_adv.to(x.device).contiguous()
 
 
 def alignment(model: nn.Module, x: torch.Tensor, p, q, eps: float, steps: int = 10, seed: int | None = None) -> torch.Tensor:
