@@ -43,4 +43,7 @@ def setup(app):
     from make_figures import make_figures
 
     app.connect("builder-inited", lambda app: make_figures(os.path.join(app.srcdir, "_generated")))
+    from make_experiments import write_sections
+
+    app.connect("builder-inited", lambda app: write_sections(os.path.join(app.srcdir, "_generated")))
 doctest_test_doctest_blocks = ""  # docstring examples run under pytest --doctest-modules

@@ -219,3 +219,37 @@ def test_cli_refuses_a_file_as_output_folder(tmp_path, capsys):
     target.write_text("x")
     assert main(["experiment", "fig1", "--quick", "--out", str(target)]) == 2
     assert "is a file" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- the real trainer, end to end
+
+
+def test_real_runs_train_evaluate_and_resume_without_recomputing(tmp_path):
+    """Two tiny real runs (fc on digits, one short epoch) through the trainer and every evaluation."""
+    grid = Grid(("fc",), (None,), (("none", (0.0,)), ("pgd", (0.05,))), (0,),
+                {"epochs": 1, "batch": 32, "lr": 0.05, "eval_eps": 0.05, "steps_per_epoch": 5, "eval_n": 40,
+                 "train_eval_n": 40},
+                ({"name": "attacks", "n": 20, "eps": 0.05, "steps": 3},
+                 {"name": "alignment", "n": 10, "align_eps": 0.05, "eps": (0.0, 0.05)},
+                 {"name": "bounds", "n": 40, "norm": 2}))
+    jobs = expand(grid, "digits")
+    tasks = [(job.to_dict(), str(tmp_path / "runs" / job.id), "pathstats.robust.experiments.runner:run_one")
+             for job in jobs]
+    statuses = run_local(tasks, jobs=1)
+    assert [s["status"] for s in statuses] == ["done", "done"], [s.get("error") for s in statuses]
+    records = collect(str(tmp_path), jobs)
+    for record in records:
+        assert len(record["metrics"]) == 1 and record["result"]["status"] == "done"
+        attacks = record["evaluations"]["attacks"]["thresholds"]
+        assert set(attacks) == {"inf", "2"} and set(attacks["inf"]) == {"fgsm", "fgm-l2", "pgd-inf", "pgd-l2", "deepfool"}
+        assert attacks["2"]["pgd-l2"]["radius"] == pytest.approx(0.05 * 8)  # eps sqrt(d), d = 64
+        alignment = record["evaluations"]["alignment"]
+        assert np.asarray(alignment["singular_values"]).shape == (10, 10)
+        cos = np.asarray(alignment["cos_by_rank"])
+        # the right singular vectors are orthonormal, so the squared cosines over all ranks sum to at most 1
+        assert np.all((cos**2).sum(1) <= 1 + 1e-4)
+        assert len(record["evaluations"]["bounds"]["distance"]) == record["evaluations"]["bounds"]["n"]
+    stamps = {t[1]: os.path.getmtime(os.path.join(t[1], "checkpoint.pt")) for t in tasks}
+    again = run_local(tasks, jobs=1)  # finished: the trainer returns its result, evaluations are on disk
+    assert [s["status"] for s in again] == ["done", "done"]
+    assert all(os.path.getmtime(os.path.join(d, "checkpoint.pt")) == stamp for d, stamp in stamps.items())
