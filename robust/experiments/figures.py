@@ -27,7 +27,7 @@ class Figure:
 
     def __init__(self, rows: int, cols: int, title: str):
         plt = pyplot()
-        self.fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows + 0.4), squeeze=False)
+        self.fig, axes = plt.subplots(rows, cols, figsize=(max(4.2 * cols, 7.0), 3.4 * rows + 0.4), squeeze=False)
         self.axes = axes.ravel()
         self.fig.suptitle(title, fontsize=10)
 
