@@ -44,6 +44,11 @@ def _grid_rows(grid) -> list:
             str(grid.n_runs), train, evaluations]
 
 
+def _text(value) -> str:
+    """A table cell's text with reStructuredText's inline markup characters escaped."""
+    return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("*", "\\*").replace("`", "\\`")
+
+
 def _number(value) -> str:
     return "n/a" if value is None else f"{value:.3g}"
 
@@ -64,8 +69,8 @@ def section(experiment) -> list:
             claims = json.load(f)
         lines += [f"Claims of the quick run (kept in ``docs/experiments/{name}/``):", ""]
         lines += _table(["claim", "statistic", "value [95% CI]", "n", "expected", "verdict"],
-                        [[c["claim"], c["statistic"], f"{_number(c['value'])} [{_number(c['ci_low'])}, {_number(c['ci_high'])}]",
-                          str(c.get("n", "")), c["expected"], f"**{c['verdict']}**"] for c in claims])
+                        [[_text(c["claim"]), _text(c["statistic"]), f"{_number(c['value'])} [{_number(c['ci_low'])}, {_number(c['ci_high'])}]",
+                          str(c.get("n", "")), _text(c["expected"]), f"**{c['verdict']}**"] for c in claims])
         for png in sorted(glob.glob(os.path.join(KEPT, name, "*.png"))):
             lines += [f".. image:: /experiments/{name}/{os.path.basename(png)}", f"   :alt: {name} quick run, "
                       f"{os.path.basename(png)[:-4]}", ""]

@@ -29,7 +29,7 @@ def assign_devices(tasks: list, n_gpus: int | None = None) -> list:
     --------
     >>> tasks = [({"train": {}}, "a", "f"), ({"train": {"device": "cpu"}}, "b", "f"), ({"train": {}}, "c", "f")]
     >>> [t[0]["train"]["device"] for t in assign_devices(tasks, n_gpus=2)]
-    ['cuda:0', 'cpu', 'cuda:0']
+    ['cuda:0', 'cpu', 'cuda:1']
     >>> [t[0]["train"]["device"] for t in assign_devices(tasks, n_gpus=0)]
     ['cpu', 'cpu', 'cpu']
     """
