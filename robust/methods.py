@@ -92,8 +92,9 @@ def frozen_batchnorm_stats(model: nn.Module) -> Iterator[nn.Module]:
     """Run extra training-mode forwards without moving BatchNorm's running statistics.
 
     Inside, BatchNorm layers in train mode still normalise with the batch's own
-    statistics (and back-propagate through them); on exit their ``running_mean``,
-    ``running_var`` and ``num_batches_tracked`` are restored exactly.
+    statistics (and back-propagate through them), but update scratch copies of
+    their running statistics; on exit the layers get their own buffers back,
+    untouched (rebound, not overwritten, so tensors saved for backward stay valid).
 
     Examples
     --------
@@ -103,21 +104,19 @@ def frozen_batchnorm_stats(model: nn.Module) -> Iterator[nn.Module]:
     >>> bn.running_mean.tolist(), int(bn.num_batches_tracked)
     ([0.0, 0.0], 0)
     """
-    saved = [
-        (module, [None if b is None else b.detach().clone() for b in
-                  (module.running_mean, module.running_var, module.num_batches_tracked)])
-        for module in model.modules()
-        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats
-    ]
+    names = ("running_mean", "running_var", "num_batches_tracked")
+    saved = [(module, {name: getattr(module, name) for name in names})
+             for module in model.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
+    for module, buffers in saved:
+        for name, buffer in buffers.items():
+            if buffer is not None:
+                setattr(module, name, buffer.detach().clone())
     try:
         yield model
     finally:
-        with torch.no_grad():
-            for module, (mean, var, count) in saved:
-                for buffer, value in zip((module.running_mean, module.running_var, module.num_batches_tracked),
-                                         (mean, var, count)):
-                    if buffer is not None:
-                        buffer.copy_(value)
+        for module, buffers in saved:
+            for name, buffer in buffers.items():
+                setattr(module, name, buffer)
 
 
 # --------------------------------------------------------------------------- losses

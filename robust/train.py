@@ -163,7 +163,7 @@ class TrainConfig:
     schedule: str = "cosine"
     steps_per_epoch: int | None = None
     eval_n: int | None = None
-    train_eval_n: int = 1000
+    train_eval_n: int = 500
 
     def to_dict(self) -> dict:
         """The configuration as a JSON-ready dict.
