@@ -59,6 +59,7 @@ __all__ = [
     "finite_difference_direction",
     "finite_difference_penalty",
     "OPTION_DEFAULTS",
+    "methods_table_rst",
 ]
 
 #: Defaults of the options a loss reads from its ``config`` (any object with these
@@ -373,3 +374,21 @@ def get_method(name: str) -> Method:
         return METHODS[name]
     except KeyError:
         raise MethodError(f"unknown method {name!r}; the methods are: {', '.join(METHODS)}") from None
+
+
+def methods_table_rst() -> str:
+    """:data:`METHODS` as a reStructuredText list-table (the docs include it, so it cannot drift).
+
+    Examples
+    --------
+    >>> print(methods_table_rst().splitlines()[0])
+    .. list-table::
+    >>> "``fd-l2``" in methods_table_rst()
+    True
+    """
+    lines = [".. list-table::", "   :header-rows: 1", "   :widths: 14 52 8 26", "",
+             "   * - ``--method``", "     - training loss", "     - ``eps`` taken as", "     - source"]
+    for m in METHODS.values():
+        strength = "eps (constant)" if m.norm is None else f"eps_p, p = {m.norm}"
+        lines += [f"   * - ``{m.name}``", f"     - ``{m.description}``", f"     - {strength}", f"     - {m.source or '-'}"]
+    return "\n".join(lines) + "\n"
