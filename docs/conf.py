@@ -46,4 +46,14 @@ def setup(app):
     from make_experiments import write_sections
 
     app.connect("builder-inited", lambda app: write_sections(os.path.join(app.srcdir, "_generated")))
+    app.connect("builder-inited", lambda app: _write_methods_table(os.path.join(app.srcdir, "_generated")))
+
+
+def _write_methods_table(folder):
+    """The training methods' table of train.rst, generated from the code's one table."""
+    from pathstats.robust.methods import methods_table_rst
+
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "methods_table.rst"), "w") as f:
+        f.write(methods_table_rst())
 doctest_test_doctest_blocks = ""  # docstring examples run under pytest --doctest-modules
