@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import time
 
 import torch
@@ -35,9 +36,11 @@ def register(commands) -> None:
         "pixel-wise eps_inf; an l_p attack uses eps_p = eps_inf d^(1/p).",
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--run", metavar="DIR", help="a trained run's folder (written by pathstats train)")
+    source.add_argument("--run", metavar="DIR", help="a trained run's folder (pathstats train --out): its network with "
+                        "the weights of its last checkpoint, on its data")
     source.add_argument("--arch", metavar="NAME", help="a freshly initialised registered network (see pathstats archs)")
-    parser.add_argument("--data", metavar="DATA", help="digits, cifar10:DIR or folder:DIR (required with --arch)")
+    parser.add_argument("--data", metavar="DATA", help="digits, cifar10:DIR or folder:DIR (required with --arch; "
+                        "with --run, the run's)")
     parser.add_argument("--size", type=int, metavar="S", help="up-sample the images to S x S by copying pixels")
     parser.add_argument("--attack", required=True, choices=["pgd", "fgm", "deepfool"])
     parser.add_argument("--norm", choices=list(NORMS), default="inf", help="attack norm (default inf)")
@@ -55,6 +58,7 @@ def register(commands) -> None:
 def _validate(args: argparse.Namespace) -> None:
     """Refuse every bad flag in one line, before any data or model is loaded."""
     from pathstats import nets
+    from pathstats._validate import check_device, check_seed
 
     from .data import check_data_spec, check_model_input, native_size
 
@@ -69,9 +73,16 @@ def _validate(args: argparse.Namespace) -> None:
         raise PathstatsError(f"--n must be a positive number of test images, got {args.n}")
     if args.size is not None and args.size < 1:
         raise PathstatsError(f"--size must be a positive image side, got {args.size}")
-    _check_device(args.device)
+    check_device(args.device)
+    check_seed(args.seed)
     if args.run is not None:
-        _check_run(args.run)
+        config = _read_run(args.run)["config"]
+        for flag, given, trained in (("--data", args.data, config.data), ("--size", args.size, config.size)):
+            if given is not None and given != trained:
+                used = f"with {flag} {trained}" if trained is not None else f"without {flag}"
+                raise PathstatsError(f"--run {args.run} was trained {used}; leave {flag} out")
+        args.data, args.size = config.data, config.size
+        check_data_spec(args.data, args.size)
         return
     if args.data is None:
         raise PathstatsError("--arch needs --data DATA (digits, cifar10:DIR or folder:DIR)")
@@ -82,20 +93,46 @@ def _validate(args: argparse.Namespace) -> None:
     check_model_input(args.arch, (channels, args.size or height, args.size or width))
 
 
-def _check_device(device: str) -> None:
+def _read_run(run: str) -> dict:
+    """The training configuration of a run folder written by ``pathstats train`` (read, not loaded)."""
+    from . import train as training
+
+    config_path = os.path.join(run, training.CONFIG_FILE)
+    if not os.path.isdir(run):
+        raise PathstatsError(f"--run {run}: no such folder; give the --out folder of a pathstats train run")
+    if not os.path.isfile(config_path):
+        raise PathstatsError(f"--run {run}: no {training.CONFIG_FILE} there, so it is not the folder of a pathstats train run")
+    if not os.path.isfile(os.path.join(run, training.CHECKPOINT_FILE)):
+        raise PathstatsError(f"--run {run}: no {training.CHECKPOINT_FILE} yet (the run has not finished an epoch); "
+                             "train it first")
     try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise PathstatsError(f"--device must be a torch device such as cpu or cuda, got {device!r}") from None
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise PathstatsError("--device cuda: no CUDA device is available here; use --device cpu")
+        with open(config_path) as f:
+            stored = json.load(f)
+        config = training.TrainConfig.from_dict(stored["config"])
+        shape, classes = tuple(int(n) for n in stored["input_shape"]), int(stored["classes"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise PathstatsError(f"--run {run}: {training.CONFIG_FILE} is unreadable ({exc}); was it written by pathstats train?") from None
+    return {"config": config, "input_shape": shape, "classes": classes}
 
 
-def _check_run(run: str) -> None:
-    raise PathstatsError(
-        f"--run {run}: reading trained runs needs the training module (pathstats train), which this version does "
-        "not have yet; attack a freshly initialised network with --arch NAME --data DATA instead"
-    )
+def _trained_model(run: str, info: dict, device: str):
+    """The run's network with the weights of its last checkpoint, and a description of it."""
+    from pathstats import nets
+
+    from . import train as training
+
+    state = training._load_checkpoint(run)
+    config = info["config"]
+    model = nets.build(config.arch, info["input_shape"], info["classes"])
+    model.load_state_dict(state["model"])
+    status = "unfinished"
+    result_path = os.path.join(run, training.RESULT_FILE)
+    if os.path.isfile(result_path):
+        with open(result_path) as f:
+            status = json.load(f).get("status", status)
+    source = (f"trained run {run} (method {config.method}, eps {config.eps:g}, seed {config.seed}; "
+              f"checkpoint after epoch {state['epoch']}, status {status})")
+    return model.to(device), source
 
 
 def _fresh_model(arch: str, input_shape: tuple, classes: int, seed: int, device: str):
@@ -118,7 +155,13 @@ def attack_command(args: argparse.Namespace) -> int:
     _validate(args)
     start = time.perf_counter()
     data = load_dataset(args.data, size=args.size, device=args.device)
-    model = _fresh_model(args.arch, data.input_shape, data.classes, args.seed, args.device)
+    if args.run is not None:
+        info = _read_run(args.run)
+        model, source = _trained_model(args.run, info, args.device)
+        arch = info["config"].arch
+    else:
+        model = _fresh_model(args.arch, data.input_shape, data.classes, args.seed, args.device)
+        source, arch = f"freshly initialised (seed {args.seed})", args.arch
     n = data.test_x.shape[0] if args.n is None else min(args.n, data.test_x.shape[0])
     x, y = data.test_x[:n], data.test_y[:n]
     d = int(x[0].numel())
@@ -138,7 +181,7 @@ def attack_command(args: argparse.Namespace) -> int:
         "d": d,
         "n": result["n"],
         "steps": options.get("steps", 1),
-        "model": {"arch": args.arch, "source": f"freshly initialised (seed {args.seed})", "input_shape": list(data.input_shape)},
+        "model": {"arch": arch, "source": source, "input_shape": list(data.input_shape)},
         "data": {"spec": args.data, "size": args.size, "split": "test", "first": n},
         **{k: v for k, v in result.items() if k not in ("attack", "norm", "eps", "d", "n")},
         "first_order_approximation": "first_order_damage = eps_p E||dL/dx||_q, Lemma 2's first-order Taylor term",

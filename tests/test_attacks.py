@@ -52,15 +52,21 @@ def _linear(d: int, k: int, seed: int, scale: float = 1.0) -> torch.nn.Module:
 
 @pytest.fixture(scope="module")
 def conv_setup():
-    """conv6 (BatchNorm in eval mode), 16 channels wide to keep CI fast, on 1 x 24 x 24 inputs;
-    labels = clean predictions."""
+    """conv6 (BatchNorm in eval mode), 16 channels wide to keep CI fast, on 3 x 24 x 24 inputs;
+    labels = clean predictions.  foolbox gets the same images in the channels-last layout
+    pathstats computes in, so that both sum in the same order (with the default layout,
+    l_inf PGD's sign(g) can flip where a gradient coordinate is at rounding level)."""
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        model = nets.build("conv6", (1, 24, 24), channels=16)
-        x = torch.rand(8, 1, 24, 24)
+        model = nets.build("conv6", (3, 24, 24), channels=16)
+        x = torch.rand(8, 3, 24, 24)
     with torch.no_grad():
         y = model(x).argmax(1)
     return model, x, y
+
+
+def _foolbox(model, x):
+    return foolbox.PyTorchModel(model, bounds=(0, 1), device="cpu"), x.contiguous(memory_format=torch.channels_last)
 
 
 # ----------------------------------------------------------------------------- units
@@ -340,8 +346,8 @@ def test_pgd_without_random_start_equals_foolbox(conv_setup, norm, attack):
     model, x, y = conv_setup
     eps = 0.01 if norm == "inf" else 0.3
     ours = pgd(model, x, y, eps, norm=norm, steps=7, random_start=False)
-    fmodel = foolbox.PyTorchModel(model, bounds=(0, 1), device="cpu")
-    theirs = attack(steps=7, abs_stepsize=0.2 * eps, random_start=False)(fmodel, x, y, epsilons=eps)[0]
+    fmodel, x_cl = _foolbox(model, x)
+    theirs = attack(steps=7, abs_stepsize=0.2 * eps, random_start=False)(fmodel, x_cl, y, epsilons=eps)[0]
     assert float((ours - theirs).abs().max()) <= 1e-5
 
 
@@ -349,8 +355,8 @@ def test_pgd_without_random_start_equals_foolbox(conv_setup, norm, attack):
 def test_fgm_equals_foolbox(conv_setup, norm, attack):
     model, x, y = conv_setup
     eps = 0.01 if norm == "inf" else 0.3
-    fmodel = foolbox.PyTorchModel(model, bounds=(0, 1), device="cpu")
-    theirs = attack()(fmodel, x, y, epsilons=eps)[0]
+    fmodel, x_cl = _foolbox(model, x)
+    theirs = attack()(fmodel, x_cl, y, epsilons=eps)[0]
     assert float((fgm(model, x, y, eps, norm=norm) - theirs).abs().max()) <= 1e-5
 
 
@@ -358,8 +364,8 @@ def test_fgm_equals_foolbox(conv_setup, norm, attack):
 def test_deepfool_agrees_with_foolbox(conv_setup, norm, attack):
     """Success rate and median distance within 5% of foolbox's (labels: the clean predictions)."""
     model, x, y = conv_setup
-    fmodel = foolbox.PyTorchModel(model, bounds=(0, 1), device="cpu")
-    theirs = attack(steps=50, candidates=None, overshoot=0.02)(fmodel, x, y, epsilons=None)[0]
+    fmodel, x_cl = _foolbox(model, x)
+    theirs = attack(steps=50, candidates=None, overshoot=0.02)(fmodel, x_cl, y, epsilons=None)[0]
     ours = deepfool(model, x, norm=norm, steps=50, overshoot=0.02)
     with torch.no_grad():
         ok_ours, ok_theirs = model(ours).argmax(1) != y, model(theirs).argmax(1) != y
