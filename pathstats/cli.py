@@ -23,13 +23,8 @@ from .errors import InvalidArgumentError, OutputPathError, PathstatsError
 from .generators import EXAMPLES
 from .graphio import read_node_link, resolve_node
 from .prediction import MODES, predict, save_array
-<<<<<<< HEAD
-from .robust.cli_attack import register as register_attack
-from .robust.cli_experiment import register as register_experiment
-=======
 from .progress import progress
 from .provenance import provenance
->>>>>>> issue11-attacks
 
 __all__ = ["main", "run"]
 
@@ -127,14 +122,9 @@ def _build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--figure-format", choices=["png", "pdf", "svg"], default="png", help="format of the figure "
                         "written under --out (default png)")
     verify.set_defaults(handler=_cmd_verify)
-<<<<<<< HEAD
-    register_attack(commands)
-    from pathstats.robust import cli_train; cli_train.register(commands)  # noqa: E702 - one line per command
-    register_experiment(commands)
-=======
     from pathstats.robust import cli_attack; cli_attack.register(commands)  # noqa: E702 - one line per command
     from pathstats.robust import cli_train; cli_train.register(commands)  # noqa: E702 - one line per command
->>>>>>> issue11-attacks
+    from pathstats.robust import cli_experiment; cli_experiment.register(commands)  # noqa: E702 - one line per command
     return parser
 
 
