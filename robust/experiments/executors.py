@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import os
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
+from pathstats._io import write_json
 from pathstats.errors import PathstatsError
 
 from .store import execute, execute_batch
@@ -161,6 +163,7 @@ def run_slurm(tasks: list, folder: str, partition: str | None = None, gpus_per_j
                 status = read_status(directory)
                 if status.get("status") != "done":
                     status = {**status, "status": "failed", "error": message}
+                    write_json(os.path.join(directory, "status.json"), status)  # resumed by --retry-failed
                 results.append(status)
         for status in results:
             statuses.append(status)
