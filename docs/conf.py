@@ -100,11 +100,25 @@ def setup(app):
     from make_examples import make_examples
     from make_figures import make_figures
 
+    from make_experiments import write_sections
+
     def generate(app):
-        make_figures(os.path.join(app.srcdir, "_generated"))
-        make_examples(os.path.join(app.srcdir, "_generated", "cli"))
+        folder = os.path.join(app.srcdir, "_generated")
+        make_figures(folder)
+        make_examples(os.path.join(folder, "cli"))
+        write_sections(folder)
+        _write_methods_table(folder)
 
     app.connect("builder-inited", generate)
     app.connect("build-finished", _copy_mathjax)
     app.connect("build-finished", _check_offline)
+
+
+def _write_methods_table(folder):
+    """The training methods' table of train.rst, generated from the code's one table."""
+    from pathstats.robust.methods import methods_table_rst
+
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "methods_table.rst"), "w") as f:
+        f.write(methods_table_rst())
 doctest_test_doctest_blocks = ""  # docstring examples run under pytest --doctest-modules

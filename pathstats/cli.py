@@ -124,6 +124,7 @@ def _build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(handler=_cmd_verify)
     from pathstats.robust import cli_attack; cli_attack.register(commands)  # noqa: E702 - one line per command
     from pathstats.robust import cli_train; cli_train.register(commands)  # noqa: E702 - one line per command
+    from pathstats.robust import cli_experiment; cli_experiment.register(commands)  # noqa: E702 - one line per command
     return parser
 
 

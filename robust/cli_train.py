@@ -50,8 +50,8 @@ def register(commands) -> None:
     parser.add_argument("--eval-eps", type=float, default=0.005, metavar="E",
                         help="eps_inf of the per-epoch l_inf PGD evaluation (default 0.005)")
     parser.add_argument("--eval-n", type=int, metavar="N", help="evaluate on the first N test images (default all)")
-    parser.add_argument("--train-eval-n", type=int, default=1000, metavar="N",
-                        help="size of the fixed training subset evaluated each epoch (default 1000)")
+    parser.add_argument("--train-eval-n", type=int, default=500, metavar="N",
+                        help="size of the fixed training subset evaluated each epoch (default 500)")
     parser.add_argument("--fd-h", type=float, default=0.01, metavar="H", help="finite-difference step of fd-l1/fd-l2 (default 0.01)")
     parser.add_argument("--opnorm-p", default="2", metavar="P", help="domain norm of opnorm: 1, 2 or inf (default 2)")
     parser.add_argument("--opnorm-q", default="2", metavar="Q", help="co-domain norm of opnorm: 1, 2 or inf (default 2)")

@@ -59,6 +59,7 @@ __all__ = [
     "finite_difference_direction",
     "finite_difference_penalty",
     "OPTION_DEFAULTS",
+    "methods_table_rst",
 ]
 
 #: Defaults of the options a loss reads from its ``config`` (any object with these
@@ -92,8 +93,9 @@ def frozen_batchnorm_stats(model: nn.Module) -> Iterator[nn.Module]:
     """Run extra training-mode forwards without moving BatchNorm's running statistics.
 
     Inside, BatchNorm layers in train mode still normalise with the batch's own
-    statistics (and back-propagate through them); on exit their ``running_mean``,
-    ``running_var`` and ``num_batches_tracked`` are restored exactly.
+    statistics (and back-propagate through them), but update scratch copies of
+    their running statistics; on exit the layers get their own buffers back,
+    untouched (rebound, not overwritten, so tensors saved for backward stay valid).
 
     Examples
     --------
@@ -103,21 +105,19 @@ def frozen_batchnorm_stats(model: nn.Module) -> Iterator[nn.Module]:
     >>> bn.running_mean.tolist(), int(bn.num_batches_tracked)
     ([0.0, 0.0], 0)
     """
-    saved = [
-        (module, [None if b is None else b.detach().clone() for b in
-                  (module.running_mean, module.running_var, module.num_batches_tracked)])
-        for module in model.modules()
-        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats
-    ]
+    names = ("running_mean", "running_var", "num_batches_tracked")
+    saved = [(module, {name: getattr(module, name) for name in names})
+             for module in model.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
+    for module, buffers in saved:
+        for name, buffer in buffers.items():
+            if buffer is not None:
+                setattr(module, name, buffer.detach().clone())
     try:
         yield model
     finally:
-        with torch.no_grad():
-            for module, (mean, var, count) in saved:
-                for buffer, value in zip((module.running_mean, module.running_var, module.num_batches_tracked),
-                                         (mean, var, count)):
-                    if buffer is not None:
-                        buffer.copy_(value)
+        for module, buffers in saved:
+            for name, buffer in buffers.items():
+                setattr(module, name, buffer)
 
 
 # --------------------------------------------------------------------------- losses
@@ -374,3 +374,21 @@ def get_method(name: str) -> Method:
         return METHODS[name]
     except KeyError:
         raise MethodError(f"unknown method {name!r}; the methods are: {', '.join(METHODS)}") from None
+
+
+def methods_table_rst() -> str:
+    """:data:`METHODS` as a reStructuredText list-table (the docs include it, so it cannot drift).
+
+    Examples
+    --------
+    >>> print(methods_table_rst().splitlines()[0])
+    .. list-table::
+    >>> "``fd-l2``" in methods_table_rst()
+    True
+    """
+    lines = [".. list-table::", "   :header-rows: 1", "   :widths: 14 52 8 26", "",
+             "   * - ``--method``", "     - training loss", "     - ``eps`` taken as", "     - source"]
+    for m in METHODS.values():
+        strength = "eps (constant)" if m.norm is None else f"eps_p, p = {m.norm}"
+        lines += [f"   * - ``{m.name}``", f"     - ``{m.description}``", f"     - {strength}", f"     - {m.source or '-'}"]
+    return "\n".join(lines) + "\n"

@@ -72,7 +72,7 @@ CHECKPOINT_FORMAT = 1
 #: settings (lr 0.01, batch 128), and for ``digits`` settings under which conv6
 #: (``--size 32``) passes 95% test accuracy with ``--method none``.
 DATA_DEFAULTS = {
-    "digits": {"epochs": 10, "batch": 32, "lr": 0.05},
+    "digits": {"epochs": 3, "batch": 32, "lr": 0.05},
     "other": {"epochs": 200, "batch": 128, "lr": 0.01},
 }
 
@@ -163,7 +163,7 @@ class TrainConfig:
     schedule: str = "cosine"
     steps_per_epoch: int | None = None
     eval_n: int | None = None
-    train_eval_n: int = 1000
+    train_eval_n: int = 500
 
     def to_dict(self) -> dict:
         """The configuration as a JSON-ready dict.
@@ -198,7 +198,7 @@ class TrainConfig:
         --------
         >>> c = TrainConfig("conv6", size=32).resolved()
         >>> c.epochs, c.batch, c.lr
-        (10, 32, 0.05)
+        (3, 32, 0.05)
         >>> TrainConfig("conv6", data="cifar10:/data/cifar").resolved().batch
         128
         """

@@ -13,7 +13,7 @@ import pytest
 
 import pathstats
 
-PACKAGES = ["pathstats", "pathstats.nets", "pathstats.verify", "pathstats.robust"]
+PACKAGES = ["pathstats", "pathstats.nets", "pathstats.verify", "pathstats.robust", "pathstats.robust.experiments"]
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 

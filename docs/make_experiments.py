@@ -1,0 +1,120 @@
+"""The experiments page's tables, generated from the one description of each experiment.
+
+At every docs build, :func:`write_sections` writes ``_generated/experiments.rst`` from
+:data:`pathstats.robust.experiments.EXPERIMENTS` (commands, grids) and from the quick
+runs' results kept in ``docs/experiments/NAME/`` (claims table, figures).  Those results
+take minutes to compute, longer than a docs build should, so they are kept in the
+repository; regenerate them with::
+
+    python docs/make_experiments.py --regenerate [NAME ...] [--jobs 2] [--work DIR]
+
+which runs ``pathstats experiment NAME --data digits --quick`` for each experiment into
+``DIR/NAME`` (resuming what is there) and copies its figures (PNG), ``claims.json`` and
+``report.md`` into ``docs/experiments/NAME/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import shutil
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+KEPT = os.path.join(HERE, "experiments")
+
+
+def _table(header: list, rows: list) -> list:
+    lines = [".. list-table::", "   :header-rows: 1", ""]
+    for row in [header] + rows:
+        lines.append(f"   * - {row[0]}")
+        lines += [f"     - {cell}" for cell in row[1:]]
+    return lines + [""]
+
+
+def _grid_rows(grid) -> list:
+    axes = grid.axes()
+    methods = "; ".join(f"``{m}`` {', '.join(f'{e:g}' for e in s)}" for m, s in axes["methods"].items())
+    sizes = ", ".join("native" if s is None else str(s) for s in axes["sizes"])
+    train = ", ".join(f"{k} {v}" for k, v in axes["train"].items())
+    evaluations = "; ".join(f"{e['name']} ({', '.join(f'{k} {v}' for k, v in e.items() if k != 'name')})"
+                            for e in axes["evaluations"]) or "per-epoch metrics only"
+    return [", ".join(f"``{a}``" for a in axes["archs"]), sizes, methods, ", ".join(map(str, axes["seeds"])),
+            str(grid.n_runs), train, evaluations]
+
+
+def _text(value) -> str:
+    """A table cell's text with reStructuredText's inline markup characters escaped."""
+    return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("*", "\\*").replace("`", "\\`")
+
+
+def _number(value) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
+
+
+def section(experiment) -> list:
+    """The reStructuredText section of one experiment."""
+    name = experiment.name
+    title = f"``{name}``: {experiment.title}"
+    lines = [title, "-" * len(title), "", f"*{experiment.source}.* {experiment.summary}", "",
+             ".. code-block:: console", "",
+             f"   $ pathstats experiment {name} --data digits --quick --jobs 2   # minutes on a laptop CPU",
+             f"   $ pathstats experiment {name} --data cifar10:DIR --executor slurm --partition gpu --gpus-per-job 1", ""]
+    lines += _table(["grid", "architectures", "sizes", "methods and strengths", "seeds", "runs", "training", "evaluations"],
+                    [["full (the paper's)"] + _grid_rows(experiment.full), ["``--quick``"] + _grid_rows(experiment.quick)])
+    claims_file = os.path.join(KEPT, name, "claims.json")
+    if os.path.exists(claims_file):
+        with open(claims_file) as f:
+            claims = json.load(f)
+        lines += [f"Claims of the quick run (kept in ``docs/experiments/{name}/``):", ""]
+        lines += _table(["claim", "statistic", "value [95% CI]", "n", "expected", "verdict"],
+                        [[_text(c["claim"]), _text(c["statistic"]), f"{_number(c['value'])} [{_number(c['ci_low'])}, {_number(c['ci_high'])}]",
+                          str(c.get("n", "")), _text(c["expected"]), f"**{c['verdict']}**"] for c in claims])
+        for png in sorted(glob.glob(os.path.join(KEPT, name, "*.png"))):
+            lines += [f".. image:: /experiments/{name}/{os.path.basename(png)}", f"   :alt: {name} quick run, "
+                      f"{os.path.basename(png)[:-4]}", ""]
+    else:
+        lines += [f"No quick run kept yet: ``python docs/make_experiments.py --regenerate {name}``.", ""]
+    return lines
+
+
+def write_sections(directory: str) -> str:
+    """Write ``directory/experiments.rst`` (one section per experiment); return its path."""
+    from pathstats.robust.experiments import EXPERIMENTS
+
+    os.makedirs(directory, exist_ok=True)
+    lines = []
+    for experiment in EXPERIMENTS.values():
+        lines += section(experiment)
+    path = os.path.join(directory, "experiments.rst")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def regenerate(names: list, work: str, jobs: int) -> None:
+    """Run the quick grids of ``names`` into ``work/NAME`` and keep their results in ``docs/experiments``."""
+    from pathstats.robust.experiments import run_experiment
+
+    for name in names:
+        out = os.path.join(work, name)
+        summary = run_experiment(name, out, data="digits", quick=True, jobs=jobs)
+        keep = os.path.join(KEPT, name)
+        os.makedirs(keep, exist_ok=True)
+        for path in glob.glob(os.path.join(out, "*.png")) + [os.path.join(out, "claims.json"), os.path.join(out, "report.md")]:
+            shutil.copy(path, keep)
+        print(f"{name}: {summary['done']} done, {summary['failed']} failed; kept in {keep}")
+
+
+if __name__ == "__main__":
+    from pathstats.robust.experiments import EXPERIMENTS
+
+    parser = argparse.ArgumentParser(description="Regenerate the quick runs shown on the experiments page.")
+    parser.add_argument("--regenerate", nargs="*", metavar="NAME", help=f"experiments (default: all of {', '.join(EXPERIMENTS)})")
+    parser.add_argument("--work", default="experiments-quick", help="where the runs go (default experiments-quick)")
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args()
+    if args.regenerate is None:
+        parser.error("nothing to do: give --regenerate [NAME ...]")
+    regenerate(args.regenerate or list(EXPERIMENTS), args.work, args.jobs)

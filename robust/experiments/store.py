@@ -1,0 +1,192 @@
+"""Bookkeeping that belongs to no engine: run folders, status, resumption, results.csv.
+
+``DIR/runs/<id>/`` holds ``job.json`` (the training configuration and the evaluations),
+``status.json`` (``running``, ``done``, ``interrupted`` or ``failed``, with the error and the number of
+attempts), and what the run function writes there (the trainer's ``config.json``,
+checkpoint, ``metrics.jsonl``, ``result.json``; ``evaluations/<name>-<hash>.json``).
+Every file is written atomically.  :func:`execute` wraps the run function: a crash or a
+non-finite result is recorded as ``failed`` and returned, never raised, so the grid goes
+on.  A run is finished when its status is ``done`` and every file it promised exists;
+re-running an experiment skips finished runs and calls the run function again on the
+others, which resumes from the checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import io
+import json
+import math
+import os
+import socket
+import time
+import traceback
+
+from pathstats._io import atomic_write, write_json
+
+from .grid import Job, canonical_json, run_id
+
+__all__ = ["DEFAULT_RUN_FN", "run_dir", "evaluation_file", "read_json", "read_status", "is_finished", "execute",
+           "execute_batch", "load_run_fn", "collect", "write_results_csv", "RUNS"]
+
+RUNS = "runs"
+DEFAULT_RUN_FN = "pathstats.robust.experiments.runner:run_one"
+
+
+def run_dir(out: str, job: Job) -> str:
+    """``out/runs/<id>``."""
+    return os.path.join(out, RUNS, job.id)
+
+
+def evaluation_file(directory: str, evaluation: dict) -> str:
+    """Where an evaluation's result lives: ``evaluations/<name>-<hash of its options>.json``.
+
+    Examples
+    --------
+    >>> evaluation_file("r", {"name": "bounds", "n": 200})
+    'r/evaluations/bounds-...json'
+    """
+    return os.path.join(directory, "evaluations", f"{evaluation['name']}-{run_id(evaluation)[:10]}.json")
+
+
+def read_json(path: str, default=None):
+    """The JSON in ``path``, or ``default`` if it is missing or unreadable (half-written by a crash)."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return default
+
+
+def read_status(directory: str) -> dict:
+    """The run's status (``{"status": "new"}`` if it never started)."""
+    return read_json(os.path.join(directory, "status.json"), {"status": "new", "attempts": 0})
+
+
+def is_finished(job: Job, directory: str) -> bool:
+    """Done, with its result and every evaluation on disk."""
+    if read_status(directory).get("status") != "done" or not os.path.exists(os.path.join(directory, "result.json")):
+        return False
+    return all(os.path.exists(evaluation_file(directory, e)) for e in job.evaluations)
+
+
+def load_run_fn(path: str):
+    """Import ``"module:function"``."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _non_finite(value, where: str = "") -> str | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        return where or "value"
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found = _non_finite(v, f"{where}.{k}" if where else str(k))
+            if found:
+                return found
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            found = _non_finite(v, f"{where}[{i}]")
+            if found:
+                return found
+    return None
+
+
+def execute(job: dict, directory: str, run_fn: str = DEFAULT_RUN_FN) -> dict:
+    """Run one job in ``directory`` through ``run_fn(job, directory)``, recording its status.
+
+    Returns the status written to ``status.json``; never raises for a failing run
+    (exception or non-finite number in its result): the failure is recorded with the
+    error's last line and traceback.  KeyboardInterrupt leaves the run ``running``, so
+    the next attempt resumes it.
+    """
+    os.makedirs(directory, exist_ok=True)
+    previous = read_status(directory)
+    status = {"id": job.get("id") or run_id(job["train"]), "status": "running", "attempts": previous.get("attempts", 0) + 1,
+              "host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    write_json(os.path.join(directory, "job.json"), job)
+    write_json(os.path.join(directory, "status.json"), status)
+    start = time.perf_counter()
+    try:
+        summary = load_run_fn(run_fn)(job, directory)
+        bad = _non_finite(summary)
+        if bad:
+            raise FloatingPointError(f"non-finite {bad} in the run's result (diverged training?)")
+        if isinstance(summary, dict) and summary.get("status") == "interrupted":
+            status.update(status="interrupted", error=summary.get("reason"))
+        else:
+            status.update(status="done", error=None)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - a failed run is recorded, the grid goes on
+        status.update(status="failed", error=f"{type(exc).__name__}: {exc}".splitlines()[0][:500],
+                      traceback=traceback.format_exc()[-4000:])
+    status.update(elapsed_s=time.perf_counter() - start, finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    write_json(os.path.join(directory, "status.json"), status)
+    return status
+
+
+def execute_batch(tasks: list) -> list:
+    """:func:`execute` on each ``(job, directory, run_fn)`` in turn (several small runs packed into one
+    scheduler job)."""
+    return [execute(job, directory, run_fn) for job, directory, run_fn in tasks]
+
+
+def _metrics(directory: str) -> list:
+    rows = []
+    try:
+        with open(os.path.join(directory, "metrics.jsonl")) as f:
+            for line in f:
+                line = line.strip()
+                if line:
+                    try:
+                        rows.append(json.loads(line))
+                    except ValueError:  # a torn last line of an interrupted run
+                        break
+    except OSError:
+        pass
+    return rows
+
+
+def collect(out: str, jobs: list) -> list:
+    """One record per job: ``id, train, status, error, result, metrics, evaluations`` (by name)."""
+    records = []
+    for job in jobs:
+        directory = run_dir(out, job)
+        status = read_status(directory)
+        evaluations = {e["name"]: read_json(evaluation_file(directory, e)) for e in job.evaluations}
+        records.append({"id": job.id, "dir": directory, "train": dict(job.train), "status": status.get("status"),
+                        "error": status.get("error"), "attempts": status.get("attempts", 0),
+                        "elapsed_s": status.get("elapsed_s"), "result": read_json(os.path.join(directory, "result.json")),
+                        "run_config": read_json(os.path.join(directory, "config.json")),
+                        "metrics": _metrics(directory), "evaluations": evaluations})
+    return records
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list, tuple)):
+        return canonical_json(value)
+    return str(value)
+
+
+def write_results_csv(path: str, records: list) -> list:
+    """Write one row per run (configuration, status, last-epoch metrics) to ``path`` atomically;
+    return the column names."""
+    rows = []
+    for r in records:
+        last = r["metrics"][-1] if r["metrics"] else {}
+        row = {"id": r["id"], "status": r["status"], "error": r["error"], "attempts": r["attempts"],
+               "wall_s": r["elapsed_s"], **r["train"], "epochs_done": len(r["metrics"])}
+        row.update({k: v for k, v in last.items() if k not in row and not isinstance(v, (dict, list))})
+        rows.append(row)
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _cell(row.get(k)) for k in columns})
+    atomic_write(path, lambda f: f.write(buffer.getvalue().encode()))
+    return columns

@@ -1,0 +1,73 @@
+"""A test double of the trainer for the experiments' bookkeeping tests (never used outside tests).
+
+``fake_run(job, directory)`` writes what the real run function writes (``config.json``,
+``metrics.jsonl`` one epoch at a time, ``result.json``, the evaluations) with synthetic
+metrics of KNOWN laws, so the claims computed from them have known answers:
+
+* test ``E||dL/dx||_1 = 2 sqrt(d) exp(-20 eps)`` times seed noise ``1 + 0.01 z``
+  (log-log slope 1/2 on d at eps = 0; the same curve for every method);
+* training-set norm ``3`` whatever ``d`` (slope 0), below the test norm;
+* ``vulnerability = grad_l1 / (4 sqrt(d_max))``, a function of the gradient norm;
+* ``accuracy = 0.95 - eps`` (no dependence on ``d``), ``test_grad_l2 = grad_l1 / 5``.
+
+Methods ``crash`` raise, ``nan`` return a non-finite metric.  ``FAKE_STOP_AFTER=N``
+stops after ``N`` new epochs (status ``interrupted``); every computed epoch is appended
+to ``directory/calls.log`` so tests can check what was (re)computed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+
+from pathstats._io import write_json
+
+D_MAX = 32 * 32
+
+
+def _laws(train: dict, epoch: int) -> dict:
+    side = train.get("size") or 8
+    d = side * side
+    eps = float(train.get("eps", 0.0))
+    z = np.random.default_rng([int(train.get("seed", 0)), epoch, d]).standard_normal(3)
+    grad = 2 * math.sqrt(d) * math.exp(-20 * eps) * (1 + 0.01 * z[0])
+    return {"epoch": epoch, "test_grad_l1": grad, "test_grad_l2": grad / 5, "train_grad_l1": 3 * (1 + 0.01 * z[1]),
+            "vulnerability": grad / (4 * math.sqrt(D_MAX)), "test_accuracy": 0.95 - eps + 0.001 * z[2],
+            "loss_damage": 0.01, "accuracy_adv": 0.5, "elapsed_s": 0.0}
+
+
+def fake_run(job: dict, directory: str) -> dict:
+    train = job["train"]
+    if train["method"] == "crash":
+        raise RuntimeError("simulated crash")
+    side = train.get("size") or 8
+    write_json(os.path.join(directory, "config.json"),
+               {"config": train, "input_shape": [1, side, side], "d": side * side, "classes": 10})
+    path = os.path.join(directory, "metrics.jsonl")
+    rows = []
+    if os.path.exists(path):
+        with open(path) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+    stop = int(os.environ.get("FAKE_STOP_AFTER", "0"))
+    new = 0
+    while len(rows) < int(train.get("epochs", 3)):
+        if stop and new == stop:
+            return {"status": "interrupted", "reason": "FAKE_STOP_AFTER"}
+        rows.append(_laws(train, len(rows) + 1))
+        new += 1
+        with open(path, "w") as f:
+            f.write("".join(json.dumps(r) + "\n" for r in rows))
+        with open(os.path.join(directory, "calls.log"), "a") as f:
+            f.write(f"{rows[-1]['epoch']}\n")
+    result = {"status": "done", "metrics": rows[-1]}
+    if train["method"] == "nan":
+        result["metrics"] = {**rows[-1], "test_grad_l1": float("nan")}
+    write_json(os.path.join(directory, "result.json"), result)
+    from pathstats.robust.experiments.store import evaluation_file
+
+    for evaluation in job.get("evaluations", []):
+        write_json(evaluation_file(directory, evaluation), {"evaluation": evaluation, "fake": True})
+    return result

@@ -1,0 +1,160 @@
+"""A real single-node Slurm cluster for the tests: munged, slurmctld and slurmd in a temporary folder.
+
+Debian's packages (``apt-get install slurmctld slurmd munge``, Slurm 22.05) run as root
+without systemd: a generated munge key, a minimal ``slurm.conf`` (one node ``localhost``
+with the machine's CPUs, ``select/cons_tres``, ``proctrack/linuxproc``, ``task/none``),
+state and spool folders in the temporary folder and free TCP ports, so nothing on the
+machine is touched and several clusters can coexist.  :func:`slurm_cluster` yields the
+environment (``SLURM_CONF``) that ``sbatch``/``squeue``/submitit need, and stops every
+daemon it started by its own pid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+__all__ = ["slurm_available", "slurm_cluster", "SlurmUnavailable"]
+
+DAEMONS = ("munged", "slurmctld", "slurmd")
+
+
+class SlurmUnavailable(RuntimeError):
+    """The Slurm or munge daemons are not installed, or this user cannot run them."""
+
+
+def _which(name: str) -> str | None:
+    return shutil.which(name) or next((p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.path.exists(p)), None)
+
+
+def slurm_available() -> str | None:
+    """None if a test cluster can be started here, else the reason why not."""
+    missing = [name for name in DAEMONS + ("sinfo", "sbatch") if _which(name) is None]
+    if missing:
+        return f"not installed: {', '.join(missing)} (apt-get install slurmctld slurmd munge)"
+    if os.geteuid() != 0:
+        return "the test cluster's daemons run as root"
+    return None
+
+
+def _free_ports(n: int) -> list:
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def _write_config(root: str, cpus: int) -> str:
+    ctld_port, slurmd_port = _free_ports(2)
+    for sub in ("state", "spool", "log"):
+        os.makedirs(os.path.join(root, sub), exist_ok=True)
+    lines = [
+        "ClusterName=pathstats-test",
+        "SlurmctldHost=localhost",
+        f"SlurmctldPort={ctld_port}",
+        f"SlurmdPort={slurmd_port}",
+        "SlurmUser=root",
+        "SlurmdUser=root",
+        "AuthType=auth/munge",
+        f"AuthInfo=socket={root}/munge.socket",
+        f"StateSaveLocation={root}/state",
+        f"SlurmdSpoolDir={root}/spool/%n",
+        f"SlurmctldPidFile={root}/slurmctld.pid",
+        f"SlurmdPidFile={root}/slurmd.pid",
+        f"SlurmctldLogFile={root}/log/slurmctld.log",
+        f"SlurmdLogFile={root}/log/slurmd.log",
+        "SelectType=select/cons_tres",
+        "SelectTypeParameters=CR_Core",
+        "ProctrackType=proctrack/linuxproc",
+        "TaskPlugin=task/none",
+        "JobAcctGatherType=jobacct_gather/none",
+        "AccountingStorageType=accounting_storage/none",
+        "MpiDefault=none",
+        "ReturnToService=2",
+        "SchedulerType=sched/backfill",
+        "SchedulerParameters=sched_interval=1",
+        "MessageTimeout=10",
+        "SlurmctldTimeout=30",
+        "SlurmdTimeout=30",
+        "InactiveLimit=0",
+        "KillWait=2",
+        "MinJobAge=300",
+        f"NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} RealMemory=1000 State=UNKNOWN",
+        "PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP",
+    ]
+    path = os.path.join(root, "slurm.conf")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def _wait(predicate, timeout: float, what: str, log: str | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.25)
+    tail = ""
+    if log and os.path.exists(log):
+        with open(log) as f:
+            tail = "\n" + "".join(f.readlines()[-15:])
+    raise SlurmUnavailable(f"timed out after {timeout:.0f} s waiting for {what}{tail}")
+
+
+def _node_idle(env: dict) -> bool:
+    out = subprocess.run([_which("sinfo"), "-h", "-N", "-o", "%T"], env=env, capture_output=True, text=True)
+    return out.returncode == 0 and out.stdout.strip().startswith("idle")
+
+
+@contextlib.contextmanager
+def slurm_cluster(root: str, cpus: int | None = None, timeout: float = 30.0):
+    """Start munged, slurmctld and slurmd under ``root``; yield the environment for clients.
+
+    Raises
+    ------
+    SlurmUnavailable
+        The daemons are missing, or the node did not come up (the daemon log's tail is in
+        the message).
+    """
+    reason = slurm_available()
+    if reason:
+        raise SlurmUnavailable(reason)
+    cpus = cpus or min(2, os.cpu_count() or 1)
+    conf = _write_config(root, cpus)
+    env = {**os.environ, "SLURM_CONF": conf}
+    key = os.path.join(root, "munge.key")
+    with open(key, "wb") as f:
+        f.write(os.urandom(1024))
+    os.chmod(key, 0o400)
+    processes = []
+    try:
+        processes.append(subprocess.Popen(
+            [_which("munged"), "--foreground", "--force", f"--key-file={key}", f"--socket={root}/munge.socket",
+             f"--pid-file={root}/munged.pid", f"--log-file={root}/log/munged.log", f"--seed-file={root}/munge.seed"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+        _wait(lambda: os.path.exists(f"{root}/munge.socket"), timeout, "munged's socket", f"{root}/log/munged.log")
+        processes.append(subprocess.Popen([_which("slurmctld"), "-D", "-i", "-f", conf], env=env,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+        processes.append(subprocess.Popen([_which("slurmd"), "-D", "-N", "localhost", "-f", conf], env=env,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+        _wait(lambda: _node_idle(env), timeout, "the node to be idle in sinfo", f"{root}/log/slurmctld.log")
+        yield env
+    finally:
+        for process in reversed(processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in reversed(processes):
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
