@@ -23,6 +23,7 @@ import tracemalloc
 from pathstats import analyze_dag
 from pathstats._format import format_table
 from pathstats._io import write_json
+from pathstats.provenance import provenance
 from pathstats.analysis import DagReport
 from pathstats.dag import _path_counts, _path_sums, backward_plan
 from pathstats.enumeration import brute_force
@@ -115,7 +116,7 @@ def main() -> None:
                        [[r["step"], f"{r['seconds']:.2f}", f"{r['peak_mib']:.0f}"] for r in part2["steps"]], align="lrr"))
 
     result = dict(machine=dict(python=platform.python_version(), cpus=os.cpu_count()), enumeration=part1, dp_alone=part2)
-    write_json(args.out, result)
+    write_json(args.out, {**result, "provenance": provenance(device="cpu")})
     print(f"\nwrote {args.out}")
 
 

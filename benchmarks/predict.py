@@ -31,6 +31,7 @@ from pathstats import nets
 from pathstats import path_counts, path_sums, symmetry_classes, weighted_path_sums
 from pathstats._format import format_table
 from pathstats._io import write_json
+from pathstats.provenance import provenance
 from pathstats.expand import expand
 from pathstats.layer_engine import backward_map, count_classes, fingerprint_maps, path_count_map
 from pathstats.prediction import predict
@@ -138,7 +139,7 @@ def main() -> None:
     print(f"process peak RSS {rss:.0f} MiB (generic engine's DAGs included)")
     result = dict(machine=dict(python=platform.python_version(), cpus=os.cpu_count(), torch_threads=threads),
                   layer_vs_generic=part1, layer_alone=part2, process_peak_rss_mib=rss)
-    write_json(args.out, result)
+    write_json(args.out, {**result, "provenance": provenance(device="cpu")})
     print(f"\nwrote {args.out}")
 
 

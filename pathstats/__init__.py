@@ -8,7 +8,7 @@ real PyTorch networks.
 
 from .analysis import DagReport, InputReport, analyze_dag
 from .dag import backward_plan, input_nodes, lemma7_total, path_counts, path_sums, weighted_path_sums
-from .errors import GraphFormatError, NotADAGError, PathstatsError, UnknownNodeError
+from .errors import GraphFormatError, InvalidArgumentError, NotADAGError, OutputPathError, PathstatsError, UnknownNodeError
 from .graphio import read_node_link
 from .prediction import Prediction, predict
 from .symmetry import is_symmetric, path_degree_polynomials, symmetry_classes
@@ -35,4 +35,6 @@ __all__ = [
     "NotADAGError",
     "UnknownNodeError",
     "GraphFormatError",
+    "OutputPathError",
+    "InvalidArgumentError",
 ]

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Hashable
 
+from .progress import progress as progress_bar
 from .dag import _path_counts, _path_sums, backward_plan
 from .symmetry import _classes, _path_degree_polynomials
 
@@ -63,7 +64,7 @@ class DagReport:
         }
 
 
-def analyze_dag(G: Any, output: Hashable) -> DagReport:
+def analyze_dag(G: Any, output: Hashable, *, progress: bool = False) -> DagReport:
     """Compute every exact quantity of Appendix A for one DAG and output.
 
     Parameters
@@ -72,6 +73,9 @@ def analyze_dag(G: Any, output: Hashable) -> DagReport:
         The computational DAG; parallel edges count.
     output : hashable
         The output node ``o``.
+    progress : bool, default False
+        Show the passes on stderr when the analysis takes more than two seconds
+        (:func:`pathstats.progress.progress`).
 
     Returns
     -------
@@ -96,9 +100,20 @@ def analyze_dag(G: Any, output: Hashable) -> DagReport:
     >>> report.lemma7_total, report.symmetric, str(report.inputs[0].path_sum)
     (Fraction(1, 1), True, '1/4')
     """
-    plan = backward_plan(G, output)
-    sums = _path_sums(plan, exact=True)
-    counts = _path_counts(plan)
-    polynomials = _path_degree_polynomials(plan)
+    stages = ["plan", "path sums", "path counts", "path-degree polynomials"]
+    with progress_bar(total=len(stages), desc=f"dag ({G.number_of_edges()} edges)", unit="pass", disable=not progress,
+                      delay=2.0) as bar:
+        bar.set_postfix(running=stages[0])
+        plan = backward_plan(G, output)
+        bar.update()
+        bar.set_postfix(running=stages[1])
+        sums = _path_sums(plan, exact=True)
+        bar.update()
+        bar.set_postfix(running=stages[2])
+        counts = _path_counts(plan)
+        bar.update()
+        bar.set_postfix(running=stages[3])
+        polynomials = _path_degree_polynomials(plan)
+        bar.update()
     inputs = [InputReport(x, sums[x], counts[x], dict(polynomials[x])) for x in plan.inputs]
     return DagReport(output, inputs, sum(sums.values(), Fraction(0)), _classes(polynomials))

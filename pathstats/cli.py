@@ -13,16 +13,24 @@ import sys
 import time
 from typing import Sequence
 
+from . import nets
 from ._format import format_table
+from ._io import check_figure_path, check_output_path, write_json
+from ._validate import (check_architecture_input, check_classes, check_device, check_int, check_seed, parse_architectures,
+                        parse_int_list, parse_shape)
 from .analysis import DagReport, analyze_dag
-from .errors import PathstatsError
+from .errors import InvalidArgumentError, OutputPathError, PathstatsError
 from .generators import EXAMPLES
 from .graphio import read_node_link, resolve_node
 from .prediction import MODES, predict, save_array
+from .progress import progress
+from .provenance import provenance
 
 __all__ = ["main", "run"]
 
 EXIT_USAGE = 2
+EXIT_WRITE = 1
+EXIT_INTERRUPTED = 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,6 +46,7 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Path sums over computational DAGs and the input-gradient "
         "predictions of Simon-Gabriel et al. (ICML 2019).",
     )
+    parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
 
@@ -49,7 +58,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "the output, Lemma 7's total and whether the symmetry assumption (S) holds.",
     )
     source = dag.add_mutually_exclusive_group(required=True)
-    source.add_argument("graph", nargs="?", metavar="GRAPH.json", help="node-link JSON file")
+    source.add_argument("graph", nargs="?", metavar="GRAPH.json", help="node-link JSON file, or - for standard input")
     source.add_argument("--example", choices=sorted(EXAMPLES), help="an embedded example DAG instead of a file")
     dag.add_argument("--output", metavar="NODE", help="the output node o (default: the only sink)")
     dag.add_argument("--json", action="store_true", help="print one JSON object")
@@ -83,7 +92,9 @@ def _build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--mode", choices=MODES, default="model")
     sweep.add_argument("--classes", type=int, default=10, metavar="K")
     sweep.add_argument("--json", action="store_true", help="print one JSON object")
-    sweep.add_argument("--figure", metavar="FILE.png", help="save the S(x)*d heatmap and the log-log plot")
+    sweep.add_argument("--figure", metavar="FILE.png", help="save the S(x)*d heatmap and the log-log plot "
+                       "(format from the extension: .png, .pdf or .svg)")
+    sweep.add_argument("--out", metavar="FILE.json", help="write the JSON result there, updated after each finished size")
     sweep.set_defaults(handler=_cmd_sweep)
 
     verify = commands.add_parser(
@@ -104,8 +115,14 @@ def _build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--raw", action="store_true", help="report raw logit gradients, without integrating the classifier's "
                         "weights analytically (same mean, higher variance)")
     verify.add_argument("--json", action="store_true", help="print one JSON object")
-    verify.add_argument("--out", metavar="DIR", help="write verify.json and maps.png there")
+    verify.add_argument("--out", metavar="DIR", help="write verify.json and maps.png there (sweeps and comparisons: "
+                        "sweep.json or comparison.json, updated after each finished size or net, and a figure)")
+    verify.add_argument("--resume", action="store_true", help="with --sizes and --out: keep the sizes that an interrupted "
+                        "run of the same sweep (same options) finished in DIR/sweep.json, and run the others")
+    verify.add_argument("--figure-format", choices=["png", "pdf", "svg"], default="png", help="format of the figure "
+                        "written under --out (default png)")
     verify.set_defaults(handler=_cmd_verify)
+    from pathstats.robust import cli_attack; cli_attack.register(commands)  # noqa: E702 - one line per command
     from pathstats.robust import cli_train; cli_train.register(commands)  # noqa: E702 - one line per command
     return parser
 
@@ -121,23 +138,15 @@ def _add_size_arguments(parser: argparse.ArgumentParser, sweep: bool = False) ->
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", required=True, help="registered architecture (see pathstats archs)")
     _add_size_arguments(parser)
-    parser.add_argument("--mode", choices=MODES, default="model", help="model (default) or theory, SPEC section 3")
+    parser.add_argument("--mode", choices=MODES, default="model", help="model (default): the module as initialised; theory: the paper's assumptions (H)/(H') literally")
     parser.add_argument("--classes", type=int, default=10, metavar="K", help="number of classes (default 10)")
     parser.add_argument("--init", choices=["he", "torch", "weights"], help="model-mode weight variances (default: the declared init)")
 
 
 def _input_shape(args: argparse.Namespace, arch: str | None = None) -> tuple:
-    from pathstats import nets
-
     if args.shape:
-        try:
-            shape = tuple(int(n) for n in args.shape.split(","))
-        except ValueError:
-            raise PathstatsError(f"--shape takes comma-separated integers like 3,32,32, not {args.shape!r}") from None
-        if not shape or min(shape) < 1:
-            raise PathstatsError(f"--shape needs positive sizes, got {args.shape!r}")
-        return shape
-    return nets.shape_for_d(arch or args.arch, args.d)
+        return parse_shape(args.shape)
+    return nets.shape_for_d(arch or args.arch, check_int(args.d, "--d", minimum=1, hint="the input dimension"))
 
 
 def _default_output(G) -> object:
@@ -148,21 +157,22 @@ def _default_output(G) -> object:
 
 
 def _cmd_dag(args: argparse.Namespace) -> int:
+    check_int(args.max_rows, "--max-rows", minimum=0)
     if args.example:
         G, output = EXAMPLES[args.example][1]()
         source = f"example {args.example}"
     else:
         G, output = read_node_link(args.graph), None
-        source = args.graph
+        source = "standard input" if args.graph == "-" else args.graph
     if args.output is not None:
         output = resolve_node(G, args.output)
     elif output is None:
         output = _default_output(G)
     start = time.perf_counter()
-    report = analyze_dag(G, output)
+    report = analyze_dag(G, output, progress=not args.json)
     elapsed = time.perf_counter() - start
     if args.json:
-        print(json.dumps({**report.to_dict(), "elapsed_s": elapsed}))
+        print(json.dumps({**report.to_dict(), "elapsed_s": elapsed, "provenance": provenance(argv=args.argv)}))
     else:
         print(_dag_text(report, source, G.number_of_edges(), elapsed, args.max_rows))
     return 0
@@ -198,18 +208,31 @@ def _dag_text(report: DagReport, source: str, n_edges: int, elapsed: float, max_
     return "\n".join(lines)
 
 
-def _cmd_predict(args: argparse.Namespace) -> int:
+def _check_model_arguments(args: argparse.Namespace) -> tuple:
+    """Check what predict needs before any work; return the input shape."""
+    nets.get(args.arch)
+    check_classes(args.classes)
+    if args.mode == "theory" and args.init is not None:
+        raise InvalidArgumentError(f"--init {args.init} sets the weight variances of model mode; theory mode uses those "
+                                   "of the paper's (H)/(H') by definition: drop --init, or use --mode model")
     shape = _input_shape(args)
-    result = predict(args.arch, shape, mode=args.mode, classes=args.classes, init=args.init)
+    check_architecture_input(args.arch, shape, args.classes)
+    return shape
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    shape = _check_model_arguments(args)
     if args.save_map:
-        save_array(args.save_map, result.grad_sq_map)
+        check_output_path(args.save_map)
+        _check_extension(args.save_map, ".npy", "--save-map")
+    result = predict(args.arch, shape, mode=args.mode, classes=args.classes, init=args.init, progress=not args.json)
     if args.json:
-        print(json.dumps(result.to_dict()))
+        print(json.dumps({**result.to_dict(), "provenance": provenance(argv=args.argv)}))
     else:
         print(_predict_text(result))
-        if args.save_map:
-            print(f"wrote {args.save_map} (float64, shape {'x'.join(map(str, result.input_shape))})")
-    return 0
+    shape_text = "x".join(map(str, result.input_shape))
+    return _write_after("predict", [(args.save_map, lambda: save_array(args.save_map, result.grad_sq_map),
+                                     f"(float64, shape {shape_text})")], args.json)
 
 
 def _predict_text(p) -> str:
@@ -237,8 +260,6 @@ def _predict_text(p) -> str:
 
 
 def _cmd_archs(args: argparse.Namespace) -> int:
-    from pathstats import nets
-
     if args.json:
         print(json.dumps({name: arch.description for name, arch in nets.ARCHITECTURES.items()}))
     else:
@@ -246,103 +267,268 @@ def _cmd_archs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_sweep(args: argparse.Namespace) -> int:
-    from pathstats import nets
+def _check_sizes(args: argparse.Namespace) -> list:
+    """The shapes of ``--sizes`` for one registered architecture (two sizes at least)."""
+    archs = parse_architectures(args.arch)
+    if len(archs) > 1:
+        raise InvalidArgumentError("--sizes sweeps one architecture; give a single --arch")
+    arch = nets.get(archs[0])
+    sizes = parse_int_list(args.sizes, "--sizes", min_items=2, why="a log-log slope needs at least two sizes")
+    shapes = [(arch.channels, s, s) if arch.image else (s,) for s in sizes]
+    for shape in shapes:
+        check_architecture_input(arch.name, shape, args.classes)
+    return shapes
 
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
     from .sweep import run_sweep, save_sweep_figure
 
-    try:
-        sizes = [int(v) for v in args.sizes.split(",")]
-    except ValueError:
-        raise PathstatsError(f"--sizes takes comma-separated integers like 32,64,128, not {args.sizes!r}") from None
-    arch = nets.get(args.arch)
-    shapes = [(arch.channels, s, s) if arch.image else (s,) for s in sizes]
-    result = run_sweep(args.arch, shapes, mode=args.mode, classes=args.classes, progress=not args.json)
+    check_classes(args.classes)
+    shapes = _check_sizes(args)
     if args.figure:
-        save_sweep_figure(result, args.figure)
-    if args.json:
-        print(json.dumps(result.to_dict()))
+        check_figure_path(args.figure)
+    if args.out:
+        check_output_path(args.out)
+    keeper, finished = _PartialResults("sweep", args.out, len(shapes), "sizes"), []
+
+    def keep(partial) -> None:
+        finished[:] = [partial]
+        keeper.keep(_sweep_dict(partial, shapes, args.argv))
+
+    try:
+        result = run_sweep(args.arch, shapes, mode=args.mode, classes=args.classes, progress=not args.json, on_size=keep)
+    except KeyboardInterrupt:
+        return keeper.interrupted(lambda data: json.dumps(data) if args.json else finished[0].table())
+    data = _sweep_dict(result, shapes, args.argv)
+    print(json.dumps(data) if args.json else result.table())
+    writes = [(args.figure, lambda: save_sweep_figure(result, args.figure), "")]
+    if args.out:  # already written after the last size, unless a write failed then
+        writes.insert(0, (args.out, lambda: write_json(args.out, data), ""))
+    return _write_after("sweep", writes, args.json, keeper.failed)
+
+
+def _sweep_dict(result, shapes: list, argv: list) -> dict:
+    return {**result.to_dict(), "complete": len(result.predictions) == len(shapes),
+            "pending_shapes": [list(s) for s in shapes[len(result.predictions):]], "provenance": provenance(argv=argv)}
+
+
+class _PartialResults:
+    """Keeps a long command's finished parts: written to ``path`` (if any) after each
+    part, printed if the command is interrupted."""
+
+    def __init__(self, command: str, path: str | None, parts: int, unit: str) -> None:
+        self.command, self.path, self.parts, self.unit = command, path, parts, unit
+        self.data, self.done, self.failed, self.written = None, 0, False, False
+
+    def keep(self, data: dict) -> None:
+        self.data, self.done = data, len(data["rows"])
+        if self.path and not self.failed:
+            try:
+                write_json(self.path, data)
+                self.written = True
+            except PathstatsError as exc:  # keep computing; the result is printed at the end
+                self.failed = True
+                print(f"pathstats {self.command}: warning: {exc}; the run goes on and prints its result", file=sys.stderr)
+
+    def interrupted(self, render) -> int:
+        if self.data is not None:
+            print(render(self.data))
+        where = (f"they are in {self.path}" if self.written and not self.failed else "they are printed above")
+        finished = f"the {self.done} finished {self.unit} are kept: {where}" if self.done else f"no {self.unit[:-1]} had finished"
+        print(f"pathstats {self.command}: interrupted after {self.done} of {self.parts} {self.unit}; {finished}",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _check_extension(path: str, extension: str, option: str) -> None:
+    if not path.lower().endswith(extension):
+        raise OutputPathError(f"{option} writes {extension} files; end the file name with {extension}, not {path!r}")
+
+
+def _write_after(command: str, writes: list, quiet: bool, failed: bool = False) -> int:
+    """Write files after the result is printed: a failed write never loses the result,
+    and is reported on stderr (exit status 1)."""
+    status = EXIT_WRITE if failed else 0
+    for path, write, detail in writes:
+        if not path:
+            continue
+        try:
+            write()
+        except PathstatsError as exc:
+            print(f"pathstats {command}: error: the result is printed above, but {exc}", file=sys.stderr)
+            status = EXIT_WRITE
+            continue
+        if not quiet:
+            print(f"wrote {path}" + (f" {detail}" if detail else ""))
+    return status
+
+
+def _check_verify_arguments(args: argparse.Namespace) -> list:
+    """Check everything verify needs and plan each run (model, prediction, the map
+    test's minimum) before any Monte Carlo; return the plans."""
+    from pathstats.verify.report import check_batch_memory, check_samples_before_planning, check_verify_samples, plan_verify
+
+    check_seed(args.seed)
+    check_classes(args.classes)
+    check_device(args.device)
+    check_int(args.samples, "--samples", minimum=2)
+    if args.batch is not None:
+        check_int(args.batch, "--batch", minimum=1, hint="initialisations evaluated together")
+    if args.out:
+        check_output_path(args.out, directory=True)
+    if args.resume and not (args.sizes and args.out):
+        raise InvalidArgumentError("--resume continues a sweep: give --sizes and the --out folder of the interrupted run")
+    if args.sizes:
+        shapes = _check_sizes(args)
+        archs = [args.arch] * len(shapes)
+        check_seed(args.seed + len(shapes) - 1, "--seed (plus one per size)")
     else:
-        print(result.table())
-        if args.figure:
-            print(f"wrote {args.figure}")
-    return 0
+        archs = parse_architectures(args.arch)
+        shape = _input_shape(args, archs[0])
+        for arch in archs:
+            check_architecture_input(arch, shape, args.classes)
+        shapes = [shape] * len(archs)
+    for arch, shape in zip(archs, shapes):
+        check_samples_before_planning(arch, shape, args.samples, "--samples")
+    args.finished = _finished_sizes(os.path.join(args.out, "sweep.json"), args, shapes) if args.resume else []
+    plans = []
+    with progress(total=len(archs), desc="planning: predictions before the Monte Carlo",
+                  unit="size" if args.sizes else "net", disable=args.json, delay=2.0) as bar:
+        for arch, shape in zip(archs, shapes):
+            plans.append(plan_verify(arch, shape, args.classes))
+            bar.update()
+    for plan in plans:
+        check_verify_samples(plan, args.samples, "--samples")
+        if args.batch is not None:
+            check_batch_memory(plan, min(args.batch, args.samples), "--batch")
+    return plans
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     from pathstats.verify.report import verify, verify_text, write_outputs
 
-    if args.samples < 10:
-        raise PathstatsError(f"--samples must be at least 10 for the map test, got {args.samples}")
-    if args.batch is not None and args.batch < 1:
-        raise PathstatsError(f"--batch must be a positive number of initialisations, got {args.batch}")
-    if args.sizes or "," in args.arch:
-        return _verify_many(args)
-    report, result, prediction = verify(args.arch, _input_shape(args), samples=args.samples, seed=args.seed,
+    plans = _check_verify_arguments(args)
+    if len(plans) > 1 or args.sizes:
+        return _verify_many(args, plans)
+    plan = plans[0]
+    report, result, prediction = verify(plan.arch, plan.input_shape, samples=args.samples, seed=args.seed,
                                         device=args.device, classes=args.classes, batch=args.batch, progress=not args.json,
-                                        reduce=not args.raw)
-    written = write_outputs(args.out, report, result, prediction) if args.out else []
-    if args.json:
-        print(json.dumps(report))
-    else:
-        print(verify_text(report))
-        for path in written:
-            print(f"wrote {path}")
-    return 0
-
-
-def _verify_many(args: argparse.Namespace) -> int:
-    import os
-
-    from pathstats import nets
-    from pathstats.verify.scaling import compare_architectures, comparison_text, save_comparison_plot, save_sweep_plot, sweep_text, verify_sweep
-
-    from ._io import write_json
-
-    options = dict(samples=args.samples, seed=args.seed, device=args.device, batch=args.batch, progress=not args.json,
-                   reduce=not args.raw)
-    if args.sizes:
-        if "," in args.arch:
-            raise PathstatsError("--sizes sweeps one architecture; give a single --arch")
-        try:
-            sizes = [int(v) for v in args.sizes.split(",")]
-        except ValueError:
-            raise PathstatsError(f"--sizes takes comma-separated integers like 32,64,128, not {args.sizes!r}") from None
-        arch = nets.get(args.arch)
-        data = verify_sweep(args.arch, [(arch.channels, s, s) if arch.image else (s,) for s in sizes], **options)
-        text, name = sweep_text(data), "sweep"
-    else:
-        archs = args.arch.split(",")
-        data = compare_architectures(archs, _input_shape(args, archs[0]), **options)
-        text, name = comparison_text(data), "comparison"
-    written = []
-    if args.out:
-        written.append(os.path.join(args.out, f"{name}.json"))
-        write_json(written[-1], data)
-        written.append(os.path.join(args.out, f"{name}.png"))
-        (save_sweep_plot if args.sizes else save_comparison_plot)(data, written[-1])
-    print(json.dumps(data) if args.json else text)
+                                        reduce=not args.raw, plan=plan)
+    report["provenance"] = provenance(args.seed, args.device, args.argv)
+    print(json.dumps(report) if args.json else verify_text(report))
+    written: list = []
+    status = _write_after("verify", [(args.out, lambda: written.extend(
+        write_outputs(args.out, report, result, prediction, figure_format=args.figure_format)), "")], True)
     if not args.json:
         for path in written:
             print(f"wrote {path}")
-    return 0
+    return status
+
+
+def _verify_many(args: argparse.Namespace, plans: list) -> int:
+    from pathstats.verify.scaling import compare_architectures, comparison_text, save_comparison_plot, save_sweep_plot, sweep_text, verify_sweep
+
+    name = "sweep" if args.sizes else "comparison"
+    json_path = os.path.join(args.out, f"{name}.json") if args.out else None
+    figure_path = os.path.join(args.out, f"{name}.{args.figure_format}") if args.out else None
+    keeper = _PartialResults("verify", json_path, len(plans), "sizes" if args.sizes else "nets")
+    options = dict(samples=args.samples, seed=args.seed, device=args.device, batch=args.batch, progress=not args.json,
+                   reduce=not args.raw, classes=args.classes, plans=plans)
+
+    def keep(data: dict) -> None:
+        data["provenance"] = provenance(args.seed, args.device, args.argv)
+        keeper.keep(data)
+
+    text = sweep_text if args.sizes else comparison_text
+    try:
+        if args.sizes:
+            data = verify_sweep(args.arch, [p.input_shape for p in plans], on_row=keep, finished=args.finished, **options)
+        else:
+            data = compare_architectures([p.arch for p in plans], plans[0].input_shape, on_row=keep, **options)
+    except KeyboardInterrupt:
+        return keeper.interrupted(lambda partial: json.dumps(partial) if args.json else text(partial))
+    data["provenance"] = provenance(args.seed, args.device, args.argv)
+    print(json.dumps(data) if args.json else text(data))
+    plot = save_sweep_plot if args.sizes else save_comparison_plot
+    writes = [(figure_path, lambda: plot(data, figure_path), "")]
+    if keeper.failed:
+        writes.insert(0, (json_path, lambda: write_json(json_path, data), ""))
+    elif json_path and not args.json:
+        print(f"wrote {json_path}")
+    return _write_after("verify", writes, args.json, keeper.failed)
+
+
+def _finished_sizes(path: str, args: argparse.Namespace, shapes: list) -> list:
+    """The rows that an interrupted run of this sweep left in ``path`` (for --resume)."""
+    from pathstats.verify.scaling import resumable_rows
+
+    if not os.path.exists(path):
+        print(f"pathstats verify: nothing to resume in {args.out} yet: running every size", file=sys.stderr)
+        return []
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        rows = resumable_rows(data, args.arch, shapes, args.samples, args.device, seed=args.seed,
+                              batch=args.batch, reduce=not args.raw, classes=args.classes)
+    except (OSError, ValueError, RecursionError) as exc:  # unreadable, not JSON, or not this sweep
+        raise InvalidArgumentError(f"--resume: cannot continue from {path}: {_one_line(exc)}; give the same options, "
+                                   "or another --out folder") from None
+    print(f"pathstats verify: resuming: {len(rows)} of {len(shapes)} sizes already finished in {path}", file=sys.stderr)
+    return rows
+
+
+def _version() -> str:
+    import platform
+
+    import torch
+
+    from . import __version__
+
+    return f"pathstats {__version__} (torch {torch.__version__}, Python {platform.python_version()})"
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line and return its exit status."""
+    """Run the command line and return its exit status.
+
+    0: done; 1: the result was printed but a file could not be written, or an
+    internal error (one line; ``PATHSTATS_DEBUG=1`` shows the traceback); 2: a bad
+    input, refused before the work; 130: interrupted (finished parts of a sweep kept).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = _build_parser()
     args = parser.parse_args(argv)
+    args.argv = argv
+    prefix = f"pathstats {args.command}"
     try:
         return args.handler(args)
     except PathstatsError as exc:
-        print(f"pathstats {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{prefix}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("pathstats: interrupted", file=sys.stderr)
-        return 130
+        print(f"{prefix}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # the reader (e.g. ``| head``) left early
         sys.stdout = open(os.devnull, "w")
         return 1
+    except RecursionError:
+        print(f"{prefix}: error: the input is nested too deeply to process", file=sys.stderr)
+        return EXIT_USAGE
+    except MemoryError:
+        print(f"{prefix}: error: out of memory; use a smaller input, fewer --samples or a smaller --batch", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # a bug: one line, the traceback on request
+        if os.environ.get("PATHSTATS_DEBUG"):
+            raise
+        if type(exc).__name__ == "OutOfMemoryError" or "can't allocate memory" in str(exc):  # torch's, GPU or CPU
+            print(f"{prefix}: error: out of memory; use a smaller input, fewer --samples or a smaller --batch", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"{prefix}: internal error: {type(exc).__name__}: {_one_line(exc)[:300]} (a bug: please report it with "
+              "the command line; PATHSTATS_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return EXIT_WRITE
 
 
 def run() -> None:

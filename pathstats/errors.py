@@ -13,6 +13,7 @@ __all__ = [
     "UnknownNodeError",
     "GraphFormatError",
     "OutputPathError",
+    "InvalidArgumentError",
 ]
 
 
@@ -38,3 +39,7 @@ class GraphFormatError(PathstatsError, ValueError):
 class OutputPathError(PathstatsError, ValueError):
     """An output path cannot be written (missing or unwritable folder, a folder where a
     file is wanted or a file where a folder is wanted, an unknown file format)."""
+
+
+class InvalidArgumentError(PathstatsError, ValueError):
+    """An argument is out of range or malformed (a seed, a count, a list of sizes...)."""

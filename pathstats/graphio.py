@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any, Hashable
 
@@ -10,7 +11,7 @@ import networkx as nx
 
 from .errors import GraphFormatError, UnknownNodeError
 
-__all__ = ["read_node_link", "resolve_node"]
+__all__ = ["read_node_link", "parse_node_link", "resolve_node"]
 
 
 def read_node_link(path: str | Path) -> nx.MultiDiGraph:
@@ -19,7 +20,7 @@ def read_node_link(path: str | Path) -> nx.MultiDiGraph:
     Parameters
     ----------
     path : str or Path
-        A file written by ``json.dump(nx.node_link_data(G), f)`` (edges under
+        ``"-"`` for standard input, or a file written by ``json.dump(nx.node_link_data(G), f)`` (edges under
         ``"links"`` or ``"edges"``).  A missing ``"directed"`` key is read as
         directed; ``"multigraph"`` is ignored so that repeated links are always
         kept as parallel edges, as the in-degrees of the paper count them.
@@ -45,19 +46,45 @@ def read_node_link(path: str | Path) -> nx.MultiDiGraph:
     2
     >>> os.unlink(f.name)
     """
+    if str(path) == "-":
+        try:
+            text = sys.stdin.read()
+        except UnicodeDecodeError:
+            raise GraphFormatError("standard input: not text; expected node-link JSON") from None
+        return parse_node_link(text, "standard input")
     try:
         text = Path(path).read_text()
     except FileNotFoundError:
         raise GraphFormatError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise GraphFormatError(f"{path}: is a folder; give a node-link JSON file") from None
     except OSError as exc:
         raise GraphFormatError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except UnicodeDecodeError:
         raise GraphFormatError(f"{path}: not a text file; expected node-link JSON") from None
+    return parse_node_link(text, str(path))
+
+
+def parse_node_link(text: str, where: str = "graph") -> nx.MultiDiGraph:
+    """Parse node-link JSON text as :func:`read_node_link` reads a file.
+
+    ``where`` names the source in error messages.
+
+    Examples
+    --------
+    >>> parse_node_link('{"nodes": [{"id": "x"}, {"id": "o"}], "links": [{"source": "x", "target": "o"}]}').number_of_edges()
+    1
+    >>> parse_node_link("[" * 100000, "deep.json")
+    Traceback (most recent call last):
+    ...
+    pathstats.errors.GraphFormatError: deep.json: JSON nested too deeply to be a node-link graph
+    """
     try:
-        data = json.loads(text)
+        return _graph_from_data(json.loads(text), where)
     except json.JSONDecodeError as exc:
-        raise GraphFormatError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
-    return _graph_from_data(data, str(path))
+        raise GraphFormatError(f"{where}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    except RecursionError:  # the decoder, or node ids nested as deep as the decoder allows
+        raise GraphFormatError(f"{where}: JSON nested too deeply to be a node-link graph") from None
 
 
 def _graph_from_data(data: Any, where: str) -> nx.MultiDiGraph:

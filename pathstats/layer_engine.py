@@ -43,7 +43,7 @@ def _gain(rule, weighting: str, algebra):
     return algebra.cast(1)
 
 
-def backward_map(graph: LayerGraph, weighting: str, algebra=None, *, logit: int = 0, table=None) -> np.ndarray:
+def backward_map(graph: LayerGraph, weighting: str, algebra=None, *, logit: int = 0, table=None, bar=None) -> np.ndarray:
     """Return ``sum_p prod_v c_v`` from every input coordinate to one logit.
 
     Parameters
@@ -58,6 +58,9 @@ def backward_map(graph: LayerGraph, weighting: str, algebra=None, *, logit: int 
         The output ``o``; all logits of a randomly initialised net are alike.
     table : mapping, optional
         For ``"fingerprint"``: the residue ``t_d`` of each in-degree ``d``.
+    bar : progress bar, optional
+        Advanced by one per traced layer (:func:`pathstats.progress.progress`);
+        a whole pass is ``len(graph.rules)``.
 
     Returns
     -------
@@ -82,6 +85,8 @@ def backward_map(graph: LayerGraph, weighting: str, algebra=None, *, logit: int 
     values[graph.output_name] = algebra.cast(unit)
     result = None
     for name in reversed(list(graph.rules)):
+        if bar is not None:
+            bar.update(1)
         state = values.pop(name, None)
         if state is None:
             continue  # this tensor does not reach the logit
@@ -103,16 +108,16 @@ def backward_map(graph: LayerGraph, weighting: str, algebra=None, *, logit: int 
     return np.array(np.broadcast_to(result, graph.input_shape))
 
 
-def path_count_map(graph: LayerGraph) -> np.ndarray:
+def path_count_map(graph: LayerGraph, bar=None) -> np.ndarray:
     """Exact ``|P(x, o)|`` per input coordinate, as an object array of Python ints."""
-    return backward_map(graph, "count", ExactAlgebra())
+    return backward_map(graph, "count", ExactAlgebra(), bar=bar)
 
 
 #: Primes below 2**31 for the fingerprints of (S).
 FINGERPRINT_PRIMES = (2147483647, 2147483629, 2147483587, 2147483579)
 
 
-def fingerprint_maps(graph: LayerGraph, seed: int = 0) -> np.ndarray:
+def fingerprint_maps(graph: LayerGraph, seed: int = 0, bar=None) -> np.ndarray:
     """Fingerprints of each input's multiset of path-degrees, shape ``(4,) + input_shape``.
 
     The multiset of path-degrees of ``x`` is the polynomial
@@ -128,13 +133,15 @@ def fingerprint_maps(graph: LayerGraph, seed: int = 0) -> np.ndarray:
         The traced network.
     seed : int, default 0
         Seed of the random evaluation points.
+    bar : progress bar, optional
+        Advanced by one per traced layer of each of the four passes.
     """
     rng = np.random.default_rng(seed)
     degrees = sorted({int(d) for rule in graph.node_rules() for d in np.unique(rule.in_degree())})
     maps = []
     for prime in FINGERPRINT_PRIMES:
         table = dict(zip(degrees, rng.integers(1, prime, len(degrees)).tolist()))
-        maps.append(backward_map(graph, "fingerprint", ModularAlgebra(prime), table=table))
+        maps.append(backward_map(graph, "fingerprint", ModularAlgebra(prime), table=table, bar=bar))
     return np.stack(maps)
 
 

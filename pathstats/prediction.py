@@ -18,8 +18,10 @@ import numpy as np
 from torch import nn
 
 from ._io import atomic_write
-from .errors import PathstatsError
-from .layer_engine import backward_map, count_classes, fingerprint_maps, path_count_map
+from ._validate import check_int, check_shape
+from .errors import InvalidArgumentError, PathstatsError
+from .layer_engine import FINGERPRINT_PRIMES, backward_map, count_classes, fingerprint_maps, path_count_map
+from .progress import progress as progress_bar
 from .trace import read_model
 
 __all__ = ["Prediction", "predict", "loss_gradient_factor", "MODES", "save_array"]
@@ -70,7 +72,10 @@ class Prediction:
     path_count_map : numpy.ndarray
         object array of ``input_shape``: exact ``|P(x, o)|`` as Python ints.
     lemma7_total : float
-        ``sum_x S(x)`` (Lemma 7: 1 up to float rounding).
+        ``sum_x S(x)`` in float64: Lemma 7 says exactly 1, and the float sum is 1 up
+        to rounding (e.g. ``0.9999999999999998``), so compare with
+        ``math.isclose(p.lemma7_total, 1, rel_tol=1e-12)``, not ``== 1``
+        (:func:`pathstats.lemma7_total` on a DAG is an exact ``Fraction``).
     symmetric : bool
         Whether (S) holds (fingerprints of the path-degree multisets).
     symmetry_classes : int
@@ -111,8 +116,11 @@ class Prediction:
         return _norms(self.grad_sq_map)
 
     @property
-    def loss_grad(self) -> dict:
-        """As :attr:`logit_grad` for the cross-entropy gradient at a uniform softmax."""
+    def loss_grad(self) -> dict | None:
+        """As :attr:`logit_grad` for the cross-entropy gradient at a uniform softmax
+        (None for a single-logit model: a softmax over one class has no gradient)."""
+        if self.classes < 2:
+            return None
         factor = loss_gradient_factor(self.classes)
         return {**_norms(self.grad_sq_map, factor), "factor": factor}
 
@@ -146,17 +154,20 @@ class Prediction:
 
 
 def _resolve(model: Any, input_shape: Any, classes: int | None) -> tuple:
+    if input_shape is not None:
+        input_shape = check_shape(input_shape)
     if isinstance(model, str):
         from pathstats import nets  # the registry lives in the sibling package
 
         arch = nets.get(model)
-        shape = tuple(input_shape) if input_shape is not None else arch.default_shape(3072)
-        return arch.build(shape, classes or 10), model, shape
+        shape = input_shape if input_shape is not None else arch.default_shape(3072)
+        classes = 10 if classes is None else check_int(classes, "classes", minimum=1, hint="the number of logits")
+        return arch.build(shape, classes), model, shape
     if not isinstance(model, nn.Module):
         raise PathstatsError(f"model must be a registered name or a torch.nn.Module, not {type(model).__name__}")
     if input_shape is None:
         raise PathstatsError("input_shape is required for a module (the shape of one input, batch axis excluded)")
-    return model, type(model).__name__, tuple(int(n) for n in input_shape)
+    return model, type(model).__name__, input_shape
 
 
 def _init_policy(model: nn.Module, init: Any) -> tuple:
@@ -182,7 +193,8 @@ def _avgpool_factor(graph) -> float:
     return factor
 
 
-def predict(model: Any, input_shape: Any = None, mode: str = "model", classes: int | None = None, init: Any = None) -> Prediction:
+def predict(model: Any, input_shape: Any = None, mode: str = "model", classes: int | None = None, init: Any = None,
+            progress: bool = False) -> Prediction:
     """Predict the input gradients of a network at initialisation.
 
     Parameters
@@ -202,6 +214,10 @@ def predict(model: Any, input_shape: Any = None, mode: str = "model", classes: i
     init : None, "he", "torch", "weights" or mapping
         Where model mode takes each weight layer's variance from; None: the
         declared initialisation of a registered architecture, else "weights".
+        Theory mode takes no ``init`` (its variances are the paper's by definition).
+    progress : bool, default False
+        Show progress on stderr, layer by layer, for predictions that take more
+        than two seconds (:func:`pathstats.progress.progress`).
 
     Returns
     -------
@@ -210,8 +226,9 @@ def predict(model: Any, input_shape: Any = None, mode: str = "model", classes: i
     Raises
     ------
     PathstatsError
-        Unknown architecture, impossible shape, unsupported layer, a layer
-        outside (H') in theory mode, a bad ``init``.
+        Unknown architecture, impossible shape (or an int where a shape tuple is
+        wanted), unsupported layer, a layer outside (H') in theory mode, a bad
+        ``init`` or an ``init`` with theory mode.
 
     Notes
     -----
@@ -231,16 +248,23 @@ def predict(model: Any, input_shape: Any = None, mode: str = "model", classes: i
     """
     if mode not in MODES:
         raise PathstatsError(f"mode must be one of {MODES}, not {mode!r}")
+    if mode == "theory" and init is not None:
+        raise InvalidArgumentError(
+            f"init={init!r} sets the weight variances of model mode; theory mode uses those of the paper's (H)/(H') "
+            "by definition, so it takes no init: drop init, or use mode 'model'")
     start = time.perf_counter()
     module, name, shape = _resolve(model, input_shape, classes)
     policy, init_label = _init_policy(module, init)
     graph = read_model(module, shape, init=policy)
     if classes is not None and not isinstance(model, str) and classes != graph.classes:
         raise PathstatsError(f"classes={classes} but the model has {graph.classes} logits")
-    grad_sq = backward_map(graph, mode)
-    path_sum = backward_map(graph, "path_sum")
-    counts = path_count_map(graph)
-    n_classes = count_classes(fingerprint_maps(graph))
+    passes = 3 + len(FINGERPRINT_PRIMES)  # mode, path sums, counts, fingerprints
+    with progress_bar(total=passes * len(graph.rules), desc=f"predict {name} {'x'.join(map(str, shape))}", unit="layer",
+                      disable=not progress, delay=2.0) as bar:
+        grad_sq = backward_map(graph, mode, bar=bar)
+        path_sum = backward_map(graph, "path_sum", bar=bar)
+        counts = path_count_map(graph, bar=bar)
+        n_classes = count_classes(fingerprint_maps(graph, bar=bar))
     notes = list(graph.notes)
     if n_classes > 1:
         spread = path_sum * math.prod(shape)

@@ -29,12 +29,19 @@ class _LogProgress:
     ``close``, context manager), printing plain lines without ``\\r``."""
 
     def __init__(self, iterable: Iterable | None, total: float | None, desc: str | None, unit: str, leave: bool,
-                 file: TextIO) -> None:
+                 file: TextIO, delay: float = 0.0) -> None:
         self.iterable, self.total, self.desc, self.unit, self.leave = iterable, total, desc or "", unit, leave
-        self.file, self.n, self.postfix, self.closed = file, 0, "", False
+        self.file, self.n, self.postfix, self.closed, self.delay = file, 0, "", False, delay
         self.start_t = time.perf_counter()
-        self.last_print_t = self.start_t
-        self._print()
+        self.last_print_t, self.printed = self.start_t, False
+        if delay <= 0:
+            self._print()
+
+    def _due(self) -> bool:
+        now = time.perf_counter()
+        if not self.printed:
+            return now - self.start_t >= self.delay
+        return now - self.last_print_t >= LOG_INTERVAL_S
 
     def _line(self) -> str:
         elapsed = time.perf_counter() - self.start_t
@@ -50,7 +57,7 @@ class _LogProgress:
         return f"{head}{done}, elapsed {_duration(elapsed)}{eta}{postfix}"
 
     def _print(self) -> None:
-        self.last_print_t = time.perf_counter()
+        self.last_print_t, self.printed, self.printed_n = time.perf_counter(), True, self.n
         try:
             print(self._line(), file=self.file, flush=True)
         except (OSError, ValueError):  # a closed or broken stderr must not stop the work
@@ -59,7 +66,7 @@ class _LogProgress:
     def update(self, n: float = 1) -> None:
         """Record ``n`` more units done; print a line if the last is old enough."""
         self.n += n
-        if time.perf_counter() - self.last_print_t >= LOG_INTERVAL_S:
+        if self._due():
             self._print()
 
     def set_postfix(self, ordered_dict: dict | None = None, refresh: bool = True, **kwargs: Any) -> None:
@@ -71,14 +78,14 @@ class _LogProgress:
         """Change the description; print a line at once when it changes."""
         changed = (desc or "") != self.desc
         self.desc = desc or ""
-        if changed and refresh and not self.closed:
+        if changed and refresh and not self.closed and (self.printed or self._due()):
             self._print()
 
     def close(self) -> None:
-        """Print the final line (if ``leave``) once."""
+        """Print the final line (if ``leave`` and past the ``delay``) once."""
         if not self.closed:
             self.closed = True
-            if self.leave:
+            if self.leave and (self._due() if not self.printed else self.printed_n != self.n):
                 self._print()
 
     def __iter__(self) -> Iterator:
@@ -97,7 +104,8 @@ class _LogProgress:
 
 
 def progress(iterable: Iterable | None = None, *, total: float | None = None, desc: str | None = None,
-             unit: str = "it", leave: bool = True, disable: bool = False, file: TextIO | None = None):
+             unit: str = "it", leave: bool = True, disable: bool = False, delay: float = 0.0,
+             file: TextIO | None = None):
     """A progress bar on stderr, or plain lines when stderr is not a terminal.
 
     Parameters
@@ -114,6 +122,8 @@ def progress(iterable: Iterable | None = None, *, total: float | None = None, de
         Keep the final state on screen (a final line in a log).
     disable : bool, default False
         Show nothing (the object still counts, for callers that always use it).
+    delay : float, default 0
+        Show nothing until this many seconds have passed (short tasks stay silent).
     file : text stream, optional
         Where to write (default: ``sys.stderr`` at the time of the call).
 
@@ -140,5 +150,5 @@ def progress(iterable: Iterable | None = None, *, total: float | None = None, de
     interactive = not disable and hasattr(file, "isatty") and file.isatty()
     if disable or interactive:
         return tqdm(iterable, total=total, desc=desc, unit=unit, leave=leave, file=file, disable=disable,
-                    dynamic_ncols=True)
-    return _LogProgress(iterable, total, desc, unit, leave, file)
+                    dynamic_ncols=True, delay=delay)
+    return _LogProgress(iterable, total, desc, unit, leave, file, delay)

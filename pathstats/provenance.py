@@ -22,9 +22,14 @@ def _command(argv: list[str] | None) -> str:
     if argv is None:  # the running process's own command line
         import os
 
-        argv = [os.path.basename(sys.argv[0]) or "python", *sys.argv[1:]]
-        if argv[0] in ("__main__.py", "-m"):
-            argv[0] = "pathstats"
+        program = sys.argv[0] if sys.argv else ""
+        if os.path.basename(program) == "__main__.py":  # python -m pathstats
+            head = ["pathstats"]
+        elif program.endswith(".py") or program == "-c":  # a script, or python -c
+            head = ["python", program]
+        else:  # a console script such as pathstats
+            head = [os.path.basename(program) or "python"]
+        argv = [*head, *sys.argv[1:]]
     else:
         argv = ["pathstats", *argv]
     return shlex.join(str(a) for a in argv)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
 from ._format import format_table
 from ._io import pyplot, save_figure
+from .errors import InvalidArgumentError
 from .prediction import Prediction, predict
+from .progress import progress as progress_bar
 
 __all__ = ["SweepResult", "loglog_slope", "run_sweep", "save_sweep_figure"]
 
@@ -50,7 +52,10 @@ class SweepResult:
         ]
 
     def slopes(self, rows: list | None = None) -> dict:
+        """Fitted and theoretical log-log slopes (empty until two sizes are done)."""
         rows = rows or self.rows()
+        if len(rows) < 2:
+            return {}
         d = [r["d"] for r in rows]
         return {key: {"fitted": loglog_slope(d, [r[key] for r in rows]), "theory": theory} for key, theory in THEORY_SLOPES.items()}
 
@@ -74,16 +79,32 @@ class SweepResult:
         ]
         names = {"loss_l1": "E||dL/dx||_1 (Gaussian approx.)", "loss_l2": "E||dL/dx||_2 (sqrt of 2nd moment)", "grad_sq_mean": "mean E[(do/dx)^2]"}
         lines += [f"  {names[k]}: {v['fitted']:+.4f} / {v['theory']:+.1f}" for k, v in self.slopes(all_rows).items()]
+        if len(all_rows) < 2:
+            lines.append("  (none yet: a slope needs two finished sizes)")
         return "\n".join(lines)
 
 
-def run_sweep(arch: str, shapes: list, mode: str = "model", classes: int = 10, progress: bool = True) -> SweepResult:
-    """Predict for each input shape (one :func:`pathstats.predict` per size)."""
+def run_sweep(arch: str, shapes: list, mode: str = "model", classes: int = 10, progress: bool = True,
+              on_size: Callable[[SweepResult], None] | None = None) -> SweepResult:
+    """Predict for each input shape (one :func:`pathstats.predict` per size).
+
+    ``progress`` shows the running size on stderr; after each finished size,
+    ``on_size`` receives the sweep so far (e.g. to write it, so that an
+    interruption keeps the finished sizes).
+    """
+    if len(shapes) < 2:
+        raise InvalidArgumentError("a sweep fits log-log slopes, which need at least two sizes")
     predictions: list = []
-    for k, shape in enumerate(shapes, start=1):
-        predictions.append(predict(arch, shape, mode=mode, classes=classes))
-        if progress:
-            print(f"[{k}/{len(shapes)}] {arch} {'x'.join(map(str, shape))}: {predictions[-1].elapsed_s:.2f} s", file=sys.stderr)
+    def running(k: int) -> str:
+        return f"sweep {arch}, size {k}/{len(shapes)}: {'x'.join(map(str, shapes[k - 1]))}"
+
+    with progress_bar(total=len(shapes), desc=running(1), unit="size", disable=not progress) as bar:
+        for k, shape in enumerate(shapes, start=1):
+            bar.set_description(running(k))
+            predictions.append(predict(arch, shape, mode=mode, classes=classes, progress=progress))
+            bar.update(1)
+            if on_size is not None:
+                on_size(SweepResult(arch, mode, list(predictions)))
     return SweepResult(arch, mode, predictions)
 
 

@@ -306,12 +306,16 @@ def _generator(device: torch.device, seed: int | None) -> torch.Generator:
 
 
 def _ascend(model: nn.Module, x0: torch.Tensor, y: torch.Tensor, eps: float, step: Step, steps: int, step_size: float,
-            start: torch.Tensor | None, bounds: tuple) -> torch.Tensor:
-    """The one attack loop: ``steps`` ascent steps, each projected, then clipped to the box."""
+            start: torch.Tensor | None, bounds: tuple, gradient=None) -> torch.Tensor:
+    """The one attack loop: ``steps`` ascent steps, each projected, then clipped to the box.
+
+    It ascends the cross-entropy, or the objective whose input gradient ``gradient(x)``
+    returns (e.g. the logit-space loss of :func:`pathstats.robust.opnorm.logit_pgd`).
+    """
     low, high = bounds
     x = x0 if start is None else (x0 + start).clamp(low, high)
     for _ in range(steps):
-        grad = _loss_gradient(model, x, y)[1]
+        grad = _loss_gradient(model, x, y)[1] if gradient is None else gradient(x)
         x = x + step_size * step.direction(grad)
         x = x0 + step.project(x - x0, eps)
         x = x.clamp(low, high)
@@ -370,7 +374,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm="in
     start = step.random_start(x0, eps, _generator(x0.device, seed)) if random_start else None
     with eval_mode(model):
         x_adv = _ascend(model, x0, y0, eps, step, steps, step_size, start, bounds)
-    return x_adv.to(x.device)
+    return x_adv.to(x.device).contiguous()
 
 
 def fgm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm="inf", bounds=(0.0, 1.0)) -> torch.Tensor:
@@ -486,4 +490,4 @@ def deepfool(model: nn.Module, x: torch.Tensor, norm=2, steps: int = 50, oversho
                 move = _per_sample(distance / (g_norms[rows, best] + 1e-8), grad) * grad
             total[active] += move
             x_adv[active] = (x0[active] + (1.0 + overshoot) * total[active]).clamp(low, high)
-    return x_adv.to(x.device)
+    return x_adv.to(x.device).contiguous()

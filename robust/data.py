@@ -38,6 +38,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import os
@@ -373,7 +374,9 @@ def load_dataset(spec: str, size: int | None = None, seed: int = 0, device="cpu"
     True
     """
     kind, path = _parse(spec)
-    factor = _check_size(native_size(spec), size, kind)
+    native = native_size(spec)
+    factor = _check_size(native, size, kind)
+    _check_memory(kind, path, native, factor, device)
     loader = {"digits": lambda: _digits(seed), "cifar10": lambda: _cifar(path), "folder": lambda: _folder(path)}[kind]
     train_x, train_y, test_x, test_y, names, how = loader()
     tensors = [torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in (train_x, train_y, test_x, test_y)]
@@ -391,6 +394,30 @@ def load_dataset(spec: str, size: int | None = None, seed: int = 0, device="cpu"
         class_names=names,
         description=how,
     )
+
+
+def _check_memory(kind: str, path: str | None, native: tuple, factor: int, device) -> None:
+    """Refuse a data set that cannot fit, as float32 at its up-sampled size, in the device's memory."""
+    if kind == "digits":
+        images, channels = 1797, 1
+    elif kind == "cifar10":
+        images, channels = 60000, 3  # the standard batches; a smaller copy only needs less
+    else:
+        images = sum(len(_image_files(os.path.join(path, split, c))) for split in ("train", "test") for c in _folder_classes(path))
+        channels = 3  # at most
+    needed = images * channels * native[0] * native[1] * factor**2 * 4
+    device = torch.device(device)
+    if device.type == "cuda":
+        total = torch.cuda.mem_get_info(device)[1]
+    else:
+        try:
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):  # not available on this platform
+            return
+    if needed > total:
+        side = native[0] * factor
+        raise DataError(f"{kind} up-sampled to {side} x {side} takes up to {needed / 2**30:.1f} GiB as float32, more than the "
+                        f"{total / 2**30:.1f} GiB of {device.type} memory here: use a smaller --size")
 
 
 def upsample(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -417,6 +444,7 @@ def upsample(x: torch.Tensor, size: int) -> torch.Tensor:
 # ----------------------------------------------------------------------------- nets vs data
 
 
+@functools.lru_cache(maxsize=None)
 def minimum_size(arch: str, channels: int = 3, largest: int = 1024) -> int:
     """Smallest square image side that registered network ``arch`` reads.
 
@@ -437,7 +465,8 @@ def _reads(arch: str, input_shape: tuple) -> bool:
     from pathstats import nets
 
     try:
-        model = nets.build(arch, input_shape).to("meta")
+        with torch.device("meta"):  # shapes only: no weights drawn, no arithmetic
+            model = nets.build(arch, input_shape)
         with torch.no_grad():
             model(torch.empty((1,) + tuple(input_shape), device="meta"))
         return True

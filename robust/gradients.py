@@ -81,8 +81,17 @@ def check_batch(x: torch.Tensor, y: torch.Tensor | None = None) -> None:
 
 
 def _to_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None):
+    """``x`` (detached) and ``y`` on the model's device; images in channels-last layout.
+
+    Convolutions read and write channels-last tensors about twice as fast on CPUs
+    (oneDNN) and keep the layout through the network, so the attacks and gradient
+    measurements run that way; values are unchanged.
+    """
     device = model_device(model)
-    return x.detach().to(device), (None if y is None else y.to(device=device, dtype=torch.long))
+    x = x.detach().to(device)
+    if x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, (None if y is None else y.to(device=device, dtype=torch.long))
 
 
 def _loss_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, create_graph: bool = False):

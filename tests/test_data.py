@@ -208,10 +208,15 @@ def test_registered_nets_adapt_channels_and_say_which_size_they_need():
         least = minimum_size(name, channels=1)
         for side in (least, 2 * least, 32):
             check_model_input(name, (1, side, side))
-            model = nets.build(name, (1, side, side))
-            assert model(torch.zeros(2, 1, side, side)).shape == (2, 10)
+        model = nets.build(name, (1, least, least))  # one real forward pass at the smallest side
+        assert model(torch.zeros(2, 1, least, least)).shape == (2, 10)
         if least > 1:
             with pytest.raises(DataError, match=f"at least {least} x {least} pixels.*--size") as info:
                 check_model_input(name, (1, least - 1, least - 1))
             assert "\n" not in str(info.value)
     assert minimum_size("conv6", 1) == 17 and minimum_size("conv6-avgpool", 1) == 8
+
+
+def test_a_data_set_too_large_for_memory_is_refused_before_loading():
+    with pytest.raises(DataError, match="up-sampled to 32000 x 32000 takes up to .* GiB as float32, more than .*use a smaller --size"):
+        load_dataset("digits", size=32000)

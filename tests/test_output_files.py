@@ -165,3 +165,10 @@ def test_progress_is_a_tqdm_bar_on_a_terminal():
     with progress(total=3, file=quiet, disable=True) as bar:
         bar.update(3)
     assert quiet.getvalue() == ""
+
+
+def test_progress_with_a_delay_stays_silent_on_short_tasks():
+    log = io.StringIO()
+    with progress(total=4, desc="quick", file=log, delay=60) as bar:
+        bar.update(4)
+    assert log.getvalue() == ""

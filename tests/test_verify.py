@@ -189,7 +189,7 @@ def test_cli_verify_refuses_cuda_without_a_gpu_too_few_samples_and_empty_batches
         assert "no CUDA device" in capsys.readouterr().err
     assert main(["verify", "--arch", "fc", "--d", "16", "--samples", "3"]) == 2
     assert main(["verify", "--arch", "fc", "--d", "16", "--samples", "20", "--batch", "0"]) == 2
-    assert "--batch must be a positive" in capsys.readouterr().err
+    assert "--batch must be at least 1" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])

@@ -12,7 +12,7 @@ from pathstats.prediction import Prediction
 
 from .montecarlo import Estimate, MonteCarloResult
 
-__all__ = ["map_fit", "compare"]
+__all__ = ["map_fit", "map_test_min_samples", "map_test_bin_bounds", "compare"]
 
 
 def map_fit(result: MonteCarloResult, predicted: np.ndarray, bins: int = 8) -> dict:
@@ -41,8 +41,8 @@ def map_fit(result: MonteCarloResult, predicted: np.ndarray, bins: int = 8) -> d
     labels = _bin_labels(result.input_shape, flat_pred, bins)
     groups = [np.flatnonzero(labels == b) for b in np.unique(labels)]
     b = len(groups)
-    if n <= b + 1:
-        raise PathstatsError(f"the map test needs more samples than bins + 1 ({b + 1}); got {n}")
+    if n < b + 2:
+        raise PathstatsError(f"the map test over {b} bins needs at least {b + 2} samples; got {n}")
     observed = np.stack([samples[:, g].mean(axis=1) for g in groups], axis=1)
     expected = np.array([flat_pred[g].mean() for g in groups])
     diff = observed.mean(axis=0) - expected
@@ -51,6 +51,41 @@ def map_fit(result: MonteCarloResult, predicted: np.ndarray, bins: int = 8) -> d
     f = (n - b) * t2 / (b * (n - 1))
     return {"statistic": f, "dof": [b, n - b], "p_value": float(stats.f.sf(f, b, n - b)), "bins": b,
             "method": "Hotelling T^2 over border rings x prediction halves, F-distributed"}
+
+
+def map_test_min_samples(input_shape: tuple, predicted: np.ndarray, bins: int = 8) -> tuple:
+    """``(minimum N, number of bins B)`` for :func:`map_fit` on this shape and prediction.
+
+    The test needs ``N >= B + 2`` initialisations (a non-singular B x B sample
+    covariance and an F distribution with positive degrees of freedom); ``B``
+    depends on the input shape and on where the prediction is flat, so it is known
+    from the prediction, before the Monte Carlo.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> map_test_min_samples((64,), np.arange(64.0))
+    (10, 8)
+    """
+    flat = np.asarray(predicted, dtype=np.float64).ravel()
+    b = len(np.unique(_bin_labels(tuple(input_shape), flat, bins)))
+    return b + 2, b
+
+
+def map_test_bin_bounds(input_shape: tuple, bins: int = 8) -> tuple:
+    """Least and most bins :func:`map_fit` can use on inputs of this shape, whatever
+    the prediction: one or two per border ring.
+
+    Known from the shape alone, so a sample count can be refused before predicting.
+
+    Examples
+    --------
+    >>> map_test_bin_bounds((3, 32, 32)), map_test_bin_bounds((3, 4, 4)), map_test_bin_bounds((5,))
+    ((8, 16), (2, 4), (5, 10))
+    """
+    shape = tuple(input_shape)
+    rings = min(bins, (min(shape[1:]) - 1) // 2 + 1) if len(shape) >= 2 else min(bins, math.prod(shape))
+    return rings, 2 * rings
 
 
 def _bin_labels(shape: tuple, flat_pred: np.ndarray, bins: int) -> np.ndarray:

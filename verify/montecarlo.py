@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,6 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from pathstats.progress import progress as progress_bar
 
 from .batched import WEIGHT_LAYERS, BatchedInitialisations
 from .reduction import ClassifierReduction, plan_reduction, reduction_factors
@@ -236,6 +237,7 @@ def run_monte_carlo(
     loss: bool = True,
     reduce: bool = True,
     progress: bool = False,
+    desc: str | None = None,
 ) -> MonteCarloResult:
     """Draw ``samples`` initialisations and measure the input gradients of each.
 
@@ -268,7 +270,10 @@ def run_monte_carlo(
         (:mod:`pathstats.verify.reduction`): each logit-gradient sample keeps its mean and
         loses variance.  False keeps the raw gradients.
     progress : bool
-        Print a progress bar on stderr.
+        Show progress on stderr (:func:`pathstats.progress.progress`: a bar on a
+        terminal, plain lines in a log).
+    desc : str, optional
+        What the progress shows as running (default: the model's class and input shape).
 
     Returns
     -------
@@ -292,27 +297,17 @@ def run_monte_carlo(
     if reduction is not None:
         runner.capture.add(reduction.classifier)
 
-    results, done = [], 0
+    results = []
+    desc = desc or f"{type(model).__name__} {'x'.join(map(str, input_shape))}"
     # each generator is a sequential RNG: draw the layers on all cores
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool, \
+            progress_bar(total=samples, desc=desc, unit="init", disable=not progress) as bar:
         for index, size in enumerate(sizes):
             draw = _draw_batch(model, variances, input_shape, size, seed, index, device, pool)
             results.append(_run_batch(runner, draw, input_shape, size, loss, reduction))
-            done += size
-            if progress:
-                _progress(done, samples, time.perf_counter() - start)
-    if progress:
-        print(file=sys.stderr)
+            bar.update(size)
     merged = {key: np.concatenate([r[key] for r in results]) for key in results[0] if key != "classes"}
     return MonteCarloResult(tuple(input_shape), results[0]["classes"], device, merged["grad_sq"], merged["logit_l1"],
                             merged["logit_l2"], merged.get("loss_l1"), merged.get("loss_l2"), merged.get("softmax_factor"),
                             time.perf_counter() - start, seed, reduction=reduction)
 
-
-def _progress(done: int, total: int, elapsed: float) -> None:
-    width = 30
-    filled = int(width * done / total)
-    rate = done / elapsed if elapsed > 0 else 0.0
-    eta = (total - done) / rate if rate > 0 else 0.0
-    print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} initialisations, {rate:.1f}/s, eta {eta:.0f} s",
-          end="", file=sys.stderr, flush=True)

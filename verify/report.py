@@ -2,46 +2,140 @@
 
 from __future__ import annotations
 
+import math
 import os
+from dataclasses import dataclass
 
 import numpy as np
+from torch import nn
 
 from pathstats import nets
 from pathstats._format import format_table
-from pathstats._io import pyplot, save_figure, write_json
-from pathstats.errors import PathstatsError
-from pathstats.prediction import predict
+from pathstats._io import check_figure_path, pyplot, save_figure, write_json
+from pathstats._validate import (check_classes, check_device, check_int, check_memory, check_samples, check_seed,
+                                 physical_memory)
+from pathstats.errors import InvalidArgumentError, PathstatsError
+from pathstats.prediction import Prediction, predict
+from pathstats.provenance import provenance
 
-from .compare import compare
-from .montecarlo import run_monte_carlo
+from .compare import compare, map_test_bin_bounds, map_test_min_samples
+from .montecarlo import default_batch, run_monte_carlo
 
-__all__ = ["verify", "verify_text", "write_outputs"]
+__all__ = ["VerifyPlan", "plan_verify", "check_samples_before_planning", "check_verify_samples", "check_batch_memory", "verify", "verify_text", "write_outputs"]
 
 
-def verify(arch: str, input_shape: tuple, samples: int = 200, seed: int = 0, device: str = "cpu",
-           classes: int = 10, batch: int | None = None, progress: bool = False, reduce: bool = True) -> tuple:
-    """Predict, run the Monte Carlo and compare; returns ``(report, result, prediction)``.
+@dataclass
+class VerifyPlan:
+    """What :func:`verify` needs before its Monte Carlo: the model, its predictions and
+    the least number of initialisations the map test needs (``min_samples``)."""
 
-    ``reduce`` integrates the classifier's weights analytically where that is
-    exact (:mod:`pathstats.verify.reduction`); the report's ``estimator`` says what was done.
+    arch: str
+    input_shape: tuple
+    classes: int
+    model: nn.Module
+    prediction: Prediction
+    theory: Prediction | None
+    min_samples: int
+    bins: int
+
+
+def plan_verify(arch: str, input_shape: tuple, classes: int = 10) -> VerifyPlan:
+    """Build the network and predict (model and theory modes): the cheap part of a
+    verification, done first so that every input is checked before the Monte Carlo.
+
+    Examples
+    --------
+    >>> plan = plan_verify("fc", (64,))
+    >>> plan.min_samples, plan.bins
+    (10, 8)
     """
-    if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise PathstatsError("--device cuda: no CUDA device is available here; use --device cpu")
+    classes = check_classes(classes, "classes")
     model = nets.build(arch, input_shape, classes)
     prediction = predict(model, input_shape, mode="model")
     try:
         theory = predict(model, input_shape, mode="theory")
     except PathstatsError:
         theory = None  # outside (H'): no theory-mode prediction to show beside
-    result = run_monte_carlo(model, input_shape, samples, seed=seed, device=device, batch=batch, progress=progress, reduce=reduce)
-    estimator = (f"{result.reduction.describe()} (exact: same mean, lower variance)" if result.reduction
-                 else "raw gradients of one random logit per initialisation")
-    report = {"arch": arch, "input_shape": list(input_shape), "samples": result.samples, "seed": seed,
-              "device": device, "elapsed_s": result.elapsed_s, "estimator": estimator, **compare(result, prediction, theory)}
-    return report, result, prediction
+    min_samples, bins = map_test_min_samples(input_shape, prediction.grad_sq_map)
+    return VerifyPlan(arch, tuple(input_shape), classes, model, prediction, theory, min_samples, bins)
+
+
+def check_samples_before_planning(arch: str, input_shape: tuple, samples: int, name: str = "samples") -> int:
+    """Refuse, from the shape alone, a sample count that no prediction could make
+    enough for the map test (fewer than the least number of bins + 2), or that
+    would not fit in memory; run before :func:`plan_verify`, which may take minutes
+    on large inputs."""
+    low, _ = map_test_bin_bounds(input_shape)
+    shape = "x".join(map(str, input_shape))
+    samples = check_samples(samples, low + 2, name,
+                            why=f"the map test of {arch} {shape} compares at least {low} bins of coordinates")
+    d = math.prod(input_shape)
+    check_memory(8 * samples * d, f"{name} {samples} at d = {d} keeps N x d float64 gradient samples",
+                 f"use fewer {name} or a smaller input")
+    return samples
+
+
+def check_verify_samples(plan: VerifyPlan, samples: int, name: str = "samples") -> int:
+    """Refuse a sample count too small for the plan's map test, or too large for memory
+    (the run keeps ``N x d`` float64 gradient samples)."""
+    check_samples_before_planning(plan.arch, plan.input_shape, samples, name)
+    shape = "x".join(map(str, plan.input_shape))
+    return check_samples(samples, plan.min_samples, name,
+                         why=f"the map test of {plan.arch} {shape} compares {plan.bins} bins of coordinates")
+
+
+def check_batch_memory(plan: VerifyPlan, batch: int, name: str = "batch") -> int:
+    """Refuse a batch of initialisations whose largest activation alone would take more
+    than a quarter of this machine's memory (:func:`~pathstats.verify.montecarlo.default_batch`'s
+    estimate; the run needs several times that)."""
+    total = physical_memory()
+    if total:
+        fits = default_batch(plan.model, plan.input_shape, budget_bytes=total // 4, largest=batch)
+        if fits < batch:
+            shape = "x".join(map(str, plan.input_shape))
+            raise InvalidArgumentError(f"{name} {batch}: that many initialisations of {plan.arch} {shape} at once do not fit "
+                                       f"in this machine's memory ({total / 2**30:.0f} GiB; the largest activation alone "
+                                       f"allows at most {fits}): use a much smaller {name}, or leave the default")
+    return batch
+
+
+def _estimator(reduction, reduce: bool) -> str:
+    """What the logit-gradient samples are, in one consistent sentence."""
+    if reduction is None:
+        why = ("reduction switched off" if not reduce
+               else "nothing to integrate: the output is not one linear layer of declared variance")
+        return f"raw samples of one random logit's gradient per initialisation ({why})"
+    text = (f"one random logit's gradient per initialisation, with the norm of its row of {reduction.classifier!r} "
+            "integrated analytically")
+    if reduction.flip_layer is not None:
+        return (text + f" and the active-feature count of {reduction.flip_layer!r} replaced by its mean "
+                f"n/2 = {reduction.features / 2:g} (both exact: same mean, lower variance)")
+    return text + f" (exact: same mean, lower variance); the active-feature count is sampled ({reduction.reason})"
+
+
+def verify(arch: str, input_shape: tuple, samples: int = 200, seed: int = 0, device: str = "cpu",
+           classes: int = 10, batch: int | None = None, progress: bool = False, reduce: bool = True,
+           plan: VerifyPlan | None = None, desc: str | None = None) -> tuple:
+    """Predict, run the Monte Carlo and compare; returns ``(report, result, prediction)``.
+
+    ``reduce`` integrates the classifier's weights analytically where that is
+    exact (:mod:`pathstats.verify.reduction`); the report's ``estimator`` says what was done.
+    Every argument is checked before the Monte Carlo; ``plan`` (from
+    :func:`plan_verify`) skips building and predicting again.  ``desc`` is what
+    the progress shows as running.  The report records its ``provenance``.
+    """
+    seed = check_seed(seed, "seed")
+    device = check_device(device, "device")
+    if batch is not None:
+        check_int(batch, "batch", minimum=1, hint="initialisations evaluated together")
+    plan = plan or plan_verify(arch, input_shape, classes)
+    check_verify_samples(plan, samples)
+    result = run_monte_carlo(plan.model, plan.input_shape, samples, seed=seed, device=device, batch=batch, progress=progress,
+                             reduce=reduce, desc=desc or f"{arch} {'x'.join(map(str, plan.input_shape))}")
+    report = {"arch": arch, "input_shape": list(plan.input_shape), "samples": result.samples, "seed": seed,
+              "device": device, "elapsed_s": result.elapsed_s, "estimator": _estimator(result.reduction, reduce),
+              **compare(result, plan.prediction, plan.theory), "provenance": provenance(seed, device)}
+    return report, result, plan.prediction
 
 
 def verify_text(report: dict) -> str:
@@ -60,25 +154,29 @@ def verify_text(report: dict) -> str:
         "",
         format_table(["quantity", "predicted", "estimate", "stderr", "z", "rel. error"], rows),
         "",
-        f"logit-gradient estimator: {report['estimator']}; loss gradients as measured",
+        f"estimator: {report['estimator']}; loss gradients and the softmax factor: raw samples",
         f"per-coordinate map: F = {fit['statistic']:.3g} on {fit['dof']} dof, p = {fit['p_value']:.3g} ({fit['method']})",
         "predicted l1 norms use a Gaussian approximation, l2 norms are sqrt(E||.||^2) (Jensen upper bounds);",
         "the loss-gradient prediction assumes a uniform softmax, whose factor (K-1)/K is measured in the last row.",
     ]
-    gaps = [label for key, label in names.items() if key in report and key != "softmax_factor" and abs(report[key]["z"]) > 4]
+    gaps = [label for key, label in names.items() if key in report and abs(report[key]["z"]) > 4]
     if gaps:
-        lines.append("beyond 4 standard errors: " + ", ".join(gaps) + " -- a measured gap between the model-mode "
-                     "prediction and reality (cross terms that H5 drops, max-pooling routing, Gaussian l1 approximation...)")
+        causes = "cross terms that H5 drops, max-pooling routing, the Gaussian l1 approximation"
+        if "softmax_factor" in report and abs(report["softmax_factor"]["z"]) > 4:
+            causes += ", a softmax that is not uniform (the logits are not small)"
+        lines.append("beyond 4 standard errors: " + ", ".join(gaps) + " -- measured gaps between the model-mode "
+                     f"prediction and the network (possible causes: {causes})")
     if "theory" in report:
         lines.append(f"theory mode predicts E||do/dx||_2^2 = {report['theory']['grad_sq_total']:.5g} "
                      f"({100 * report['theory']['relative_deviation_from_model']:+.2f}% from model mode: nominal fan-in, logits, BatchNorm eps)")
     return "\n".join(lines)
 
 
-def write_outputs(directory: str, report: dict, result, prediction) -> list:
-    """Write ``verify.json`` and ``maps.png`` (predicted vs empirical maps) under ``directory``."""
-    os.makedirs(directory, exist_ok=True)
-    json_path, figure_path = os.path.join(directory, "verify.json"), os.path.join(directory, "maps.png")
+def write_outputs(directory: str, report: dict, result, prediction, figure_format: str = "png") -> list:
+    """Write ``verify.json`` and ``maps.png`` (predicted vs empirical maps; ``figure_format``
+    ``"pdf"`` or ``"svg"`` for the other formats) under ``directory``; return the paths."""
+    json_path, figure_path = os.path.join(directory, "verify.json"), os.path.join(directory, f"maps.{figure_format}")
+    check_figure_path(figure_path)
     write_json(json_path, report)
     plt = pyplot()
     mean, _ = result.map_estimate()

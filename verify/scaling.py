@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 
 from pathstats._format import format_table
 from pathstats._io import pyplot, save_figure
+from pathstats._validate import check_seed
+from pathstats.errors import InvalidArgumentError
+from pathstats.provenance import provenance
 
-from .report import verify
+from .report import check_verify_samples, plan_verify, verify
 
-__all__ = ["fit_loglog", "verify_sweep", "sweep_text", "save_sweep_plot", "compare_architectures", "comparison_text",
+__all__ = ["fit_loglog", "verify_sweep", "resumable_rows", "sweep_text", "save_sweep_plot", "compare_architectures", "comparison_text",
            "save_comparison_plot"]
 
 #: Slopes of log E||dL/dx|| against log d under (S) (Corollary 6): 1/2 for l1, 0 for l2.
@@ -42,24 +46,75 @@ def fit_loglog(d, estimates, stderrs) -> dict:
 
 
 def verify_sweep(arch: str, shapes: list, samples: int, seed: int = 0, device: str = "cpu", batch: int | None = None,
-                 progress: bool = False, reduce: bool = True) -> dict:
-    """Verify at each input shape; fit the slopes of the measured and predicted loss-gradient norms."""
-    rows, runs = [], []
-    for k, shape in enumerate(shapes):
-        report, result, prediction = verify(arch, shape, samples=samples, seed=seed + k, device=device, batch=batch,
-                                            progress=progress, reduce=reduce)
-        rows.append({"input_shape": list(shape), "d": int(np.prod(shape)),
+                 progress: bool = False, reduce: bool = True, *, classes: int = 10, plans: list | None = None,
+                 on_row: Callable[[dict], None] | None = None, finished: list | None = None) -> dict:
+    """Verify at each input shape; fit the slopes of the measured and predicted loss-gradient norms.
+
+    Every size is planned (:func:`~pathstats.verify.report.plan_verify`: model,
+    prediction, the map test's minimum ``samples``) before the first Monte Carlo,
+    unless ``plans`` are given.  After each finished size, ``on_row`` receives the
+    sweep so far (``complete`` False until the last), e.g. to write it to a file, so
+    an interruption keeps the finished sizes.  ``finished``: the rows of the first
+    sizes from an interrupted run with the same options (see :func:`resumable_rows`),
+    reused as they are (size ``k`` always runs with seed ``seed + k``).
+    """
+    if len(plans or shapes) < 2:
+        raise InvalidArgumentError("a sweep fits a log-log slope, which needs at least two sizes")
+    check_seed(seed + len(plans or shapes) - 1, "seed (plus one per size)")
+    plans = plans or [plan_verify(arch, shape, classes) for shape in shapes]
+    for plan in plans:
+        check_verify_samples(plan, samples)
+    rows = list(finished or [])
+    options = {"seed": seed, "batch": batch, "reduce": reduce, "classes": classes}
+    data = _sweep_data(arch, samples, seed, device, rows, [list(p.input_shape) for p in plans], options)
+    for k, plan in enumerate(plans[len(rows):], start=len(rows)):
+        shape = "x".join(map(str, plan.input_shape))
+        report, _, _ = verify(arch, plan.input_shape, samples=samples, seed=seed + k, device=device, batch=batch,
+                              progress=progress, reduce=reduce, plan=plan, desc=f"size {k + 1}/{len(plans)}: {arch} {shape}")
+        rows.append({"input_shape": list(plan.input_shape), "d": int(np.prod(plan.input_shape)), "seed": seed + k,
                      **{key: report[key] for key in ("grad_sq_total", "logit_grad_l1", "loss_grad_l1", "loss_grad_l2")},
                      "elapsed_s": report["elapsed_s"]})
-        runs.append((result, prediction))
+        data = _sweep_data(arch, samples, seed, device, rows, [list(p.input_shape) for p in plans], options)
+        if on_row is not None:
+            on_row(data)
+    return data
+
+
+def resumable_rows(data: object, arch: str, shapes: list, samples: int, device: str, *, seed: int = 0,
+                   batch: int | None = None, reduce: bool = True, classes: int = 10) -> list:
+    """The finished rows of an earlier run of the same sweep (a ``sweep.json`` object).
+
+    Raises
+    ------
+    InvalidArgumentError
+        If ``data`` is not a sweep written by :func:`verify_sweep`, or was run with
+        other options or sizes (its rows would not be those of this sweep).
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("rows"), list) or "options" not in data:
+        raise InvalidArgumentError("not a sweep written by pathstats verify --sizes")
+    wanted = {"arch": arch, "samples": samples, "device": device,
+              "options": {"seed": seed, "batch": batch, "reduce": reduce, "classes": classes}}
+    different = [key for key, value in wanted.items() if data.get(key) != value]
+    done = [row.get("input_shape") if isinstance(row, dict) else None for row in data["rows"]]
+    if different:
+        raise InvalidArgumentError(f"it was run with another {' and '.join(different)} ({', '.join(f'{k}={data.get(k)!r}' for k in different)})")
+    if done != [list(shape) for shape in shapes[:len(done)]]:
+        raise InvalidArgumentError(f"its finished sizes {done} are not the first of this sweep")
+    return data["rows"]
+
+
+def _sweep_data(arch: str, samples: int, seed: int, device: str, rows: list, shapes: list, options: dict) -> dict:
+    """The sweep's JSON object from its finished rows (slopes once two sizes are done)."""
     d = [r["d"] for r in rows]
     slopes = {}
-    for key, theory in THEORY.items():
+    for key, theory in THEORY.items() if len(rows) >= 2 else ():
         measured = fit_loglog(d, [r[key]["estimate"] for r in rows], [r[key]["stderr"] for r in rows])
         predicted = float(np.polyfit(np.log(d), np.log([r[key]["predicted"] for r in rows]), 1)[0])
         slopes[key] = {**measured, "predicted": predicted, "theory": theory,
                        "theory_in_ci95": measured["ci95"][0] <= theory <= measured["ci95"][1]}
-    return {"arch": arch, "samples": samples, "device": device, "rows": rows, "slopes": slopes}
+    return {"arch": arch, "samples": samples, "device": device, "options": options, "rows": rows, "slopes": slopes,
+            "complete": len(rows) == len(shapes), "pending_shapes": shapes[len(rows):],
+            "provenance": provenance(seed, device)}
 
 
 def sweep_text(sweep: dict) -> str:
@@ -70,7 +125,11 @@ def sweep_text(sweep: dict) -> str:
     lines = [f"{sweep['arch']}: {sweep['samples']} initialisations per size on {sweep['device']}", "",
              format_table(["input", "d", "E||dL/dx||_1", "predicted", "E||dL/dx||_2", "predicted", "s"], rows), "",
              "log-log slopes against d: measured [95% CI] / model-mode prediction / theory under (S)"]
+    if not sweep["slopes"]:
+        lines.append("  (none yet: a slope needs two finished sizes)")
     for key, label in [("loss_grad_l1", "E||dL/dx||_1"), ("loss_grad_l2", "E||dL/dx||_2")]:
+        if key not in sweep["slopes"]:
+            continue
         s = sweep["slopes"][key]
         lines.append(f"  {label}: {s['slope']:+.3f} [{s['ci95'][0]:+.3f}, {s['ci95'][1]:+.3f}] / {s['predicted']:+.3f} / {s['theory']:+.1f}"
                      + ("" if s["theory_in_ci95"] else "  (theory outside the interval)"))
@@ -100,14 +159,31 @@ def save_sweep_plot(sweep: dict, path: str) -> None:
 
 
 def compare_architectures(archs: list, shape: tuple, samples: int, seed: int = 0, device: str = "cpu", batch: int | None = None,
-                          progress: bool = False, reduce: bool = True) -> dict:
-    """Figure 3 of the paper at initialisation: measured totals of several nets and Theorem 11's factor."""
+                          progress: bool = False, reduce: bool = True, *, classes: int = 10, plans: list | None = None,
+                          on_row: Callable[[dict], None] | None = None) -> dict:
+    """Figure 3 of the paper at initialisation: measured totals of several nets and Theorem 11's factor.
+
+    As :func:`verify_sweep`: every net is planned before the first Monte Carlo, and
+    ``on_row`` receives the comparison so far after each net.
+    """
+    plans = plans or [plan_verify(arch, shape, classes) for arch in archs]
+    for plan in plans:
+        check_verify_samples(plan, samples)
     rows = []
-    for arch in archs:
-        report, _, prediction = verify(arch, shape, samples=samples, seed=seed, device=device, batch=batch, progress=progress,
-                                       reduce=reduce)
-        rows.append({"arch": arch, "avgpool_factor": prediction.avgpool_factor,
+    for k, plan in enumerate(plans):
+        report, _, prediction = verify(plan.arch, plan.input_shape, samples=samples, seed=seed, device=device, batch=batch,
+                                       progress=progress, reduce=reduce, plan=plan,
+                                       desc=f"net {k + 1}/{len(plans)}: {plan.arch} {'x'.join(map(str, plan.input_shape))}")
+        rows.append({"arch": plan.arch, "avgpool_factor": prediction.avgpool_factor,
                      "theory_total": report.get("theory", {}).get("grad_sq_total"), **{k: report[k] for k in ("grad_sq_total", "loss_grad_l1")}})
+        data = _comparison_data(plans, samples, seed, device, rows)
+        if on_row is not None:
+            on_row(data)
+    return data
+
+
+def _comparison_data(plans: list, samples: int, seed: int, device: str, rows: list) -> dict:
+    """The comparison's JSON object from its finished rows (ratios to the first net)."""
     base = rows[0]["grad_sq_total"]
     for row in rows:
         total = row["grad_sq_total"]
@@ -115,7 +191,9 @@ def compare_architectures(archs: list, shape: tuple, samples: int, seed: int = 0
         rel = math.hypot(total["stderr"] / total["estimate"], base["stderr"] / base["estimate"]) if row is not rows[0] else 0.0
         row["ratio_to_first"] = {"estimate": ratio, "stderr": ratio * rel,
                                  "theorem11": row["avgpool_factor"] / rows[0]["avgpool_factor"]}
-    return {"input_shape": list(shape), "samples": samples, "device": device, "rows": rows}
+    return {"input_shape": list(plans[0].input_shape), "samples": samples, "device": device, "rows": rows,
+            "complete": len(rows) == len(plans), "pending_archs": [p.arch for p in plans[len(rows):]],
+            "provenance": provenance(seed, device)}
 
 
 def comparison_text(comparison: dict) -> str:
