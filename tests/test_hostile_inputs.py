@@ -78,6 +78,8 @@ def _cases(tmp: str) -> list:
         ("sweep-text-size", ["sweep", "--arch", "conv6", "--sizes", "32,abc"], None, "comma-separated integers"),
         ("sweep-negative-size", ["sweep", "--arch", "conv6", "--sizes", "32,-64"], None, "at least 1"),
         ("sweep-too-small-size", ["sweep", "--arch", "conv6", "--sizes", "2,4096"], None, "cannot read inputs"),
+        ("sweep-size-fails-deep-layer", ["sweep", "--arch", "conv6-avgpool", "--sizes", "4096,3"], None,
+         "cannot read inputs of shape (3, 3, 3)"),
         ("sweep-two-archs", ["sweep", "--arch", "conv6,fc", "--sizes", "32,64"], None, "single --arch"),
         ("sweep-figure-jpg", ["sweep", "--arch", "conv6", "--sizes", "32,4096", "--figure", os.path.join(tmp, "s.jpg")], None,
          "figure format"),
@@ -113,13 +115,23 @@ def _cases(tmp: str) -> list:
                                      os.path.join(tmp, "old")], None, "cannot continue from"),
         ("verify-resume-other-sweep", ["verify", "--arch", "fc", "--sizes", "16,32", *SLOW, "--resume", "--out",
                                        os.path.join(tmp, "other")], None, "it was run with another samples"),
-        # usage
+        # archs, usage
+        ("archs-unknown-option", ["archs", "--arch", "conv6"], None, "unrecognized arguments"),
         ("no-command", [], None, "required"),
         ("unknown-command", ["train-everything"], None, "invalid choice"),
     ]
 
 
 CASE_IDS = [case[0] for case in _cases("/x")]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def warm_torch():
+    """Pay torch's one-time cost of a first forward pass (about 3 s, measured, cold:
+    the registry builds each net with a shape probe) before any refusal is timed."""
+    from pathstats import nets
+
+    nets.build("conv6", (3, 32, 32))
 
 
 @pytest.fixture
@@ -167,7 +179,7 @@ def test_hostile_input_is_refused_in_one_line_before_the_work(case, hostile_dir,
 
 def test_the_battery_covers_every_command():
     commands = {case.split("-")[0] for case in CASE_IDS}
-    assert {"dag", "predict", "sweep", "verify"} <= commands and len(CASE_IDS) >= 30
+    assert {"dag", "predict", "archs", "sweep", "verify"} <= commands and len(CASE_IDS) >= 30
 
 
 @pytest.mark.parametrize("argv", [
@@ -398,3 +410,28 @@ def test_estimator_line_says_one_thing(capsys):
             assert "raw samples" in line and "integrated" not in line and "reduction switched off" in line
         else:
             assert "integrated analytically" in line and "raw samples of one" not in line
+
+
+# --- progress ----------------------------------------------------------------------------
+
+
+def test_sweeps_show_the_running_size_in_plain_lines(capsys):
+    assert main(["sweep", "--arch", "fc", "--sizes", "16,32"]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    assert "sweep fc, size 1/2: 16" in err and "sweep fc, size 2/2: 32: 2/2 size (100%)" in err
+    assert main(["verify", "--arch", "fc", "--sizes", "16,32", "--samples", "12"]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and "size 2/2: fc 32: 12/12 init (100%)" in err
+
+
+def test_long_predictions_show_progress_layer_by_layer(monkeypatch):
+    from pathstats import prediction
+
+    log, real = io.StringIO(), prediction.progress_bar
+    monkeypatch.setattr(prediction, "progress_bar", lambda **kw: real(**{**kw, "delay": 0, "file": log}))
+    pathstats.predict("conv6", (3, 32, 32), progress=True)
+    lines = log.getvalue().splitlines()
+    total = lines[-1].split(": ")[1].split()[0].split("/")[1]
+    assert lines[0].startswith(f"predict conv6 3x32x32: 0/{total} layer")
+    assert lines[-1].startswith(f"predict conv6 3x32x32: {total}/{total} layer (100%)")

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pathstats._validate import check_seed
 from pathstats.progress import progress as progress_bar
 
 from .batched import WEIGHT_LAYERS, BatchedInitialisations
@@ -279,6 +280,7 @@ def run_monte_carlo(
     -------
     MonteCarloResult
     """
+    seed = check_seed(seed, "seed")
     if samples < 2:
         raise ValueError("a standard error needs at least 2 samples")
     if not hasattr(model, "init_variances"):
