@@ -35,7 +35,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 #: eps per method (eps_inf for the norm-p methods, the constant for the others).
 STRENGTHS = {"none": 0.0, "grad-l1": 0.03, "grad-l2": 0.03, "fgsm": 0.03, "fgm-l2": 0.03, "fgsm-through": 0.03,
-             "pgd": 0.03, "crosslip": 0.01, "fd-l2": 0.005, "fd-l1": 0.01, "opnorm": 0.02}
+             "pgd": 0.03, "crosslip": 0.01, "fd-l2": 0.005, "fd-l1": 0.01, "opnorm": 0.2}
 COLUMNS = ["test_accuracy", "test_grad_l1", "test_grad_l2", "vulnerability", "loss_damage", "accuracy_adv"]
 
 
