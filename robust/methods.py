@@ -47,6 +47,7 @@ from pathstats.errors import PathstatsError
 
 from .attacks import fgm, lp_radius, parse_norm, pgd, step_for
 from .gradients import _loss_gradient, eval_mode
+from .opnorm import operator_norm_penalty
 
 __all__ = [
     "Method",
@@ -272,14 +273,12 @@ def _finite_difference(q: float) -> Callable:
 
 
 def _loss_opnorm(model, x, y, eps_p, config=None, *, bounds=(0.0, 1.0), seed=None):
-    from .opnorm import operator_norm_penalty  # issue 11's module, imported on use
-
-    clean = F.cross_entropy(model(x), y)
-    with frozen_batchnorm_stats(model):
-        penalty = operator_norm_penalty(model, x, parse_norm(_option(config, "opnorm_p")),
-                                        parse_norm(_option(config, "opnorm_q")),
-                                        iters=int(_option(config, "opnorm_iters")), seed=seed)
-    return clean + eps_p * penalty.mean()
+    # The power iteration runs in eval mode without graph; one training forward then
+    # carries v as a forward-mode tangent and gives the logits and J v together.
+    penalty, logits = operator_norm_penalty(model, x, parse_norm(_option(config, "opnorm_p")),
+                                            parse_norm(_option(config, "opnorm_q")),
+                                            iters=int(_option(config, "opnorm_iters")), seed=seed, return_logits=True)
+    return F.cross_entropy(logits, y) + eps_p * penalty.mean()
 
 
 # --------------------------------------------------------------------------- the table
