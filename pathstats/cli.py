@@ -122,9 +122,10 @@ def _build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--figure-format", choices=["png", "pdf", "svg"], default="png", help="format of the figure "
                         "written under --out (default png)")
     verify.set_defaults(handler=_cmd_verify)
-    from pathstats.robust import cli_attack; cli_attack.register(commands)  # noqa: E702 - one line per command
-    from pathstats.robust import cli_train; cli_train.register(commands)  # noqa: E702 - one line per command
-    from pathstats.robust import cli_experiment; cli_experiment.register(commands)  # noqa: E702 - one line per command
+    from pathstats.robust import cli_attack, cli_experiment, cli_train
+
+    for module in (cli_attack, cli_train, cli_experiment):  # each robustness command lives in its own module
+        module.register(commands)
     return parser
 
 

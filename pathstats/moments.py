@@ -129,6 +129,12 @@ def equicorrelation(law: Law):
     """
     grid, mean, std, functions = law.latent
     rho = min(max(law.rho or 0.0, 0.0), 1.0)
+    yield from _factor_conditionals(grid, mean, std, rho, functions)
+
+
+def _factor_conditionals(grid, mean, std, rho, functions):
+    """Yield ``(weight, law)`` of equicorrelated latent Gaussians given each quadrature
+    node ``g`` of their common factor, mapped through the unit's ``functions``."""
     edges = np.concatenate([[-np.inf], 0.5 * (grid[1:] + grid[:-1]), [np.inf]])
     spread = np.maximum(std * np.sqrt(1.0 - rho), 1e-300)
     for g, w in zip(FACTOR_NODES, FACTOR_WEIGHTS):
@@ -153,14 +159,8 @@ def window_conditionals(law: Law, members: np.ndarray):
     std = np.broadcast_to(std, law.probs.shape[:-1]).reshape(channels, -1)[:, gather]
     rho = law.window_rho(members) if law.window_rho is not None else np.full(len(members), law.rho)
     rho = np.clip(rho, 0.0, 1.0)[None, :, None]
-    edges = np.concatenate([[-np.inf], 0.5 * (grid[1:] + grid[:-1]), [np.inf]])
-    spread = np.maximum(std * np.sqrt(1.0 - rho), 1e-300)
-    for g, w in zip(FACTOR_NODES, FACTOR_WEIGHTS):
-        cdf = ndtr((edges - (mean + std * np.sqrt(rho) * g)[..., None]) / spread[..., None])
-        conditional = Law(grid, np.diff(cdf, axis=-1))
-        for function in functions:
-            conditional, _ = map_law(conditional, function)
-        yield float(w), conditional.probs
+    for w, conditional in _factor_conditionals(grid, mean, std, rho, functions):
+        yield w, conditional.probs
 
 
 def sum_off_moment(x: Law, y: Law) -> float | None:
