@@ -7,6 +7,7 @@
 """
 
 from .base import InitialisedNet
-from .registry import ARCHITECTURES, Architecture, UnknownArchitectureError, build, get, shape_for_d
+from .registry import ARCHITECTURES, Architecture, UnknownArchitectureError, build, get, measured_gap, shape_for_d
 
-__all__ = ["ARCHITECTURES", "Architecture", "InitialisedNet", "UnknownArchitectureError", "build", "get", "shape_for_d"]
+__all__ = ["ARCHITECTURES", "Architecture", "InitialisedNet", "UnknownArchitectureError", "build", "get", "measured_gap",
+           "shape_for_d"]

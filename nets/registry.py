@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
+from functools import lru_cache
 from dataclasses import dataclass
 from typing import Callable
 
@@ -17,7 +20,11 @@ from .pooled import PooledConv6
 from .resnet import ResNet, ResNet18
 from .vgg import VGG
 
-__all__ = ["Architecture", "ARCHITECTURES", "UnknownArchitectureError", "get", "build", "shape_for_d"]
+__all__ = ["Architecture", "ARCHITECTURES", "UnknownArchitectureError", "get", "build", "shape_for_d", "measured_gap"]
+
+#: model mode against the Monte Carlo on each registered net at its default input,
+#: written by ``benchmarks/registered_gaps.py`` (with the provenance of each measurement)
+MEASURED_GAPS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "measured_gaps.json")
 
 
 class UnknownArchitectureError(PathstatsError, LookupError):
@@ -113,3 +120,33 @@ def shape_for_d(arch: Architecture | str, d: int) -> tuple:
 def build(name: str, input_shape: tuple, classes: int = 10, **options) -> nn.Module:
     """Build registered architecture ``name`` for ``input_shape``, in eval mode."""
     return get(name).build(input_shape, classes, **options)
+
+
+@lru_cache(maxsize=1)
+def _measured_gaps() -> dict:
+    try:
+        with open(MEASURED_GAPS_PATH) as f:
+            return json.load(f)["entries"]
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+def measured_gap(name: str, input_shape: tuple) -> dict | None:
+    """The stored measurement of model mode against the Monte Carlo for registered
+    net ``name`` at ``input_shape`` (declared initialisation, 10 classes), or None.
+
+    The entry has ``predicted`` and ``measured`` ``E||do/dx||_2^2``, the ``stderr``,
+    ``z``, the number of initialisations ``samples``, the ``seed`` and the provenance.
+
+    Examples
+    --------
+    >>> gap = measured_gap("conv6-avgpool", (3, 32, 32))
+    >>> gap["measured"] > gap["predicted"], gap["samples"] >= 1000
+    (True, True)
+    >>> measured_gap("conv6", (3, 64, 64)) is None
+    True
+    """
+    entry = _measured_gaps().get(name)
+    if entry is None or tuple(entry["input_shape"]) != tuple(input_shape):
+        return None
+    return entry
