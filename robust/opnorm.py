@@ -164,11 +164,10 @@ def dual_map(z: torch.Tensor, p) -> torch.Tensor:
 # ----------------------------------------------------------------------------- Jacobian products
 
 
-def _jvp(model: nn.Module, x: torch.Tensor, v: torch.Tensor, *, logits: bool = False):
-    """``J_f(x) v`` per sample, by forward-mode differentiation (and the logits if asked)."""
+def _jvp(model: nn.Module, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``J_f(x) v`` per sample, by forward-mode differentiation (for values, not weight gradients)."""
     with fwAD.dual_level():
-        out = fwAD.unpack_dual(model(fwAD.make_dual(x, v)))
-    return (out.tangent, out.primal) if logits else out.tangent
+        return fwAD.unpack_dual(model(fwAD.make_dual(x, v))).tangent
 
 
 def _vjp(model: nn.Module, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -176,6 +175,34 @@ def _vjp(model: nn.Module, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
         return torch.autograd.grad(model(x), x, u)[0]
+
+
+def _penalty_terms(model: nn.Module, x: torch.Tensor, v: torch.Tensor, q: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(||J v||_q, f(x))`` per sample, with the weight gradient of ``<J^T s, v>``, ``s = dual_map(J v, q*)`` fixed.
+
+    One forward pass in the model's mode, then backward passes only: ``J v`` by
+    the double-backward trick (the gradient in ``u`` of ``<J^T u, v>``, values
+    only), then ``J^T s`` with a graph.  ``<s, J v> = ||J v||_q`` and
+    ``d||z||_q/dz = s``, so the weight gradient of the sum is that of
+    ``sum_i ||J_i v_i||_q``, and it needs only second derivatives.  Neither
+    ``J v`` as a forward-mode tangent nor by double backward can carry that
+    gradient: PyTorch differentiates neither exactly through train-mode
+    BatchNorm's batch statistics (``tests/test_opnorm.py`` checks against finite
+    differences).  The values returned are ``||(J V)_i||_q``; without batch
+    coupling (no train-mode BatchNorm) each carries its own gradient, with it
+    only the batch's sum (or mean) has the exact gradient.
+    """
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        logits = model(x)
+        u = torch.zeros_like(logits, requires_grad=True)
+        (jtu,) = torch.autograd.grad(logits, x, u, create_graph=True)
+        (jv,) = torch.autograd.grad(jtu, u, v)
+        s = dual_map(jv.detach(), _dual(q))
+        (jts,) = torch.autograd.grad(logits, x, s, create_graph=True)
+    terms = (jts * v).flatten(1).sum(dim=1)
+    # values ||(J V)_i||_q exactly per sample; the graph (hence the gradient of the batch sum) is the terms'
+    return _norms(jv, q) + (terms - terms.detach()), logits
 
 
 def logit_jacobian(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -364,10 +391,15 @@ def operator_norm_penalty(
     """Roth et al.'s eq. 13 training term ``||J_f(x) v||_q`` per sample, differentiable in the weights.
 
     ``v`` comes from :func:`power_iteration` (eval mode, no graph, so BatchNorm
-    statistics are untouched); then one forward pass in the model's own mode
-    carries ``v`` as a forward-mode tangent, giving ``J v`` with a graph.  In
-    train mode BatchNorm normalises by batch statistics, so that ``J`` is the
-    Jacobian of the batch's map (it couples the samples, as in training).
+    statistics are untouched); then one forward pass in the model's own mode and
+    three backward passes give ``J v`` and, with a graph, ``<J^T s, v>`` for the
+    fixed ``s = dual_map(J v, q*)``: equal to ``||J v||_q``, with its weight
+    gradient (a forward-mode tangent would be cheaper, but PyTorch's weight
+    gradient through it is wrong for train-mode BatchNorm).  In train mode
+    BatchNorm normalises by batch statistics, so that ``J`` is the Jacobian of
+    the batch's map (it couples the samples, as in training): the values are
+    then ``||(J V)_i||_q`` and only their sum (or mean, what training uses) has
+    the exact weight gradient.
     With ``return_logits=True`` the same pass also returns the logits, so the
     classification loss needs no second forward (and BatchNorm's running
     statistics are updated once).
@@ -382,8 +414,7 @@ def operator_norm_penalty(
     check_batch(x)
     q_value = norm_exponent(q)
     v = power_iteration(model, x, p, q_value, iters, seed)
-    jv, logits = _jvp(model, x.detach(), v, logits=True)
-    penalty = _norms(jv, q_value)
+    penalty, logits = _penalty_terms(model, x, v, q_value)
     return (penalty, logits) if return_logits else penalty
 
 
