@@ -30,7 +30,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .gradients import AttackError, _loss_gradient, _to_model, check_batch, eval_mode, model_device
+from .gradients import AttackError, loss_and_input_gradients, _to_model, check_batch, eval_mode, model_device
 
 __all__ = [
     "AttackError",
@@ -315,7 +315,7 @@ def _ascend(model: nn.Module, x0: torch.Tensor, y: torch.Tensor, eps: float, ste
     low, high = bounds
     x = x0 if start is None else (x0 + start).clamp(low, high)
     for _ in range(steps):
-        grad = _loss_gradient(model, x, y)[1] if gradient is None else gradient(x)
+        grad = loss_and_input_gradients(model, x, y)[1] if gradient is None else gradient(x)
         x = x + step_size * step.direction(grad)
         x = x0 + step.project(x - x0, eps)
         x = x.clamp(low, high)

@@ -117,14 +117,10 @@ def _read_run(run: str) -> dict:
 
 def _trained_model(run: str, info: dict, device: str):
     """The run's network with the weights of its last checkpoint, and a description of it."""
-    from pathstats import nets
-
     from . import train as training
 
-    state = training._load_checkpoint(run)
+    model, state = training.load_trained_model(run, device)
     config = info["config"]
-    model = nets.build(config.arch, info["input_shape"], info["classes"])
-    model.load_state_dict(state["model"])
     status = "unfinished"
     result_path = os.path.join(run, training.RESULT_FILE)
     if os.path.isfile(result_path):
@@ -132,7 +128,7 @@ def _trained_model(run: str, info: dict, device: str):
             status = json.load(f).get("status", status)
     source = (f"trained run {run} (method {config.method}, eps {config.eps:g}, seed {config.seed}; "
               f"checkpoint after epoch {state['epoch']}, status {status})")
-    return model.to(device), source
+    return model, source
 
 
 def _fresh_model(arch: str, input_shape: tuple, classes: int, seed: int, device: str):

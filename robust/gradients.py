@@ -20,7 +20,7 @@ from torch import nn
 
 from pathstats.errors import PathstatsError
 
-__all__ = ["AttackError", "eval_mode", "model_device", "input_gradients", "grad_norms"]
+__all__ = ["AttackError", "eval_mode", "model_device", "loss_and_input_gradients", "input_gradients", "grad_norms"]
 
 
 class AttackError(PathstatsError, ValueError):
@@ -94,7 +94,7 @@ def _to_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None):
     return x, (None if y is None else y.to(device=device, dtype=torch.long))
 
 
-def _loss_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, create_graph: bool = False):
+def loss_and_input_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor, create_graph: bool = False):
     """``(per-sample losses, dL/dx)`` of the sum-reduced cross-entropy at ``x`` (model as it is)."""
     x = x if create_graph and x.requires_grad else x.detach().requires_grad_(True)
     logits = model(x)
@@ -151,7 +151,7 @@ def input_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor, create_g
         x, y = x.to(device), y.to(device=device, dtype=torch.long)
     else:
         x, y = _to_model(model, x, y)
-    return _loss_gradient(model, x, y, create_graph=create_graph)[1]
+    return loss_and_input_gradients(model, x, y, create_graph=create_graph)[1]
 
 
 def grad_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
@@ -174,5 +174,5 @@ def grad_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
     check_batch(x, y)
     x, y = _to_model(model, x, y)
     with eval_mode(model):
-        grad = _loss_gradient(model, x, y)[1].flatten(1)
+        grad = loss_and_input_gradients(model, x, y)[1].flatten(1)
     return {"l1": grad.abs().sum(1), "l2": grad.norm(dim=1)}

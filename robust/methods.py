@@ -46,7 +46,7 @@ from torch import nn
 from pathstats.errors import PathstatsError
 
 from .attacks import fgm, lp_radius, parse_norm, pgd, step_for
-from .gradients import _loss_gradient, eval_mode
+from .gradients import loss_and_input_gradients, eval_mode
 from .opnorm import operator_norm_penalty
 
 __all__ = [
@@ -131,7 +131,7 @@ def _loss_none(model, x, y, eps_p, config=None, *, bounds=(0.0, 1.0), seed=None)
 
 def _gradient_penalty(q: float) -> Callable:
     def loss(model, x, y, eps_p, config=None, *, bounds=(0.0, 1.0), seed=None):
-        losses, grad = _loss_gradient(model, x, y, create_graph=True)
+        losses, grad = loss_and_input_gradients(model, x, y, create_graph=True)
         return losses.mean() + eps_p / 2 * per_sample_norm(grad, q).mean()
 
     return loss
@@ -154,7 +154,7 @@ def _loss_fgsm_through(model, x, y, eps_p, config=None, *, bounds=(0.0, 1.0), se
     # has derivative 0 almost everywhere, so for l_inf the parameter gradient equals
     # fgsm's; only the cost differs (tests check both facts).
     with eval_mode(model):
-        _, grad = _loss_gradient(model, x, y, create_graph=True)
+        _, grad = loss_and_input_gradients(model, x, y, create_graph=True)
     x_adv = torch.clamp(x + eps_p * step_for("inf").direction(grad), *bounds)
     clean = F.cross_entropy(model(x), y)
     with frozen_batchnorm_stats(model):

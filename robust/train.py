@@ -59,6 +59,7 @@ __all__ = [
     "ConfigMismatchError",
     "CheckpointError",
     "train",
+    "load_trained_model",
     "evaluate",
     "EVAL_FIELDS",
     "DATA_DEFAULTS",
@@ -400,6 +401,24 @@ def _load_checkpoint(out_dir: str) -> dict:
         raise CheckpointError(f"checkpoint {path} is not a pathstats training checkpoint (format {CHECKPOINT_FORMAT}); "
                               "delete it to restart the run from scratch")
     return state
+
+
+def load_trained_model(out_dir: str, device: str = "cpu") -> tuple:
+    """The network of run folder ``out_dir`` with the weights of its last checkpoint,
+    in eval mode on ``device``, and the checkpoint itself (``epoch``, ``config``, ...).
+
+    The checkpoint is validated as when a run resumes (:class:`CheckpointError` with
+    what to do); ``config.json`` gives the input shape and the number of classes.
+    """
+    from pathstats import nets
+
+    state = _load_checkpoint(out_dir)
+    with open(os.path.join(out_dir, CONFIG_FILE)) as f:
+        stored = json.load(f)
+    arch = stored["config"]["arch"]
+    model = nets.build(arch, tuple(int(n) for n in stored["input_shape"]), int(stored["classes"]))
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), state
 
 
 # --------------------------------------------------------------------------- signals

@@ -28,18 +28,13 @@ __all__ = ["run_one", "load_trained", "EVALUATIONS", "evaluate_attacks", "evalua
 
 def load_trained(directory: str, device: str = "cpu"):
     """The trained network of a run folder (its last checkpoint) and its data set, on ``device``."""
-    from pathstats import nets
-
     from ..data import load_dataset
+    from ..train import load_trained_model
 
-    with open(os.path.join(directory, "config.json")) as f:
-        info = json.load(f)
-    config = info["config"]
+    model, state = load_trained_model(directory, device)
+    config = state["config"]
     data = load_dataset(config["data"], config.get("size"), seed=0, device=device)
-    model = nets.build(config["arch"], tuple(info["input_shape"]), info["classes"])
-    state = torch.load(os.path.join(directory, "checkpoint.pt"), map_location=device, weights_only=True)
-    model.load_state_dict(state["model"])
-    return model.to(device).eval(), data
+    return model, data
 
 
 def _subset(data, n: int):
