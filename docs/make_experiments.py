@@ -62,7 +62,7 @@ def section(experiment) -> list:
              f"   $ pathstats experiment {name} --data digits --quick --jobs 2   # minutes on a laptop CPU",
              f"   $ pathstats experiment {name} --data cifar10:DIR --executor slurm --partition gpu --gpus-per-job 1", ""]
     lines += _table(["grid", "architectures", "sizes", "methods and strengths", "seeds", "runs", "training", "evaluations"],
-                    [["full (the paper's)"] + _grid_rows(experiment.full), ["``--quick``"] + _grid_rows(experiment.quick)])
+                    [["full (the paper's)"] + _grid_rows(experiment.paper), ["``--quick``"] + _grid_rows(experiment.quick)])
     claims_file = os.path.join(KEPT, name, "claims.json")
     if os.path.exists(claims_file):
         with open(claims_file) as f:
@@ -99,7 +99,7 @@ def regenerate(names: list, work: str, jobs: int) -> None:
 
     for name in names:
         out = os.path.join(work, name)
-        summary = run_experiment(name, out, data="digits", quick=True, jobs=jobs)
+        summary = run_experiment(name, out, data="digits", scale="quick", jobs=jobs)
         keep = os.path.join(KEPT, name)
         os.makedirs(keep, exist_ok=True)
         for path in glob.glob(os.path.join(out, "*.png")) + [os.path.join(out, "claims.json"), os.path.join(out, "report.md")]:

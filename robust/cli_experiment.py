@@ -9,6 +9,7 @@ from pathstats._format import format_table
 from pathstats.errors import PathstatsError
 
 from .experiments import EXPERIMENTS, get, run_experiment
+from .experiments.catalogue import SCALES
 
 __all__ = ["register"]
 
@@ -25,7 +26,10 @@ def register(commands) -> None:
     parser.add_argument("name", metavar="NAME", help=f"{' | '.join(EXPERIMENTS)} | list")
     parser.add_argument("--data", default="digits", help="digits (default, embedded), cifar10:DIR or folder:DIR")
     parser.add_argument("--out", metavar="DIR", help="output folder (default: experiments/NAME, or experiments/NAME-quick)")
-    parser.add_argument("--quick", action="store_true", help="the small grid that finishes on a laptop CPU in minutes")
+    parser.add_argument("--scale", choices=SCALES, default=None,
+                        help="quick: tests the pipeline in minutes; medium: decides the central claims in about an hour "
+                        "on 2 CPU cores; paper: the papers' grid (default)")
+    parser.add_argument("--quick", action="store_true", help="alias of --scale quick")
     parser.add_argument("--executor", default="local", help="local (default) or slurm (through submitit)")
     parser.add_argument("--jobs", type=int, default=1, metavar="N", help="local: runs in parallel processes (default 1)")
     parser.add_argument("--threads", type=int, default=1, metavar="T",
@@ -42,7 +46,7 @@ def register(commands) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
-    rows = [{"name": e.name, "title": e.title, "source": e.source, "runs": e.full.n_runs, "quick_runs": e.quick.n_runs}
+    rows = [{"name": e.name, "title": e.title, "source": e.source, "runs": e.paper.n_runs, "quick_runs": e.quick.n_runs}
             for e in EXPERIMENTS.values()]
     if args.json:
         print(json.dumps({"experiments": rows}, indent=1))
@@ -72,8 +76,11 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     get(args.name)  # unknown names are refused before anything else
     if args.executor not in ("local", "slurm"):
         raise PathstatsError(f"--executor must be local or slurm, got {args.executor!r}")
-    out = args.out or f"experiments/{args.name}{'-quick' if args.quick else ''}"
-    summary = run_experiment(args.name, out, data=args.data, quick=args.quick, executor=args.executor, jobs=args.jobs, threads=args.threads,
+    if args.quick and args.scale not in (None, "quick"):
+        raise PathstatsError(f"--quick is an alias of --scale quick; it contradicts --scale {args.scale}")
+    scale = "quick" if args.quick else (args.scale or "paper")
+    out = args.out or f"experiments/{args.name}{'' if scale == 'paper' else '-' + scale}"
+    summary = run_experiment(args.name, out, data=args.data, scale=scale, executor=args.executor, jobs=args.jobs, threads=args.threads,
                              partition=args.partition, gpus_per_job=args.gpus_per_job, time_min=args.time,
                              runs_per_job=args.runs_per_job, retry_failed=args.retry_failed)
     print(json.dumps(summary, indent=1) if args.json else _text(summary))

@@ -29,14 +29,14 @@ FAKE = "fake_runs:fake_run"
 
 
 @pytest.mark.parametrize("name", list(EXPERIMENTS))
-@pytest.mark.parametrize("quick", [False, True])
-def test_grid_expands_to_its_size_with_distinct_stable_ids(name, quick):
-    grid = get(name).grid(quick)
+@pytest.mark.parametrize("scale", ["paper", "quick"])
+def test_grid_expands_to_its_size_with_distinct_stable_ids(name, scale):
+    grid = get(name).grid(scale)
     jobs = expand(grid, "digits")
     assert len(jobs) == grid.n_runs
     ids = [job.id for job in jobs]
     assert len(set(ids)) == len(ids)
-    assert ids == [job.id for job in plan(name, "digits", quick)]  # the same grid gives the same ids
+    assert ids == [job.id for job in plan(name, "digits", scale)]  # the same grid gives the same ids
     assert all(job.train["data"] == "digits" for job in jobs)
 
 
@@ -51,7 +51,7 @@ def test_run_id_is_the_hash_of_the_canonical_configuration():
 
 
 def test_paper_grids_follow_the_papers():
-    fig1, fig2, fig3 = (get(n).full for n in ("fig1", "fig2", "fig3"))
+    fig1, fig2, fig3 = (get(n).paper for n in ("fig1", "fig2", "fig3"))
     assert {m for m, _ in fig1.methods} >= {"grad-l1", "grad-l2", "fgsm", "fgm-l2", "pgd", "crosslip"}
     assert 45 <= fig1.n_runs <= 60  # "about 50 trained networks"
     assert fig2.sizes == (32, 64, 128, 256) and fig2.archs == ("conv8",)
@@ -90,22 +90,22 @@ def test_experiment_resumes_interrupted_runs_and_skips_finished_ones(tmp_path, m
     n = get("fig2").quick.n_runs
     epochs = get("fig2").quick.train["epochs"]
     monkeypatch.setenv("FAKE_STOP_AFTER", "2")
-    first = run_experiment("fig2", out, quick=True, run_fn=FAKE, progress=False)
+    first = run_experiment("fig2", out, scale="quick", run_fn=FAKE, progress=False)
     assert (first["ran"], first["done"]) == (n, 0)
     with open(os.path.join(out, "results.csv")) as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == n and {r["status"] for r in rows} == {"interrupted"} and {r["epochs_done"] for r in rows} == {"2"}
 
     monkeypatch.delenv("FAKE_STOP_AFTER")
-    second = run_experiment("fig2", out, quick=True, run_fn=FAKE, progress=False)
+    second = run_experiment("fig2", out, scale="quick", run_fn=FAKE, progress=False)
     assert (second["ran"], second["done"], second["failed"]) == (n, n, 0)
-    for job in plan("fig2", quick=True):
+    for job in plan("fig2", scale="quick"):
         with open(os.path.join(out, "runs", job.id, "calls.log")) as f:
             assert f.read().split() == [str(e) for e in range(1, epochs + 1)]  # each epoch computed once
 
     _check_fig2_known_laws(out, second)
 
-    third = run_experiment("fig2", out, quick=True, run_fn=FAKE, progress=False)
+    third = run_experiment("fig2", out, scale="quick", run_fn=FAKE, progress=False)
     assert (third["ran"], third["skipped"], third["done"]) == (0, n, n)
     assert third["claims"] == json.loads(json.dumps(second["claims"]))  # nothing changed: the analysis is kept
     for name in ("results.csv", "claims.json", "report.md", "fig2.png", "fig2.pdf", "fig12.png", "fig12.pdf"):
@@ -152,7 +152,7 @@ def test_results_csv_has_one_row_per_run_with_config_status_and_metrics(tmp_path
 
 
 def test_fig1_claims_on_synthetic_runs(tmp_path):
-    summary = run_experiment("fig1", str(tmp_path / "fig1"), quick=True, run_fn=FAKE, progress=False)
+    summary = run_experiment("fig1", str(tmp_path / "fig1"), scale="quick", run_fn=FAKE, progress=False)
     claims = {c["claim"]: c for c in summary["claims"]}
     # every method follows the same synthetic law: the curves match, and vulnerability is a function of the gradient
     assert claims["l1 gradient regularisation matches l_inf adversarial augmentation (Proposition 3)"]["verdict"] == "holds"
@@ -197,7 +197,7 @@ def test_cli_lists_experiments(capsys):
     assert main(["experiment", "list", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)["experiments"]
     assert [e["name"] for e in listed] == list(EXPERIMENTS)
-    assert all(e["runs"] == EXPERIMENTS[e["name"]].full.n_runs for e in listed)
+    assert all(e["runs"] == EXPERIMENTS[e["name"]].paper.n_runs for e in listed)
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -21,7 +21,7 @@ from pathstats.errors import PathstatsError
 
 from .grid import Grid
 
-__all__ = ["Experiment", "EXPERIMENTS", "get", "UnknownExperimentError"]
+__all__ = ["SCALES", "Experiment", "EXPERIMENTS", "get", "UnknownExperimentError"]
 
 
 class UnknownExperimentError(PathstatsError, LookupError):
@@ -31,20 +31,32 @@ class UnknownExperimentError(PathstatsError, LookupError):
         return str(self.args[0])
 
 
+#: The three scales of every experiment: ``quick`` tests the pipeline in minutes, ``medium``
+#: decides the central claims in about an hour on two CPU cores, ``paper`` is the papers' grid.
+SCALES = ("quick", "medium", "paper")
+
+
 @dataclass(frozen=True)
 class Experiment:
-    """An experiment: its paper source, full and quick grids; its analysis (figures and claims) is the
-    function of :mod:`.analysis` named after it."""
+    """An experiment: its paper source and its grid at each of :data:`SCALES`; its analysis
+    (figures and claims) is the function of :mod:`.analysis` named after it."""
 
     name: str
     title: str
     source: str
     summary: str
-    full: Grid
+    paper: Grid
     quick: Grid
+    medium: Grid | None = None
 
-    def grid(self, quick: bool) -> Grid:
-        return self.quick if quick else self.full
+    def grid(self, scale: str) -> Grid:
+        """The grid at ``scale`` (one of :data:`SCALES`)."""
+        if scale not in SCALES:
+            raise ValueError(f"unknown scale {scale!r}; scales: {', '.join(SCALES)}")
+        grid = getattr(self, scale)
+        if grid is None:
+            raise ValueError(f"experiment {self.name!r} has no {scale} grid yet")
+        return grid
 
 
 # Training settings shared by every quick run on digits (8x8, d = 64): the trainer's
@@ -66,7 +78,7 @@ EXPERIMENTS = {
             "Simon-Gabriel et al. 2019, Section 4.1, Figures 1 and 5",
             "Gradient penalties, one-step and iterative adversarial augmentation and cross-Lipschitz "
             "regularisation at several strengths; gradient norms, vulnerability and accuracy against eps d^(1/p).",
-            full=Grid(("conv6",), (32,),
+            paper=Grid(("conv6",), (32,),
                       (("none", (0.0,)),) + tuple((m, (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05))
                                                   for m in ("grad-l1", "grad-l2", "fgsm", "fgm-l2", "pgd", "crosslip", "fgsm-through")),
                       (0,), _FULL),
@@ -80,7 +92,7 @@ EXPERIMENTS = {
             "PGD-trained networks on nearest-neighbour up-sampled data; gradient norms and vulnerability against "
             "sqrt(d) with 10-90% bands over the last epochs, the initialisation-time prediction, train vs test "
             "gradient norms over epochs.",
-            full=Grid(("conv8",), (32, 64, 128, 256),
+            paper=Grid(("conv8",), (32, 64, 128, 256),
                       (("none", (0.0,)), ("pgd", (0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005))),
                       (0,), {**_FULL, "eval_eps": 0.0008}),
             quick=Grid(("fc",), (8, 16, 32), (("none", (0.0,)), ("pgd", (0.02, 0.1))), (0, 1), _QUICK),
@@ -90,7 +102,7 @@ EXPERIMENTS = {
             "Simon-Gabriel et al. 2019, Appendix B, Figure 3",
             "Six conv blocks with 2x2 average pooling, stride-2 convolutions or 2x2 max pooling after every second "
             "block; vulnerability, accuracy and gradient norms after training against Theorem 11's prediction.",
-            full=Grid(("conv6-avgpool", "conv6-strided", "conv6-maxpool"), (32,), (("none", (0.0,)),),
+            paper=Grid(("conv6-avgpool", "conv6-strided", "conv6-maxpool"), (32,), (("none", (0.0,)),),
                       tuple(range(20)), _FULL),
             quick=Grid(("conv6-avgpool", "conv6-strided", "conv6-maxpool"), (None,), (("none", (0.0,)),),
                        (0, 1, 2), {**_QUICK, "epochs": 3}),
@@ -100,7 +112,7 @@ EXPERIMENTS = {
             "Simon-Gabriel et al. 2019, Appendix F, Figures 4 and 6",
             "Networks trained with the l1 gradient penalty, attacked by FGSM, single-step l2, iterative l_inf and "
             "l2 (no random start) and DeepFool, under an l_inf threshold (Figure 4) and an l2 threshold (Figure 6).",
-            full=Grid(("conv6",), (32,),
+            paper=Grid(("conv6",), (32,),
                       (("grad-l1", (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)),),
                       (0,), _FULL, (_ATTACK_SUITE,)),
             quick=Grid(("fc",), (None,), (("grad-l1", (0.0, 0.01, 0.05, 0.25, 1.0)),), (0,), _QUICK,
@@ -111,7 +123,7 @@ EXPERIMENTS = {
             "Finlay & Oberman 2019, Proposition 2.1, Section 4, Table 2",
             "Undefended, finite-difference squared-norm penalties (lambda 0.1 and 1, h = 0.01) and 7-step PGD "
             "training; the Lipschitz and curvature lower bounds against the l2 distances DeepFool needs.",
-            full=Grid(("resnet",), (32,),
+            paper=Grid(("resnet",), (32,),
                       (("none", (0.0,)), ("fd-l2", (0.1, 1.0)), ("fd-l1", (0.1, 1.0)), ("pgd", (0.0314,))),
                       (0, 1, 2), _FULL, (_BOUNDS,)),
             # the finite-difference penalty diverges at lr 0.05 on digits (lambda 0.3 and 1): lr 0.01
@@ -124,7 +136,7 @@ EXPERIMENTS = {
             "Roth et al. 2020, Section 5, Figures 2 and 3",
             "Standard, PGD and data-dependent operator-norm training; the cosine of l2 PGD perturbations with the "
             "singular vectors of the logit Jacobian by rank, the singular-value spectrum, accuracy under attack.",
-            full=Grid(("conv6",), (32,), (("none", (0.0,)), ("pgd", (0.0314,)), ("opnorm", (0.01, 0.03, 0.1))),
+            paper=Grid(("conv6",), (32,), (("none", (0.0,)), ("pgd", (0.0314,)), ("opnorm", (0.01, 0.03, 0.1))),
                       (0, 1, 2), _FULL, (_ALIGNMENT,)),
             quick=Grid(("fc",), (None,), (("none", (0.0,)), ("pgd", (0.05,)), ("opnorm", (0.1,))), (0, 1), _QUICK,
                        ({**_ALIGNMENT, "n": 100, "align_eps": 0.02, "eps": (0.0, 0.02, 0.05, 0.1, 0.2)},)),
@@ -138,7 +150,7 @@ def get(name: str) -> Experiment:
 
     Examples
     --------
-    >>> get("fig2").full.sizes
+    >>> get("fig2").paper.sizes
     (32, 64, 128, 256)
     >>> get("fig9")
     Traceback (most recent call last):

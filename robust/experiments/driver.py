@@ -21,16 +21,16 @@ __all__ = ["plan", "validate", "run_experiment", "analyse", "EXECUTORS"]
 EXECUTORS = ("local", "slurm")
 
 
-def plan(name: str, data: str = "digits", quick: bool = False) -> list:
-    """The jobs of experiment ``name`` on ``data`` (its quick grid with ``quick``).
+def plan(name: str, data: str = "digits", scale: str = "paper") -> list:
+    """The jobs of experiment ``name`` on ``data`` at ``scale`` (``quick``, ``medium`` or ``paper``).
 
     Examples
     --------
-    >>> jobs = plan("fig2", quick=True)
+    >>> jobs = plan("fig2", scale="quick")
     >>> len(jobs), sorted({job.train["size"] for job in jobs})
     (18, [8, 16, 32])
     """
-    return expand(catalogue.get(name).grid(quick), data)
+    return expand(catalogue.get(name).grid(scale), data)
 
 
 def validate(jobs: list, out: str, executor: str, jobs_n: int, slurm: dict, run_fn: str, threads: int = 1) -> None:
@@ -55,15 +55,15 @@ def validate(jobs: list, out: str, executor: str, jobs_n: int, slurm: dict, run_
             check_data_spec(config.data, config.size)
 
 
-def _fingerprint(records: list, quick: bool) -> str:
+def _fingerprint(records: list, scale: str) -> str:
     from pathstats import __version__
 
     state = [[r["id"], r["status"], r["attempts"], len(r["metrics"]), sorted(k for k, v in r["evaluations"].items() if v)]
              for r in records]
-    return run_id({"records": state, "quick": quick, "version": __version__})
+    return run_id({"records": state, "scale": scale, "version": __version__})
 
 
-def analyse(name: str, out: str, jobs: list, quick: bool) -> dict:
+def analyse(name: str, out: str, jobs: list, scale: str) -> dict:
     """Collect the runs, write ``results.csv``, the figures, ``claims.json`` and ``report.md``.
 
     When no run changed since the last analysis (``analysis.json`` records a fingerprint
@@ -71,15 +71,15 @@ def analyse(name: str, out: str, jobs: list, quick: bool) -> dict:
     """
     experiment = catalogue.get(name)
     records = collect(out, jobs)
-    fingerprint = _fingerprint(records, quick)
+    fingerprint = _fingerprint(records, scale)
     previous = read_json(os.path.join(out, "analysis.json"), {})
     claims = read_json(os.path.join(out, "claims.json"))
     files = [os.path.join(out, f) for f in ("results.csv", "report.md")] + previous.get("figures", [])
     if previous.get("fingerprint") == fingerprint and claims is not None and all(os.path.exists(f) for f in files):
         return {"records": records, "figures": previous["figures"], "claims": claims}
     write_results_csv(os.path.join(out, "results.csv"), records)
-    epochs = int(experiment.grid(quick).train.get("epochs", 20))
-    context = {"last_epochs": min(20, max(1, epochs // 2)), "quick": quick}
+    epochs = int(experiment.grid(scale).train.get("epochs", 20))
+    context = {"last_epochs": min(20, max(1, epochs // 2)), "quick": scale == "quick", "scale": scale}
     if any(r["status"] == "done" for r in records):
         from . import analysis as _analysis
 
@@ -87,12 +87,12 @@ def analyse(name: str, out: str, jobs: list, quick: bool) -> dict:
     else:
         analysis = {"figures": [], "claims": []}
     write_json(os.path.join(out, "claims.json"), analysis["claims"])
-    write_report(os.path.join(out, "report.md"), experiment, records, analysis, quick)
+    write_report(os.path.join(out, "report.md"), experiment, records, analysis, scale == "quick")
     write_json(os.path.join(out, "analysis.json"), {"fingerprint": fingerprint, "figures": analysis["figures"]})
     return {"records": records, **analysis}
 
 
-def run_experiment(name: str, out: str, data: str = "digits", quick: bool = False, executor: str = "local",
+def run_experiment(name: str, out: str, data: str = "digits", scale: str = "paper", executor: str = "local",
                    jobs: int = 1, threads: int = 1, partition: str | None = None, gpus_per_job: int = 0, time_min: int = 60,
                    runs_per_job: int = 1, retry_failed: bool = False, run_fn: str = DEFAULT_RUN_FN,
                    progress: bool = True) -> dict:
@@ -105,13 +105,13 @@ def run_experiment(name: str, out: str, data: str = "digits", quick: bool = Fals
     """
     start = time.perf_counter()
     experiment = catalogue.get(name)
-    job_list = plan(name, data, quick)
+    job_list = plan(name, data, scale)
     slurm = {"partition": partition, "gpus_per_job": gpus_per_job, "time_min": time_min, "runs_per_job": runs_per_job}
     validate(job_list, out, executor, jobs, slurm, run_fn, threads)
     os.makedirs(out, exist_ok=True)
     write_json(os.path.join(out, "experiment.json"), {
-        "experiment": name, "title": experiment.title, "source": experiment.source, "data": data, "quick": quick,
-        "grid": experiment.grid(quick).axes(), "runs": [job.id for job in job_list],
+        "experiment": name, "title": experiment.title, "source": experiment.source, "data": data, "scale": scale,
+        "grid": experiment.grid(scale).axes(), "runs": [job.id for job in job_list],
         "provenance": provenance(argv=sys.argv)})
 
     todo, skipped = [], 0
@@ -138,11 +138,11 @@ def run_experiment(name: str, out: str, data: str = "digits", quick: bool = Fals
                 run_slurm(todo, os.path.join(out, "slurm"), partition, gpus_per_job, time_min, runs_per_job, progress=tick)
         finally:
             bar.close()
-    result = analyse(name, out, job_list, quick)
+    result = analyse(name, out, job_list, scale)
     records = result["records"]
     counts = {s: sum(r["status"] == s for r in records) for s in ("done", "failed")}
     return {
-        "experiment": name, "out": os.path.abspath(out), "data": data, "quick": quick, "executor": executor,
+        "experiment": name, "out": os.path.abspath(out), "data": data, "scale": scale, "executor": executor,
         "runs": len(records), "done": counts["done"], "failed": counts["failed"], "skipped": skipped, "ran": len(todo),
         "failures": [{"id": r["id"], "error": r["error"]} for r in records if r["status"] == "failed"],
         "claims": result["claims"], "figures": result["figures"],
