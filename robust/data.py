@@ -56,6 +56,13 @@ __all__ = [
     "SPEC_FORMS",
     "check_data_spec",
     "load_dataset",
+    "load_images",
+    "ImageData",
+    "BatchTransform",
+    "AUGMENTATIONS",
+    "parse_augment",
+    "channel_stats",
+    "upsampling_factor",
     "native_size",
     "upsample",
     "minimum_size",
@@ -193,6 +200,15 @@ def _check_size(native: tuple[int, int], size: int | None, name: str) -> int:
     return size // h
 
 
+def upsampling_factor(spec: str, size: int | None) -> int:
+    """``size / native side`` of data set ``spec`` (1 without ``size``); refuses a non-integer factor.
+
+    >>> upsampling_factor("digits", 32), upsampling_factor("digits", None)
+    (4, 1)
+    """
+    return _check_size(native_size(spec), size, _parse(spec)[0])
+
+
 def check_data_spec(spec: str, size: int | None = None) -> None:
     """Refuse, before any work, a data spec (and ``size``) that cannot be loaded.
 
@@ -227,7 +243,7 @@ def _digits(seed: int) -> tuple:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    x = bunch.images.astype(np.float32)[:, None] / np.float32(16.0)
+    x = bunch.images.astype(np.uint8)[:, None]  # levels 0..16, exact (pixel = level / 16)
     y = bunch.target.astype(np.int64)
     rng = np.random.default_rng(seed)
     test = np.zeros(len(y), dtype=bool)
@@ -296,7 +312,7 @@ def _cifar(path: str) -> tuple:
     for labels in (train_y, test_y):
         if labels.size and (labels.min() < 0 or labels.max() >= len(names)):
             raise DataError(f"cifar10: labels outside 0..{len(names) - 1} in {where!r}; expected {CIFAR_LAYOUT}")
-    return train_x.astype(np.float32) / np.float32(255), train_y, test_x.astype(np.float32) / np.float32(255), test_y, names, f"CIFAR-10 python batches in {where}, pixels/255"
+    return train_x, train_y, test_x, test_y, names, f"CIFAR-10 python batches in {where}, pixels/255"
 
 
 def _read_image(path: str) -> tuple[np.ndarray, bool]:
@@ -336,14 +352,182 @@ def _folder(path: str) -> tuple:
 
     def stack(images):
         x = np.stack([np.broadcast_to(im, im.shape[:2] + (channels,)) for im in images])
-        return x.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255)
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.uint8)
 
     how = f"image folder {path}, {'RGB' if colour else 'grayscale'} pixels/255, classes {', '.join(classes)}"
     return stack(splits["train"][0]), splits["train"][1], stack(splits["test"][0]), splits["test"][1], tuple(classes), how
 
 
+@dataclass
+class ImageData:
+    """A data set at its native size, as uint8 levels (what ``pathstats train`` keeps in memory).
+
+    ``train_u8``/``test_u8`` are uint8 ``N x C x h x w``; a pixel in ``[0, 1]`` is
+    ``level / levels`` (``levels`` 16 for digits, whose scikit-learn levels are
+    0..16, 255 otherwise), so the float images are exact.  :class:`BatchTransform`
+    turns a batch of them into the network's input on the device.
+    """
+
+    name: str
+    train_u8: torch.Tensor
+    train_y: torch.Tensor
+    test_u8: torch.Tensor
+    test_y: torch.Tensor
+    classes: int
+    levels: int
+    class_names: tuple = field(default_factory=tuple)
+    description: str = ""
+
+    @property
+    def native_shape(self) -> tuple:
+        return tuple(self.train_u8.shape[1:])
+
+    def pixels(self, u8: torch.Tensor) -> torch.Tensor:
+        """Float32 pixels in ``[0, 1]`` of uint8 levels (exact: ``level / levels``)."""
+        return u8.to(torch.float32) / float(self.levels)
+
+    def split_validation(self, n: int) -> tuple:
+        """``(train_idx, val_idx)``: ``n`` training images held out, fixed (a permutation seeded 0).
+
+        >>> data = load_images("digits")
+        >>> train, val = data.split_validation(100)
+        >>> len(train), len(val), len(set(train.tolist()) & set(val.tolist()))
+        (1338, 100, 0)
+        """
+        total = self.train_u8.shape[0]
+        if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n < total:
+            raise DataError(f"--val-split must be an integer in 0..{total - 1} (the {total} training images), got {n!r}")
+        order = torch.randperm(total, generator=torch.Generator().manual_seed(0))
+        val = order[:n].sort().values
+        train = order[n:].sort().values
+        return train.to(self.train_u8.device), val.to(self.train_u8.device)
+
+
+def load_images(spec: str, seed: int = 0, device="cpu") -> ImageData:
+    """Load ``spec`` at its native size as uint8 levels on ``device`` (no up-sampled copy).
+
+    Examples
+    --------
+    >>> data = load_images("digits")
+    >>> data.train_u8.dtype, data.native_shape, data.levels, int(data.train_u8.max())
+    (torch.uint8, (1, 8, 8), 16, 16)
+    """
+    kind, path = _parse(spec)
+    native = native_size(spec)
+    _check_memory(kind, path, native, 1, device)
+    loader = {"digits": lambda: _digits(seed), "cifar10": lambda: _cifar(path), "folder": lambda: _folder(path)}[kind]
+    train_x, train_y, test_x, test_y, names, how = loader()
+    tensors = [torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in (train_x, train_y, test_x, test_y)]
+    return ImageData(name=spec, train_u8=tensors[0], train_y=tensors[1], test_u8=tensors[2], test_y=tensors[3],
+                     classes=len(names), levels=16 if kind == "digits" else 255, class_names=names, description=how)
+
+
+#: Augmentations :class:`BatchTransform` applies (the authors' code: random crop with
+#: zero padding, horizontal flip; both at the native size, before up-sampling).
+AUGMENTATIONS = ("crop", "flip")
+
+
+def parse_augment(text: str) -> tuple:
+    """``""``, ``"crop"``, ``"flip"`` or ``"crop,flip"`` as a tuple of names.
+
+    >>> parse_augment("crop,flip"), parse_augment("")
+    (('crop', 'flip'), ())
+    """
+    if not isinstance(text, str):
+        raise DataError(f"--augment must be a string such as crop,flip, got {text!r}")
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    bad = [n for n in names if n not in AUGMENTATIONS]
+    if bad or len(set(names)) != len(names):
+        raise DataError(f"--augment takes a comma-separated subset of {', '.join(AUGMENTATIONS)}, got {text!r}")
+    return tuple(n for n in AUGMENTATIONS if n in names)
+
+
+class BatchTransform:
+    """uint8 images at native size -> the network's input, per batch on the batch's device.
+
+    In order: pixels ``level / levels``; optional augmentation (random crop of the
+    native image padded by ``crop_pad`` zero pixels on each side, horizontal flip
+    with probability 1/2, each drawn per image from a seeded CPU generator, so a
+    batch depends only on its seed); up-sampling by copying each pixel
+    ``factor x factor`` times; optional per-channel normalisation ``(x - mean) / std``.
+    :attr:`bounds` is the box the inputs live in: ``(0, 1)``, or the normalised image
+    of ``[0, 1]`` (per-channel tensors ``C x 1 x 1``).
+
+    Examples
+    --------
+    >>> data = load_images("digits")
+    >>> t = BatchTransform(data.levels, factor=4)
+    >>> t(data.train_u8[:2]).shape
+    torch.Size([2, 1, 32, 32])
+    >>> torch.equal(t(data.train_u8[:5]), load_dataset("digits", size=32).train_x[:5])
+    True
+    """
+
+    def __init__(self, levels: int, factor: int = 1, mean: torch.Tensor | None = None, std: torch.Tensor | None = None,
+                 augment: tuple = (), crop_pad: int = 0) -> None:
+        self.levels, self.factor, self.augment, self.crop_pad = int(levels), int(factor), tuple(augment), int(crop_pad)
+        self.mean = None if mean is None else mean.to(torch.float32).reshape(-1, 1, 1)
+        self.std = None if std is None else std.to(torch.float32).reshape(-1, 1, 1)
+
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mean is None:
+            return x
+        return (x - self.mean.to(x.device)) / self.std.to(x.device)
+
+    @property
+    def bounds(self):
+        """The input box: ``(0.0, 1.0)`` or per-channel tensors, the normalised ``0`` and ``1``."""
+        if self.mean is None:
+            return (0.0, 1.0)
+        zero = torch.zeros_like(self.mean)
+        return (self._normalise(zero), self._normalise(zero + 1.0))
+
+    def __call__(self, u8: torch.Tensor, seed: int | None = None) -> torch.Tensor:
+        """The network's input for a batch of uint8 images; augmented iff ``seed`` is given."""
+        x = u8.to(torch.float32) / float(self.levels)
+        if seed is not None and self.augment:
+            x = self._augmented(x, torch.Generator().manual_seed(int(seed)))
+        if self.factor > 1:
+            n, c, h, w = x.shape
+            k = self.factor
+            x = x[:, :, :, None, :, None].expand(n, c, h, k, w, k).reshape(n, c, h * k, w * k)
+        return self._normalise(x)
+
+    def _augmented(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        n, _, h, w = x.shape
+        if "crop" in self.augment and self.crop_pad > 0:
+            p = self.crop_pad
+            padded = torch.nn.functional.pad(x, (p, p, p, p))  # zero pixels, as the authors' RandomCrop
+            offsets = torch.randint(0, 2 * p + 1, (n, 2), generator=generator).to(x.device)
+            rows = offsets[:, :1] + torch.arange(h, device=x.device)  # n x h
+            cols = offsets[:, 1:] + torch.arange(w, device=x.device)  # n x w
+            batch = torch.arange(n, device=x.device)[:, None, None]
+            x = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
+        if "flip" in self.augment:
+            flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        return x
+
+
+def channel_stats(data: ImageData, idx: torch.Tensor | None = None) -> tuple:
+    """Per-channel mean and standard deviation (population) of the pixels of the training images ``idx``.
+
+    >>> mean, std = channel_stats(load_images("digits"))
+    >>> mean.shape, 0.2 < float(mean) < 0.4
+    (torch.Size([1]), True)
+    """
+    u8 = data.train_u8 if idx is None else data.train_u8[idx]
+    x = u8.to(torch.float64) / float(data.levels)
+    mean = x.mean(dim=(0, 2, 3))
+    std = x.std(dim=(0, 2, 3), unbiased=False)
+    return mean.to(torch.float32), std.clamp_min(1e-12).to(torch.float32)
+
+
 def load_dataset(spec: str, size: int | None = None, seed: int = 0, device="cpu") -> Dataset:
-    """Load the data set ``spec`` on ``device``, up-sampled to ``size`` x ``size`` pixels.
+    """Load the data set ``spec`` on ``device``, up-sampled to ``size`` x ``size`` pixels, as float32.
+
+    The whole set at ``size`` (for the attack command and small evaluations);
+    ``pathstats train`` keeps :func:`load_images`' uint8 copy instead.
 
     Parameters
     ----------
@@ -377,21 +561,19 @@ def load_dataset(spec: str, size: int | None = None, seed: int = 0, device="cpu"
     native = native_size(spec)
     factor = _check_size(native, size, kind)
     _check_memory(kind, path, native, factor, device)
-    loader = {"digits": lambda: _digits(seed), "cifar10": lambda: _cifar(path), "folder": lambda: _folder(path)}[kind]
-    train_x, train_y, test_x, test_y, names, how = loader()
-    tensors = [torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in (train_x, train_y, test_x, test_y)]
-    if factor > 1:
-        tensors[0], tensors[2] = upsample(tensors[0], size), upsample(tensors[2], size)
-        how += f", up-sampled x{factor} by pixel copying"
+    images = load_images(spec, seed=seed, device=device)
+    to_float = BatchTransform(images.levels, factor)
+    train_x, test_x = to_float(images.train_u8), to_float(images.test_u8)
+    how = images.description + (f", up-sampled x{factor} by pixel copying" if factor > 1 else "")
     return Dataset(
         name=spec if size is None else f"{spec}@{size}",
-        train_x=tensors[0],
-        train_y=tensors[1],
-        test_x=tensors[2],
-        test_y=tensors[3],
-        classes=len(names),
-        input_shape=tuple(tensors[0].shape[1:]),
-        class_names=names,
+        train_x=train_x,
+        train_y=images.train_y,
+        test_x=test_x,
+        test_y=images.test_y,
+        classes=images.classes,
+        input_shape=tuple(train_x.shape[1:]),
+        class_names=images.class_names,
         description=how,
     )
 
