@@ -12,7 +12,14 @@ __all__ = ["Conv6"]
 
 
 class Conv6(InitialisedNet):
-    """Six ``conv3x3 -> BatchNorm -> ReLU`` blocks, strides 1,2,2,2,2,2, reflect padding, then a linear layer.
+    """An input BatchNorm, six ``conv3x3 -> BatchNorm -> ReLU`` blocks, strides 1,2,2,2,2,2, reflect padding,
+    then a linear layer.
+
+    The input BatchNorm (one per input channel, as the authors' ``ConvNet``) has
+    weight 1, bias 0 and running statistics (0, 1) at initialisation, and ``eps =
+    1e-12`` instead of PyTorch's 1e-5, so that in eval mode at initialisation it is
+    the identity to float precision (the model-mode predictions of ``conv6`` are
+    unchanged) while a constant channel in a training batch still gives 0, not 0/0.
 
     Parameters
     ----------
@@ -25,7 +32,7 @@ class Conv6(InitialisedNet):
 
     def __init__(self, input_shape=(3, 32, 32), classes=10, channels=64, strides=(1, 2, 2, 2, 2, 2)):
         super().__init__()
-        layers, c_in = [], input_shape[0]
+        layers, c_in = [nn.BatchNorm2d(input_shape[0], eps=1e-12)], input_shape[0]
         for stride in strides:
             layers += conv_bn_relu(c_in, channels, stride=stride)
             c_in = channels

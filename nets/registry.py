@@ -43,12 +43,30 @@ class Architecture:
     factory: Callable[..., nn.Module]
     image: bool = True  # reads 3 x s x s images; else a flat vector of d numbers
     channels: int = 3
+    width_option: str | None = "channels"  # the factory's keyword that sets the width (``build(channels=...)``)
+    native_side_option: bool = False  # the factory reads ``native_side`` (conv8's dilation)
 
     def default_shape(self, d: int) -> tuple:
         return shape_for_d(self, d)
 
-    def build(self, input_shape: tuple, classes: int = 10, **options) -> nn.Module:
-        """Build the module for an input shape (batch axis excluded), in eval mode."""
+    def build(self, input_shape: tuple, classes: int = 10, *, channels: int | None = None,
+              native_side: int | None = None, **options) -> nn.Module:
+        """Build the module for an input shape (batch axis excluded), in eval mode.
+
+        ``channels`` sets the width (every registered net has one: conv nets their
+        channels, ``resnet18``/``vgg`` their base width, ``fc`` its hidden widths);
+        ``native_side`` is the image side before up-sampling, read by nets whose
+        layout depends on it (``conv8``'s dilation) and ignored by the others.
+
+        >>> get("conv6").build((3, 32, 32), channels=8).classifier.in_features
+        8
+        """
+        if channels is not None:
+            if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+                raise PathstatsError(f"--channels must be a positive integer, got {channels!r}")
+            options[self.width_option] = channels
+        if native_side is not None and self.native_side_option:
+            options["native_side"] = native_side
         try:
             return self.factory(input_shape=tuple(input_shape), classes=classes, **options).eval()
         except (RuntimeError, ValueError) as exc:
@@ -58,20 +76,23 @@ class Architecture:
 ARCHITECTURES = {
     arch.name: arch
     for arch in [
-        Architecture("conv6", "paper 4.1: 6 x (conv3x3-BN-ReLU), 64 ch, strides 1,2,2,2,2,2, reflect pad, fc", Conv6),
-        Architecture("conv8", "paper G.1: 8 x (conv3x3-BN-ReLU) dilated size/32, 2x2 max pools, global max pool, fc", Conv8),
+        Architecture("conv6", "paper 4.1: input BN, 6 x (conv3x3-BN-ReLU), 64 ch, strides 1,2,2,2,2,2, reflect pad, fc",
+                     Conv6),
+        Architecture("conv8", "paper G.1: 8 x (conv3x3-BN-ReLU) dilated size/native side (32 by default), 2x2 max pools, "
+                     "global max pool, fc", Conv8, native_side_option=True),
         Architecture("conv6-avgpool", "paper App. B: 6 conv blocks, 2x2 avg pool after blocks 2,4,6, global avg pool, fc",
                      lambda **kw: PooledConv6(downsampling="avgpool", **kw)),
         Architecture("conv6-maxpool", "paper App. B: as conv6-avgpool with 2x2 max pools", lambda **kw: PooledConv6(downsampling="maxpool", **kw)),
         Architecture("conv6-strided", "paper App. B: as conv6-avgpool, blocks 2,4,6 convolve with stride 2 instead",
                      lambda **kw: PooledConv6(downsampling="strided", **kw)),
-        Architecture("fc", "Theorem 4: fully connected ReLU net, 3 hidden layers of 512, linear logits", FullyConnected, image=False),
+        Architecture("fc", "Theorem 4: fully connected ReLU net, 3 hidden layers of 512, linear logits",
+                     lambda channels=512, **kw: FullyConnected(widths=(channels,) * 3, **kw), image=False),
         Architecture("resnet", "residual net: stem, 3 identity-skip basic blocks (32 ch, zero pad), global avg pool, fc", ResNet),
         Architecture("resnet18", "torchvision-style ResNet-18: 7x7/2 stem, 3x3/2 max pool, 4 x 2 post-add-ReLU basic blocks "
-                     "(64-512 ch, 1x1 conv+BN shortcuts), global avg pool, fc; option width", ResNet18),
+                     "(64-512 ch, 1x1 conv+BN shortcuts), global avg pool, fc; option width", ResNet18, width_option="width"),
         Architecture("resnet18-nopool", "resnet18 without the stem max pooling (the CIFAR habit); option width",
-                     lambda **kw: ResNet18(stem_pool=False, **kw)),
-        Architecture("vgg", "VGG-11 layout: 8 x (conv3x3-BN-ReLU), 2x2 max pools, 64-512 ch, global avg pool, fc; option width", VGG),
+                     lambda **kw: ResNet18(stem_pool=False, **kw), width_option="width"),
+        Architecture("vgg", "VGG-11 layout: 8 x (conv3x3-BN-ReLU), 2x2 max pools, 64-512 ch, global avg pool, fc; option width", VGG, width_option="width"),
     ]
 }
 
