@@ -64,7 +64,8 @@ class Architecture:
         if channels is not None:
             if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
                 raise PathstatsError(f"--channels must be a positive integer, got {channels!r}")
-            options[self.width_option] = channels
+            # fc's width is that of each of its three hidden layers
+            options[self.width_option] = (channels,) * 3 if self.width_option == "widths" else channels
         if native_side is not None and self.native_side_option:
             options["native_side"] = native_side
         try:
@@ -86,7 +87,7 @@ ARCHITECTURES = {
         Architecture("conv6-strided", "paper App. B: as conv6-avgpool, blocks 2,4,6 convolve with stride 2 instead",
                      lambda **kw: PooledConv6(downsampling="strided", **kw)),
         Architecture("fc", "Theorem 4: fully connected ReLU net, 3 hidden layers of 512, linear logits",
-                     lambda channels=512, **kw: FullyConnected(widths=(channels,) * 3, **kw), image=False),
+                     FullyConnected, image=False, width_option="widths"),
         Architecture("resnet", "residual net: stem, 3 identity-skip basic blocks (32 ch, zero pad), global avg pool, fc", ResNet),
         Architecture("resnet18", "torchvision-style ResNet-18: 7x7/2 stem, 3x3/2 max pool, 4 x 2 post-add-ReLU basic blocks "
                      "(64-512 ch, 1x1 conv+BN shortcuts), global avg pool, fc; option width", ResNet18, width_option="width"),

@@ -24,6 +24,8 @@ it into ``eps_p = eps_inf d^(1/p)`` (the paper's eq. 3).
 
 from __future__ import annotations
 
+import contextlib
+
 import math
 from typing import Sequence
 
@@ -267,15 +269,25 @@ def step_for(norm) -> Step:
     return _STEPS[parse_norm(norm)]
 
 
-def _check_bounds(x: torch.Tensor, bounds: Sequence[float]) -> tuple:
+def _check_bounds(x: torch.Tensor, bounds) -> tuple | None:
+    """``(low, high)`` as floats, or as tensors on ``x``'s device broadcasting against an
+    input (a per-channel box ``C x 1 x 1``, e.g. normalised pixels); None: no box."""
+    if bounds is None:
+        return None
     try:
-        low, high = (float(b) for b in bounds)
-    except (TypeError, ValueError):
+        low, high = bounds
+        if torch.is_tensor(low) or torch.is_tensor(high):
+            low, high = (torch.as_tensor(b, dtype=x.dtype, device=x.device) for b in (low, high))
+            ordered = bool((low < high).all())
+        else:
+            low, high = float(low), float(high)
+            ordered = low < high
+    except (TypeError, ValueError, RuntimeError):
         raise AttackError(f"bounds must be a pair (low, high), got {bounds!r}") from None
-    if not low < high:
+    if not ordered:
         raise AttackError(f"bounds must satisfy low < high, got {bounds!r}")
-    if x.numel() and (float(x.min()) < low or float(x.max()) > high):
-        raise AttackError(f"inputs must lie in bounds {(low, high)}, found values in [{float(x.min()):.4g}, {float(x.max()):.4g}]; "
+    if x.numel() and (bool((x < low).any()) or bool((x > high).any())):
+        raise AttackError(f"inputs must lie in bounds, found values in [{float(x.min()):.4g}, {float(x.max()):.4g}]; "
                           "rescale the data or pass its bounds")
     return low, high
 
@@ -312,18 +324,21 @@ def _ascend(model: nn.Module, x0: torch.Tensor, y: torch.Tensor, eps: float, ste
     It ascends the cross-entropy, or the objective whose input gradient ``gradient(x)``
     returns (e.g. the logit-space loss of :func:`pathstats.robust.opnorm.logit_pgd`).
     """
-    low, high = bounds
-    x = x0 if start is None else (x0 + start).clamp(low, high)
+    def clip(z: torch.Tensor) -> torch.Tensor:
+        return z if bounds is None else z.clamp(*bounds)
+
+    x = x0 if start is None else clip(x0 + start)
     for _ in range(steps):
         grad = loss_and_input_gradients(model, x, y)[1] if gradient is None else gradient(x)
         x = x + step_size * step.direction(grad)
         x = x0 + step.project(x - x0, eps)
-        x = x.clamp(low, high)
+        x = clip(x)
     return x.detach()
 
 
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm="inf", steps: int = 7,
-        step_size: float | None = None, random_start: bool = True, bounds=(0.0, 1.0), seed: int | None = None) -> torch.Tensor:
+        step_size: float | None = None, random_start: bool = True, bounds=(0.0, 1.0), seed: int | None = None,
+        mode: str = "eval") -> torch.Tensor:
     """Projected gradient ascent on the cross-entropy within the l_p ball of radius ``eps``.
 
     Parameters
@@ -344,9 +359,15 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm="in
     random_start : bool, default True
         Start uniformly in the ball (then clipped to the box).
     bounds : (float, float), default (0, 1)
-        The box inputs live in.
+        The box inputs live in (floats, or per-channel tensors ``C x 1 x 1``);
+        None: no box, no clipping.
     seed : int, optional
         Seeds the random start (a generator on the model's device).
+    mode : {"eval", "train"}, default "eval"
+        ``"eval"`` runs the model in eval mode (modes restored after); ``"train"``
+        leaves the model in the mode it is in (adversarial training as in the
+        authors' code: BatchNorm normalises with each step's batch statistics, and
+        updates its running statistics unless the caller freezes them).
 
     Returns
     -------
@@ -372,12 +393,15 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm="in
     bounds = _check_bounds(x, bounds)
     x0, y0 = _to_model(model, x, y)
     start = step.random_start(x0, eps, _generator(x0.device, seed)) if random_start else None
-    with eval_mode(model):
+    if mode not in ("eval", "train"):
+        raise AttackError(f"mode must be 'eval' or 'train', got {mode!r}")
+    with eval_mode(model) if mode == "eval" else contextlib.nullcontext():
         x_adv = _ascend(model, x0, y0, eps, step, steps, step_size, start, bounds)
     return x_adv.to(x.device).contiguous()
 
 
-def fgm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm="inf", bounds=(0.0, 1.0)) -> torch.Tensor:
+def fgm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm="inf", bounds=(0.0, 1.0),
+        mode: str = "eval") -> torch.Tensor:
     """One gradient step of size ``eps``: FGSM for l_inf, the fast gradient method for l2.
 
     Equal to :func:`pgd` with ``steps=1, step_size=eps, random_start=False``.
@@ -390,7 +414,7 @@ def fgm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm="in
     >>> torch.allclose(delta.abs(), torch.full((2, 4), 0.1))
     True
     """
-    return pgd(model, x, y, eps, norm=norm, steps=1, step_size=eps, random_start=False, bounds=bounds)
+    return pgd(model, x, y, eps, norm=norm, steps=1, step_size=eps, random_start=False, bounds=bounds, mode=mode)
 
 
 def _class_gradients(model: nn.Module, x: torch.Tensor, ranked: torch.Tensor):

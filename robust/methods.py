@@ -18,12 +18,15 @@ Conventions (Simon-Gabriel et al. 2019, where they matter):
   gradient rescaled);
 * adversarial augmentation is 50/50 (eq. 5), PGD training uses the adversarial
   loss alone (Madry et al.);
-* attacks run in eval mode and clip to the box, so BatchNorm running statistics
-  are updated by exactly one training forward per step: the clean batch (the
+* the attacks inside the adversarial losses run in the model mode ``adv_mode``
+  (``"eval"``, the default, or ``"train"``, the authors' code: BatchNorm uses each
+  attack step's batch statistics) and clip to the box if ``adv_clip`` (default;
+  the authors' code does not clip).  Either way BatchNorm running statistics are
+  updated by exactly one training forward per step: the clean batch (the
   adversarial batch for ``pgd``).  Every further training-mode forward (the
-  adversarial half of ``fgsm``, the finite-difference probe, the power iteration)
-  uses its own batch statistics but leaves the running statistics as they were
-  (:func:`frozen_batchnorm_stats`).
+  adversarial half of ``fgsm``, a train-mode attack, the finite-difference probe,
+  the power iteration) uses its own batch statistics but leaves the running
+  statistics as they were (:func:`frozen_batchnorm_stats`).
 
 The model is in train mode when a loss is called (the training loop's job).  With
 BatchNorm in train mode the rows of a batch interact through the batch statistics,
@@ -60,12 +63,21 @@ __all__ = [
     "finite_difference_direction",
     "finite_difference_penalty",
     "OPTION_DEFAULTS",
+    "OPNORM_FORMS",
+    "ADV_MODES",
     "methods_table_rst",
 ]
 
 #: Defaults of the options a loss reads from its ``config`` (any object with these
 #: attributes, e.g. :class:`pathstats.robust.train.TrainConfig`; None means these).
-OPTION_DEFAULTS = {"fd_h": 0.01, "opnorm_p": "2", "opnorm_q": "2", "opnorm_iters": 5, "pgd_steps": 7}
+OPTION_DEFAULTS = {"fd_h": 0.01, "opnorm_p": "2", "opnorm_q": "2", "opnorm_iters": 5, "pgd_steps": 7,
+                   "adv_mode": "eval", "adv_clip": True, "opnorm_form": "eq13"}
+
+#: ``opnorm_form`` values: the penalty ``||J v||_q`` (Roth et al. eq. 13) or its square
+#: (eq. 7 for p = q = 2, the squared data-dependent spectral norm their experiments use).
+OPNORM_FORMS = ("squared", "eq13")
+#: ``adv_mode`` values: the model mode of the attacks inside the adversarial training losses.
+ADV_MODES = ("train", "eval")
 
 
 class MethodError(PathstatsError, ValueError):
@@ -137,9 +149,21 @@ def _gradient_penalty(q: float) -> Callable:
     return loss
 
 
+def _attack_settings(model: nn.Module, config, bounds) -> tuple:
+    """``(context, bounds)`` of a training attack under ``adv_mode`` and ``adv_clip``: a
+    train-mode attack runs with frozen BatchNorm statistics; no clipping means no box."""
+    mode, clip = _option(config, "adv_mode"), bool(_option(config, "adv_clip"))
+    if mode not in ADV_MODES:
+        raise MethodError(f"adv_mode must be one of {', '.join(ADV_MODES)}, got {mode!r}")
+    context = frozen_batchnorm_stats(model) if mode == "train" else contextlib.nullcontext()
+    return mode, context, (bounds if clip else None)
+
+
 def _augmentation(norm) -> Callable:
     def loss(model, x, y, eps_p, config=None, *, bounds=(0.0, 1.0), seed=None):
-        x_adv = fgm(model, x, y, eps_p, norm=norm, bounds=bounds).detach()
+        mode, context, box = _attack_settings(model, config, bounds)
+        with context:
+            x_adv = fgm(model, x, y, eps_p, norm=norm, bounds=box, mode=mode).detach()
         clean = F.cross_entropy(model(x), y)
         with frozen_batchnorm_stats(model):
             adversarial = F.cross_entropy(model(x_adv), y)
@@ -153,9 +177,11 @@ def _loss_fgsm_through(model, x, y, eps_p, config=None, *, bounds=(0.0, 1.0), se
     # gradient reaches the parameters through delta = eps sign(dL/dx) too.  The sign
     # has derivative 0 almost everywhere, so for l_inf the parameter gradient equals
     # fgsm's; only the cost differs (tests check both facts).
-    with eval_mode(model):
+    mode, context, box = _attack_settings(model, config, bounds)
+    with context, (eval_mode(model) if mode == "eval" else contextlib.nullcontext()):
         _, grad = loss_and_input_gradients(model, x, y, create_graph=True)
-    x_adv = torch.clamp(x + eps_p * step_for("inf").direction(grad), *bounds)
+    x_adv = x + eps_p * step_for("inf").direction(grad)
+    x_adv = x_adv if box is None else torch.clamp(x_adv, *box)
     clean = F.cross_entropy(model(x), y)
     with frozen_batchnorm_stats(model):
         adversarial = F.cross_entropy(model(x_adv), y)
@@ -164,8 +190,10 @@ def _loss_fgsm_through(model, x, y, eps_p, config=None, *, bounds=(0.0, 1.0), se
 
 def _loss_pgd(model, x, y, eps_p, config=None, *, bounds=(0.0, 1.0), seed=None):
     steps = int(_option(config, "pgd_steps"))
-    x_adv = pgd(model, x, y, eps_p, norm="inf", steps=steps, step_size=0.2 * eps_p, random_start=True,
-                bounds=bounds, seed=seed).detach()
+    mode, context, box = _attack_settings(model, config, bounds)
+    with context:
+        x_adv = pgd(model, x, y, eps_p, norm="inf", steps=steps, step_size=0.2 * eps_p, random_start=True,
+                    bounds=box, seed=seed, mode=mode).detach()
     return F.cross_entropy(model(x_adv), y)
 
 
@@ -278,6 +306,13 @@ def _loss_opnorm(model, x, y, eps_p, config=None, *, bounds=(0.0, 1.0), seed=Non
     penalty, logits = operator_norm_penalty(model, x, parse_norm(_option(config, "opnorm_p")),
                                             parse_norm(_option(config, "opnorm_q")),
                                             iters=int(_option(config, "opnorm_iters")), seed=seed, return_logits=True)
+    form = _option(config, "opnorm_form")
+    if form not in OPNORM_FORMS:
+        raise MethodError(f"opnorm_form must be one of {', '.join(OPNORM_FORMS)}, got {form!r}")
+    if form == "squared":
+        # the value is ||J v||_q and its graph carries that value's weight gradient, so the
+        # square's gradient is 2 ||J v||_q times it: Roth et al.'s eq. 7 for p = q = 2
+        penalty = penalty ** 2
     return F.cross_entropy(logits, y) + eps_p * penalty.mean()
 
 
@@ -351,8 +386,9 @@ METHODS: dict[str, Method] = {
                "Finlay & Oberman 2019, Sec. 3.1, Alg. 1", None, _finite_difference(2.0)),
         Method("fd-l1", "L + eps ((L(x + h d) - L(x))/h)^2, d = sign(g)/sqrt(N) detached: ~ eps ||dL/dx||_1^2 / N",
                "Finlay & Oberman 2019, Sec. 3.1", None, _finite_difference(1.0)),
-        Method("opnorm", "L + eps ||J_f(x)||_(p,q) by power iteration (--opnorm-p/-q, default 2, 2)",
-               "Roth et al. 2020, eq. 13", None, _loss_opnorm),
+        Method("opnorm", "L + eps ||J_f(x)||_(p,q) by power iteration (--opnorm-p/-q, default 2, 2); "
+               "squared with --opnorm-form squared",
+               "Roth et al. 2020, eq. 13 (eq. 7 squared)", None, _loss_opnorm),
     ]
 }
 
