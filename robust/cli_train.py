@@ -43,7 +43,8 @@ def register(commands) -> None:
     parser.add_argument("--lr", type=float, metavar="LR", help=f"SGD learning rate (momentum 0.9): default {digits['lr']} "
                         f"on digits, {other['lr']} otherwise")
     parser.add_argument("--schedule", choices=SCHEDULES, default="cosine",
-                        help="learning-rate schedule, per step (default cosine, down to 0)")
+                        help="learning-rate schedule, per step (default cosine, down to 0; halving: the authors', "
+                        "needs --val-split)")
     parser.add_argument("--weight-decay", type=float, default=0.0, metavar="W", help="SGD weight decay (default 0)")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of initialisation, shuffling and attacks (default 0)")
     parser.add_argument("--device", default="cpu", metavar="D", help="cpu (default), cuda or cuda:N")
@@ -59,6 +60,37 @@ def register(commands) -> None:
     parser.add_argument("--steps-per-epoch", type=int, metavar="N", help="at most N optimisation steps per epoch")
     parser.add_argument("--max-steps", type=int, metavar="N",
                         help="stop after N steps of this invocation, with a checkpoint (repeat the command to continue)")
+    protocol = parser.add_argument_group("the papers' protocols")
+    protocol.add_argument("--normalise", action="store_true",
+                          help="normalise each channel by the training split's mean and standard deviation (the paper's "
+                          "sigma ~ .2); --eps and --eval-eps are then in normalised units")
+    protocol.add_argument("--augment", default="", metavar="A",
+                          help="crop, flip or crop,flip: random crop with zero padding, horizontal flip, at the native size "
+                          "before up-sampling (the authors' code); default none")
+    protocol.add_argument("--crop-pad", type=int, metavar="P", help="padding of the random crop (default native side / 8: "
+                          "4 px on CIFAR-10, 1 px on digits)")
+    protocol.add_argument("--val-split", type=int, default=0, metavar="N",
+                          help="hold N training images out for validation (fixed subset; the authors: 5000 on CIFAR-10)")
+    protocol.add_argument("--halve-every", type=int, default=30, metavar="N",
+                          help="--schedule halving: halve the rate every N epochs from the best-validation weights (default 30)")
+    protocol.add_argument("--channels", type=int, metavar="C", help="width of the registered net (default the net's)")
+    protocol.add_argument("--limit-train", type=int, metavar="N", help="use only the first N training images")
+    protocol.add_argument("--limit-test", type=int, metavar="N", help="use only the first N test images")
+    protocol.add_argument("--eval-batch", type=int, metavar="B",
+                          help="images per evaluation batch (default min(256, max(8, 2^21 / d)))")
+    protocol.add_argument("--eval-every", type=int, default=1, metavar="N",
+                          help="evaluate every N epochs (the initialisation and the last epoch always; default 1)")
+    protocol.add_argument("--adv-mode", choices=("eval", "train"), default="eval",
+                          help="model mode of the attacks in adversarial training (default eval; the authors: train)")
+    protocol.add_argument("--adv-clip", action=argparse.BooleanOptionalAction, default=True,
+                          help="clip training attacks to the input box (default yes; the authors: no)")
+    protocol.add_argument("--eval-steps", type=int, default=7, metavar="N", help="steps of the evaluation PGD (default 7)")
+    protocol.add_argument("--eval-step-frac", type=float, default=0.2, metavar="F",
+                          help="step of the evaluation PGD as a fraction of --eval-eps (default 0.2)")
+    protocol.add_argument("--eval-random-start", action=argparse.BooleanOptionalAction, default=True,
+                          help="random start of the evaluation PGD (default yes; the authors: no)")
+    protocol.add_argument("--opnorm-form", choices=("eq13", "squared"), default="eq13",
+                          help="opnorm's penalty: eq13 ||J v||_q (default) or squared (Roth et al. eq. 7)")
     parser.add_argument("--out", required=True, metavar="DIR", help="run folder: config.json, metrics.jsonl, "
                         "checkpoint.pt, result.json")
     parser.add_argument("--json", action="store_true", help="print result.json's object")
@@ -73,7 +105,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         batch=args.batch, lr=args.lr, seed=args.seed, device=args.device, eval_eps=args.eval_eps, fd_h=args.fd_h,
         opnorm_p=args.opnorm_p, opnorm_q=args.opnorm_q, opnorm_iters=args.opnorm_iters, weight_decay=args.weight_decay,
         schedule=args.schedule, steps_per_epoch=args.steps_per_epoch, eval_n=args.eval_n,
-        train_eval_n=args.train_eval_n,
+        train_eval_n=args.train_eval_n, normalise=args.normalise, augment=args.augment, crop_pad=args.crop_pad,
+        val_split=args.val_split, halve_every=args.halve_every, channels=args.channels, limit_train=args.limit_train,
+        limit_test=args.limit_test, eval_batch=args.eval_batch, eval_every=args.eval_every, adv_mode=args.adv_mode,
+        adv_clip=args.adv_clip, eval_steps=args.eval_steps, eval_step_frac=args.eval_step_frac,
+        eval_random_start=args.eval_random_start, opnorm_form=args.opnorm_form,
     )
 
 

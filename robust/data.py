@@ -64,6 +64,7 @@ __all__ = [
     "channel_stats",
     "upsampling_factor",
     "native_size",
+    "native_shape",
     "upsample",
     "minimum_size",
     "check_model_input",
@@ -183,6 +184,25 @@ def native_size(spec: str) -> tuple[int, int]:
     folder = os.path.join(path, "train", c)
     with Image.open(os.path.join(folder, _image_files(folder)[0])) as image:
         return (image.height, image.width)
+
+
+def native_shape(spec: str) -> tuple[int, int, int]:
+    """Channels, height and width of the images of ``spec`` before up-sampling (a folder's
+    channels judged from its first training image).
+
+    >>> native_shape("digits")
+    (1, 8, 8)
+    """
+    kind, path = _parse(spec)
+    h, w = native_size(spec)
+    if kind == "digits":
+        return (1, h, w)
+    if kind == "cifar10":
+        return (3, h, w)
+    c = _folder_classes(path)[0]
+    folder = os.path.join(path, "train", c)
+    _, colour = _read_image(os.path.join(folder, _image_files(folder)[0]))
+    return (3 if colour else 1, h, w)
 
 
 def _check_size(native: tuple[int, int], size: int | None, name: str) -> int:
@@ -386,17 +406,20 @@ class ImageData:
         """Float32 pixels in ``[0, 1]`` of uint8 levels (exact: ``level / levels``)."""
         return u8.to(torch.float32) / float(self.levels)
 
-    def split_validation(self, n: int) -> tuple:
-        """``(train_idx, val_idx)``: ``n`` training images held out, fixed (a permutation seeded 0).
+    def split_validation(self, n: int, limit: int | None = None) -> tuple:
+        """``(train_idx, val_idx)`` of the first ``limit`` training images (default all):
+        ``n`` of them held out for validation, fixed (a permutation seeded 0), both sorted.
 
         >>> data = load_images("digits")
         >>> train, val = data.split_validation(100)
         >>> len(train), len(val), len(set(train.tolist()) & set(val.tolist()))
         (1338, 100, 0)
+        >>> [len(i) for i in data.split_validation(10, limit=50)]
+        [40, 10]
         """
-        total = self.train_u8.shape[0]
+        total = self.train_u8.shape[0] if limit is None else min(int(limit), self.train_u8.shape[0])
         if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n < total:
-            raise DataError(f"--val-split must be an integer in 0..{total - 1} (the {total} training images), got {n!r}")
+            raise DataError(f"--val-split must be an integer in 0..{total - 1} (the {total} training images used), got {n!r}")
         order = torch.randperm(total, generator=torch.Generator().manual_seed(0))
         val = order[:n].sort().values
         train = order[n:].sort().values

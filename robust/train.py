@@ -25,7 +25,9 @@ a global generator).  A different configuration on the same folder is refused.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import io
 import json
 import math
@@ -48,9 +50,10 @@ from pathstats.errors import PathstatsError
 from pathstats.progress import progress as progress_bar
 from pathstats.provenance import provenance
 
-from .attacks import norm_name
-from .data import check_data_spec, check_model_input, load_dataset
-from .methods import get_method
+from .attacks import lp_radius, norm_name
+from .data import (BatchTransform, DataError, channel_stats, check_data_spec, check_model_input, load_images,
+                   native_shape, native_size, parse_augment, upsampling_factor)
+from .methods import ADV_MODES, OPNORM_FORMS, get_method
 from .vulnerability import vulnerability
 
 __all__ = [
@@ -64,6 +67,7 @@ __all__ = [
     "EVAL_FIELDS",
     "DATA_DEFAULTS",
     "SCHEDULES",
+    "default_eval_batch",
 ]
 
 CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE, RESULT_FILE = "config.json", "metrics.jsonl", "checkpoint.pt", "result.json"
@@ -78,8 +82,10 @@ DATA_DEFAULTS = {
 }
 
 #: Learning-rate schedules, stepped once per optimisation step: ``cosine`` (from lr
-#: down to 0 over the run), ``step`` (x0.1 at 50% and 75% of the steps), ``constant``.
-SCHEDULES = ("cosine", "step", "constant")
+#: down to 0 over the run), ``step`` (x0.1 at 50% and 75% of the steps), ``constant``,
+#: ``halving`` (the authors' code: x0.5 every ``halve_every`` epochs, each time
+#: restarting from the weights of the best validation accuracy so far).
+SCHEDULES = ("cosine", "step", "constant", "halving")
 
 #: Fields that may differ between two commands on the same folder.
 _NOT_IDENTITY = ("device",)
@@ -142,6 +148,48 @@ class TrainConfig:
     train_eval_n : int
         Size of the fixed training subset evaluated each epoch (the same images for
         every seed and epoch).
+    normalise : bool
+        Normalise each channel by the mean and standard deviation of the training
+        images (the paper's "normalised, sigma ~ .2"); the network, the attacks and
+        ``eps``/``eval_eps`` then live in normalised units, and the attacks' box is
+        the normalised image of ``[0, 1]``.
+    augment : str
+        ``""``, ``"crop"``, ``"flip"`` or ``"crop,flip"``: random crop of the image
+        padded with ``crop_pad`` zero pixels, horizontal flip (the authors' code);
+        at the native size, before up-sampling, drawn from ``(seed, epoch, step)``.
+    crop_pad : int, optional
+        Default ``round(native side / 8)``: 4 px for CIFAR-10, 1 px for digits.
+    val_split : int
+        Training images held out for validation (a fixed subset, seed 0; the
+        authors: 5000 of CIFAR-10's 50000); 0: none.
+    halve_every : int
+        The ``halving`` schedule's period in epochs (authors: 30).
+    channels : int, optional
+        Width of the registered net (``nets.build(channels=...)``); default the net's.
+    limit_train, limit_test : int, optional
+        Use only the first N training / test images (smoke runs).
+    eval_batch : int, optional
+        Images per evaluation batch; default ``min(256, max(8, 2**21 // d))``, so
+        that an evaluation batch holds at most about 8 MB of input whatever ``size``.
+    eval_every : int
+        Evaluate every N epochs (epoch 0, the initialisation, and the last epoch always).
+    adv_mode : str
+        Model mode of the attacks inside the adversarial training losses: ``"eval"``
+        (default: the attack is the one :mod:`pathstats.robust.attacks` defines and
+        the evaluation measures, independent of the batch) or ``"train"`` (the
+        authors' code: BatchNorm uses the batch statistics; the running statistics
+        are left alone either way).
+    adv_clip : bool
+        Clip training attacks to the input box (default True: training examples are
+        images, as the evaluation attack's are); the authors' code does not clip.
+    eval_steps, eval_step_frac, eval_random_start :
+        The per-epoch evaluation PGD: steps, step size as a fraction of
+        ``eval_eps``, random start (defaults 7, 0.2, True: the paper's Section 4.1;
+        the authors' test attack is 10 steps of ``eps / 7.5``, no random start).
+    opnorm_form : str
+        ``"eq13"`` (default, the penalty ``||J v||_q`` of Roth et al.'s eq. 13, as
+        before) or ``"squared"`` (its square: eq. 7, the squared data-dependent
+        spectral norm their experiments penalise).
     """
 
     arch: str
@@ -165,6 +213,22 @@ class TrainConfig:
     steps_per_epoch: int | None = None
     eval_n: int | None = None
     train_eval_n: int = 500
+    normalise: bool = False
+    augment: str = ""
+    crop_pad: int | None = None
+    val_split: int = 0
+    halve_every: int = 30
+    channels: int | None = None
+    limit_train: int | None = None
+    limit_test: int | None = None
+    eval_batch: int | None = None
+    eval_every: int = 1
+    adv_mode: str = "eval"
+    adv_clip: bool = True
+    eval_steps: int = 7
+    eval_step_frac: float = 0.2
+    eval_random_start: bool = True
+    opnorm_form: str = "eq13"
 
     def to_dict(self) -> dict:
         """The configuration as a JSON-ready dict.
@@ -206,7 +270,67 @@ class TrainConfig:
         defaults = DATA_DEFAULTS["digits" if self.data == "digits" else "other"]
         filled = {k: (defaults[k] if getattr(self, k) is None else getattr(self, k)) for k in defaults}
         norms = {k: norm_name(getattr(self, k)) for k in ("opnorm_p", "opnorm_q")}
+        if self.crop_pad is None and isinstance(self.augment, str) and "crop" in self.augment:
+            try:
+                filled["crop_pad"] = int(round(native_size(self.data)[-1] / 8))
+            except DataError:
+                pass  # validate() refuses the data spec with its own message
         return dataclasses.replace(self, **filled, **norms)
+
+    def units(self, *, std: list | None = None, d: int | None = None) -> dict:
+        """Every strength of the run in normalised and pixel-range units, with its l_p radii.
+
+        With ``normalise`` the strengths are in normalised units; ``sigma`` (the mean of
+        the per-channel standard deviations ``std`` of the training pixels, measured
+        from the data when not given) converts them: an l_inf radius ``eps`` in
+        normalised units is ``eps * std_c`` in pixel-range units on channel ``c``
+        (``pixel`` gives ``eps * sigma``, the paper's "multiply by .2").  Radii of the
+        norm-``p`` methods and of the evaluation attack come with ``eps_p = eps
+        d^(1/p)`` for p = inf, 2, 1; a regularisation constant ``lam`` of a penalty
+        homogeneous of degree ``k`` in the input gradient is ``lam sigma^k`` in pixel
+        units (``k`` 2 for crosslip, fd-* and squared opnorm, 1 for eq13 opnorm).
+
+        Examples
+        --------
+        >>> u = TrainConfig("fc", method="pgd", eps=0.01, normalise=True).units(std=[0.2], d=64)
+        >>> u["input_units"], u["eps"]["normalised"]["inf"], round(u["eps"]["pixel"]["inf"], 6), u["eps"]["normalised"]["2"]
+        ('normalised', 0.01, 0.002, 0.08)
+        """
+        c = self.resolved()
+        method = get_method(c.method)
+        if d is None:
+            channels, h, w = native_shape(c.data)
+            factor = upsampling_factor(c.data, c.size)
+            d = channels * h * w * factor**2
+        if std is None:
+            std = _measured_std(c.data, c.val_split, c.limit_train) if c.normalise else None
+        sigma = None if std is None else float(sum(std) / len(std))
+
+        def both(value: float, degree: int) -> dict:
+            # value in the run's units -> (normalised, pixel); pixel = normalised * sigma^degree
+            if c.normalise:
+                norm_value, pixel = value, (None if sigma is None else value * sigma**degree)
+            else:
+                pixel, norm_value = value, (None if sigma is None else value / sigma**degree)
+            return {"normalised": norm_value, "pixel": pixel}
+
+        def radii(value: float) -> dict:
+            out = {}
+            for unit, v in both(value, 1).items():
+                out[unit] = None if v is None else {p: float(lp_radius(v, d, p)) for p in ("inf", "2", "1")}
+            if c.normalise and std is not None:
+                out["pixel_per_channel_inf"] = [value * s for s in std]
+            return out
+
+        if method.norm is not None:
+            eps = {"taken_as": f"eps_inf; the loss gets eps_{method.norm} = eps d^(1/{method.norm})", **radii(c.eps)}
+        else:
+            degree = {"crosslip": 2, "fd-l2": 2, "fd-l1": 2, "opnorm": 2 if c.opnorm_form == "squared" else 1}.get(
+                c.method, 0)
+            eps = {"taken_as": "regularisation constant", "degree": degree, **both(c.eps, degree)}
+        return {"input_units": "normalised" if c.normalise else "pixel", "d": d, "std": std, "sigma": sigma,
+                "eps": eps, "eval_eps": {"taken_as": "eps_inf of the evaluation PGD", **radii(c.eval_eps),
+                                         "step": c.eval_step_frac * c.eval_eps}}
 
     def validate(self) -> None:
         """Refuse, with a message saying what to do, anything that cannot run (no work done).
@@ -242,6 +366,28 @@ class TrainConfig:
             raise TrainError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
         norm_name(self.opnorm_p), norm_name(self.opnorm_q)
         _check_device(self.device)
+        for flag, value in (("--normalise", self.normalise), ("--adv-clip", self.adv_clip),
+                            ("--eval-random-start", self.eval_random_start)):
+            if not isinstance(value, bool):
+                raise TrainError(f"{flag} must be true or false, got {value!r}")
+        try:
+            parse_augment(self.augment)
+        except DataError as exc:
+            raise TrainError(str(exc)) from None
+        for flag, value, low in (("--crop-pad", self.crop_pad, 0), ("--val-split", self.val_split, 0),
+                                 ("--halve-every", self.halve_every, 1), ("--channels", self.channels, 1),
+                                 ("--limit-train", self.limit_train, 1), ("--limit-test", self.limit_test, 1),
+                                 ("--eval-batch", self.eval_batch, 1), ("--eval-every", self.eval_every, 1),
+                                 ("--eval-steps", self.eval_steps, 0)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
+                raise TrainError(f"{flag} must be an integer >= {low}, got {value!r}")
+        if self.schedule == "halving" and self.val_split < 1:
+            raise TrainError("--schedule halving restarts from the best-validation checkpoint: give --val-split N (N > 0)")
+        if self.adv_mode not in ADV_MODES:
+            raise TrainError(f"--adv-mode must be one of {', '.join(ADV_MODES)}, got {self.adv_mode!r}")
+        if self.opnorm_form not in OPNORM_FORMS:
+            raise TrainError(f"--opnorm-form must be one of {', '.join(OPNORM_FORMS)}, got {self.opnorm_form!r}")
+        _check_number("--eval-step-frac", self.eval_step_frac, low=0.0, strict=True)
 
 
 def _check_number(flag: str, value, low: float, strict: bool = False) -> None:
@@ -267,7 +413,11 @@ def _derived_seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0] >> 1)
 
 
-_SHUFFLE, _TRAIN_STEP, _EVAL_TEST, _EVAL_TRAIN = 1, 2, 3, 4
+_SHUFFLE, _TRAIN_STEP, _EVAL_TEST, _EVAL_TRAIN, _AUGMENT, _INIT = 1, 2, 3, 4, 5, 6
+
+
+def _jsonable(bounds) -> list:
+    return [b.flatten().tolist() if torch.is_tensor(b) else b for b in bounds]
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -281,31 +431,108 @@ EVAL_FIELDS = {"loss": "loss_clean", "accuracy": "accuracy_clean", "grad_l1": "g
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eval_eps: float, *, seed: int,
-             bounds=(0.0, 1.0)) -> dict:
+             bounds=(0.0, 1.0), steps: int = 7, step_frac: float = 0.2, random_start: bool = True,
+             batch: int | None = None, transform: BatchTransform | None = None) -> dict:
     """Loss, accuracy, gradient norms and l_inf PGD robustness of ``model`` on ``(x, y)``, in eval mode.
 
-    One call of :func:`~pathstats.robust.vulnerability.vulnerability` (PGD, l_inf,
-    radius ``eval_eps``, 7 steps of ``0.2 eval_eps``, random start, seeded).  Every
-    quantity of :data:`EVAL_FIELDS` is a mean over images with its standard error
-    ``*_se`` (sample standard deviation over ``sqrt(n)``): ``loss``, ``accuracy``,
-    ``grad_l1`` and ``grad_l2`` (per-sample ``||dL/dx||``), ``vulnerability``,
-    ``loss_damage``, ``accuracy_adv`` and Lemma 2's ``first_order_damage``
-    (``eval_eps E||dL/dx||_1``).
+    :func:`~pathstats.robust.vulnerability.vulnerability` (PGD, l_inf, radius
+    ``eval_eps``, ``steps`` steps of ``step_frac * eval_eps``, random start if
+    ``random_start``, seeded) on batches of ``batch`` images (default all at once);
+    with ``transform``, ``x`` holds uint8 images that each batch turns into inputs
+    (so no transformed copy of the whole set is ever held).  Every quantity of
+    :data:`EVAL_FIELDS` is a mean over images with its standard error ``*_se``
+    (sample standard deviation over ``sqrt(n)``, pooled exactly over the batches):
+    ``loss``, ``accuracy``, ``grad_l1`` and ``grad_l2`` (per-sample
+    ``||dL/dx||``), ``vulnerability``, ``loss_damage``, ``accuracy_adv`` and Lemma
+    2's ``first_order_damage`` (``eval_eps E||dL/dx||_1``).
 
     Examples
     --------
     >>> torch.manual_seed(0) and None
     >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
-    >>> r = evaluate(model, torch.rand(20, 1, 2, 2), torch.randint(0, 3, (20,)), 0.01, seed=0)
+    >>> x, y = torch.rand(20, 1, 2, 2), torch.randint(0, 3, (20,))
+    >>> r = evaluate(model, x, y, 0.01, seed=0)
     >>> r["n"], sorted(k for k in r if k.endswith("_se")) == sorted(k + "_se" for k in EVAL_FIELDS)
     (20, True)
+    >>> s = evaluate(model, x, y, 0.01, seed=0, random_start=False, batch=7)
+    >>> t = evaluate(model, x, y, 0.01, seed=0, random_start=False)
+    >>> abs(s["loss"] - t["loss"]) < 1e-6 and abs(s["loss_se"] - t["loss_se"]) < 1e-6
+    True
     """
-    measured = vulnerability(model, x, y, attack="pgd", norm="inf", eps=eval_eps, bounds=bounds, seed=seed,
-                             check=False)
-    out: dict[str, Any] = {"n": measured["n"]}
+    n = x.shape[0]
+    batch = n if batch is None else max(1, int(batch))
+    parts = []
+    for index, start in enumerate(range(0, n, batch)):
+        xb, yb = x[start:start + batch], y[start:start + batch]
+        if transform is not None:
+            xb = transform(xb)
+        measured = vulnerability(model, xb, yb, attack="pgd", norm="inf", eps=eval_eps, bounds=bounds,
+                                 seed=seed + 1000 * index, steps=steps, step_size=step_frac * eval_eps,
+                                 random_start=random_start, batch_size=batch, check=False)
+        parts.append((measured["n"], {key: (measured[key], measured[key + "_stderr"]) for key in EVAL_FIELDS.values()}))
+    out: dict[str, Any] = {"n": n}
     for name, key in EVAL_FIELDS.items():
-        out[name], out[name + "_se"] = measured[key], measured[key + "_stderr"]
+        out[name], out[name + "_se"] = _pooled([(m, mean_se[key]) for m, mean_se in parts])
     return out
+
+
+def _pooled(parts: list) -> tuple:
+    """Mean and standard error of the union of samples given as ``(n, (mean, se))`` per part."""
+    total = sum(n for n, _ in parts)
+    mean = sum(n * m for n, (m, _) in parts) / total
+    if total < 2:
+        return mean, math.nan
+    # sum of squares of each part from its mean and sample variance (se^2 n); a part of one sample has none
+    squares = sum((n - 1) * (se**2 * n if n > 1 else 0.0) + n * m**2 for n, (m, se) in parts)
+    var = max(squares - total * mean**2, 0.0) / (total - 1)
+    return mean, math.sqrt(var / total)
+
+
+@torch.no_grad()
+def _clean_evaluate(model: nn.Module, u8: torch.Tensor, y: torch.Tensor, transform: BatchTransform, batch: int) -> dict:
+    """Loss and accuracy (means and standard errors) in eval mode: the validation metrics."""
+    was_training = model.training
+    model.eval()
+    losses, correct = [], []
+    try:
+        for start in range(0, u8.shape[0], batch):
+            logits = model(transform(u8[start:start + batch]))
+            yb = y[start:start + batch]
+            losses.append(F.cross_entropy(logits, yb, reduction="none").double())
+            correct.append((logits.argmax(1) == yb).double())
+    finally:
+        model.train(was_training)
+    out = {}
+    for name, values in (("loss", torch.cat(losses)), ("accuracy", torch.cat(correct))):
+        n = values.numel()
+        out[name] = float(values.mean())
+        out[name + "_se"] = float(values.std() / math.sqrt(n)) if n > 1 else math.nan
+    out["n"] = int(u8.shape[0])
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _measured_std_cached(data: str, val_split: int, limit_train: int | None) -> tuple:
+    images = load_images(data)
+    train_idx, _ = images.split_validation(val_split, limit=limit_train)
+    return tuple(float(v) for v in channel_stats(images, train_idx)[1])
+
+
+def _measured_std(data: str, val_split: int, limit_train: int | None) -> list | None:
+    """Per-channel standard deviation of the training pixels, or None if the data are unreadable."""
+    try:
+        return list(_measured_std_cached(data, val_split, limit_train))
+    except DataError:
+        return None
+
+
+def default_eval_batch(d: int) -> int:
+    """Evaluation batch for inputs of ``d`` numbers: ``min(256, max(8, 2**21 // d))``.
+
+    >>> default_eval_batch(1024), default_eval_batch(3 * 256 * 256)
+    (256, 10)
+    """
+    return min(256, max(8, 2**21 // d))
 
 
 # --------------------------------------------------------------------------- files
@@ -416,7 +643,9 @@ def load_trained_model(out_dir: str, device: str = "cpu") -> tuple:
     with open(os.path.join(out_dir, CONFIG_FILE)) as f:
         stored = json.load(f)
     arch = stored["config"]["arch"]
-    model = nets.build(arch, tuple(int(n) for n in stored["input_shape"]), int(stored["classes"]))
+    native = stored.get("native_shape")  # runs before the uint8 pipeline lack it: conv8's default then, as they trained
+    model = nets.build(arch, tuple(int(n) for n in stored["input_shape"]), int(stored["classes"]),
+                       channels=stored["config"].get("channels"), native_side=None if native is None else int(native[-1]))
     model.load_state_dict(state["model"])
     return model.to(device).eval(), state
 
@@ -450,7 +679,12 @@ class _StopRequests:
 # --------------------------------------------------------------------------- training
 
 
-def _make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_steps: int):
+def _make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_steps: int, steps_per_epoch: int = 1,
+                    halve_every: int = 30):
+    if schedule == "halving":
+        # x0.5 at the start of epochs halve_every, 2 halve_every, ... (counted in steps, so exact on resume)
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 0.5 ** ((step // steps_per_epoch) // halve_every))
     if schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total_steps, 1))
     milestones = [] if schedule == "constant" else [total_steps // 2, (3 * total_steps) // 4]
@@ -531,41 +765,59 @@ def train(config: TrainConfig, out_dir: str, *, progress: bool = True, max_steps
     checkpoint = _load_checkpoint(out_dir) if has_checkpoint else None
 
     device = torch.device(config.device)
-    data = load_dataset(config.data, config.size, seed=0, device=device)
-    input_shape = tuple(data.input_shape)
+    images = load_images(config.data, seed=0, device=device)
+    factor = upsampling_factor(config.data, config.size)
+    train_idx, val_idx = images.split_validation(config.val_split, limit=config.limit_train)
+    mean, std = channel_stats(images, train_idx) if config.normalise else (None, None)
+    transform = BatchTransform(images.levels, factor, mean, std, parse_augment(config.augment), config.crop_pad or 0)
+    native = images.native_shape
+    input_shape = (native[0], native[1] * factor, native[2] * factor)
     check_model_input(config.arch, input_shape)
     torch.manual_seed(config.seed)
-    model = nets.build(config.arch, input_shape, data.classes).to(device)
+    model = nets.build(config.arch, input_shape, images.classes, channels=config.channels,
+                       native_side=native[-1]).to(device)
     channels_last = device.type == "cuda" and len(input_shape) == 3
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
-    n_train = data.train_x.shape[0]
+    n_train = int(train_idx.numel())
     steps_per_epoch = n_train // config.batch
     if steps_per_epoch < 1:
         raise TrainError(f"--batch {config.batch} is larger than the {n_train} training images; lower it")
     if config.steps_per_epoch is not None:
         steps_per_epoch = min(steps_per_epoch, config.steps_per_epoch)
     total_steps = steps_per_epoch * config.epochs
-    scheduler = _make_scheduler(optimizer, config.schedule, total_steps)
+    scheduler = _make_scheduler(optimizer, config.schedule, total_steps, steps_per_epoch, config.halve_every)
     d = math.prod(input_shape)
     strength = method.strength(config.eps, d)
+    bounds = tuple(b.to(device) if torch.is_tensor(b) else b for b in transform.bounds)
+    eval_batch = config.eval_batch or default_eval_batch(d)
+    units = config.units(std=None if std is None else [float(v) for v in std], d=d)
 
-    subset = torch.randperm(n_train, generator=torch.Generator().manual_seed(0))[:config.train_eval_n].to(device)
+    subset = train_idx[torch.randperm(n_train, generator=torch.Generator().manual_seed(0))[:config.train_eval_n].to(device)]
+    n_test = min(x for x in (config.eval_n, config.limit_test, images.test_u8.shape[0]) if x is not None)
     eval_sets = {
-        "test": (data.test_x[:config.eval_n], data.test_y[:config.eval_n]),
-        "train": (data.train_x[subset], data.train_y[subset]),
+        "test": (images.test_u8[:n_test], images.test_y[:n_test]),
+        "train": (images.train_u8[subset], images.train_y[subset]),
     }
+    val_set = (images.train_u8[val_idx], images.train_y[val_idx]) if config.val_split else None
 
     if checkpoint is None:
         write_json(os.path.join(out_dir, CONFIG_FILE), {
-            "config": config.to_dict(), "input_shape": list(input_shape), "d": d, "classes": data.classes,
+            "config": config.to_dict(), "input_shape": list(input_shape), "native_shape": list(native), "d": d,
+            "classes": images.classes,
             "method": {"name": method.name, "description": method.description, "source": method.source,
                        "norm": method.norm, "strength": strength},
-            "steps_per_epoch": steps_per_epoch, "provenance": provenance(seed=config.seed, device=config.device),
+            "units": units, "data": {"description": images.description, "train": n_train, "validation": config.val_split,
+                                     "test": n_test, "mean": None if mean is None else mean.tolist(),
+                                     "std": None if std is None else std.tolist(), "bounds": _jsonable(bounds),
+                                     "upsampling": factor},
+            "steps_per_epoch": steps_per_epoch, "eval_batch": eval_batch,
+            "provenance": provenance(seed=config.seed, device=config.device),
         })
         epoch, step_in_epoch, global_step, objective_sum, objective_count, elapsed = 0, 0, 0, 0.0, 0, 0.0
+        best = {"accuracy": -1.0, "epoch": None, "model": None}
         rows: list[dict] = []
     else:
         model.load_state_dict(checkpoint["model"])
@@ -575,7 +827,26 @@ def train(config: TrainConfig, out_dir: str, *, progress: bool = True, max_steps
         epoch, step_in_epoch, global_step = checkpoint["epoch"], checkpoint["step_in_epoch"], checkpoint["global_step"]
         objective_sum, objective_count, elapsed = (checkpoint["objective_sum"], checkpoint["objective_count"],
                                                    checkpoint["elapsed_s"])
+        best = checkpoint.get("best") or {"accuracy": -1.0, "epoch": None, "model": None}
         rows = _read_metrics(out_dir, epoch)
+
+    def evaluation_row(completed: int, lr: float, objective) -> dict:
+        """The metrics line of ``completed`` epochs (0: the initialisation)."""
+        row = {"epoch": completed, "step": global_step, "lr": lr, "objective": objective}
+        for split, (xs, ys) in eval_sets.items():
+            tag = _EVAL_TEST if split == "test" else _EVAL_TRAIN
+            # epoch e >= 1 keeps the seed (seed, tag, e - 1) of earlier versions; the initialisation has its own
+            seed = _derived_seed(config.seed, tag, completed - 1) if completed else _derived_seed(config.seed, tag, _INIT)
+            stats = evaluate(model, xs, ys, config.eval_eps, seed=seed, bounds=bounds, steps=config.eval_steps,
+                             step_frac=config.eval_step_frac, random_start=config.eval_random_start,
+                             batch=eval_batch, transform=transform)
+            prefix = "test_" if split == "test" else "train_"
+            for key, value in stats.items():
+                if key.startswith(("vulnerability", "loss_damage", "accuracy_adv")) and split == "test":
+                    row[key] = value  # the SPEC's unprefixed names are the test split's
+                row[prefix + key] = value
+        row["eval_eps"] = config.eval_eps
+        return row
 
     def checkpoint_now() -> None:
         _save_checkpoint(out_dir, {
@@ -583,6 +854,7 @@ def train(config: TrainConfig, out_dir: str, *, progress: bool = True, max_steps
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": _rng_states(),
             "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
             "objective_sum": objective_sum, "objective_count": objective_count, "elapsed_s": elapsed,
+            "best": best,
         })
 
     steps_this_call = 0
@@ -591,17 +863,26 @@ def train(config: TrainConfig, out_dir: str, *, progress: bool = True, max_steps
                        unit="step", disable=not progress)
     try:
         with _StopRequests() as stop:
+            if epoch == 0 and step_in_epoch == 0 and not any(row.get("epoch") == 0 for row in rows):
+                row = evaluation_row(0, scheduler.get_last_lr()[0], None)
+                if val_set is not None:
+                    row.update({"val_" + k: v for k, v in _clean_evaluate(model, *val_set, transform, eval_batch).items()})
+                row["elapsed_s"] = time.perf_counter() - start
+                rows = [row]
+                _write_metrics(out_dir, rows)
             while epoch < config.epochs:
-                order = torch.randperm(n_train, generator=torch.Generator().manual_seed(
-                    _derived_seed(config.seed, _SHUFFLE, epoch))).to(device)
+                order = train_idx[torch.randperm(n_train, generator=torch.Generator().manual_seed(
+                    _derived_seed(config.seed, _SHUFFLE, epoch))).to(device)]
                 while step_in_epoch < steps_per_epoch:
                     idx = order[step_in_epoch * config.batch:(step_in_epoch + 1) * config.batch]
-                    x, y = data.train_x[idx], data.train_y[idx]
+                    x = transform(images.train_u8[idx],
+                                  seed=_derived_seed(config.seed, _AUGMENT, epoch, step_in_epoch) if config.augment else None)
+                    y = images.train_y[idx]
                     if channels_last:
                         x = x.contiguous(memory_format=torch.channels_last)
                     model.train()
                     optimizer.zero_grad(set_to_none=True)
-                    loss = method.loss(model, x, y, strength, config, bounds=tuple(data.bounds),
+                    loss = method.loss(model, x, y, strength, config, bounds=bounds,
                                        seed=_derived_seed(config.seed, _TRAIN_STEP, epoch, step_in_epoch))
                     value = float(loss.detach())
                     if not math.isfinite(value):
@@ -625,23 +906,34 @@ def train(config: TrainConfig, out_dir: str, *, progress: bool = True, max_steps
                         return _result(config, out_dir, "interrupted", rows, global_step, elapsed, stopped_by=stopped_by,
                                        reason=f"stopped by {stopped_by} after a checkpoint at epoch {epoch + 1}, "
                                               f"step {step_in_epoch}; repeat the command to continue")
-                row = {"epoch": epoch + 1, "step": global_step, "lr": scheduler.get_last_lr()[0],
-                       "objective": objective_sum / max(objective_count, 1)}
-                for split, (xs, ys) in eval_sets.items():
-                    tag = _EVAL_TEST if split == "test" else _EVAL_TRAIN
-                    stats = evaluate(model, xs, ys, config.eval_eps, seed=_derived_seed(config.seed, tag, epoch),
-                                     bounds=tuple(data.bounds))
-                    prefix = "test_" if split == "test" else "train_"
-                    for key, value in stats.items():
-                        if key.startswith(("vulnerability", "loss_damage", "accuracy_adv")) and split == "test":
-                            row[key] = value  # the SPEC's unprefixed names are the test split's
-                        row[prefix + key] = value
-                row["eval_eps"] = config.eval_eps
+                completed = epoch + 1
+                val = None
+                if val_set is not None:
+                    val = _clean_evaluate(model, *val_set, transform, eval_batch)
+                    if val["accuracy"] > best["accuracy"]:  # strictly better, as the authors' code
+                        best = {"accuracy": val["accuracy"], "epoch": completed,
+                                "model": {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}}
+                if completed % config.eval_every == 0 or completed == config.epochs:
+                    row = evaluation_row(completed, scheduler.get_last_lr()[0],
+                                         objective_sum / max(objective_count, 1))
+                    if val is not None:
+                        row.update({"val_" + k: v for k, v in val.items()})
+                        row["best_val_epoch"] = best["epoch"]
+                else:
+                    row = None
+                if (config.schedule == "halving" and completed % config.halve_every == 0 and completed < config.epochs
+                        and best["model"] is not None):
+                    # the authors' restart: the next period starts from the best-validation weights (and BatchNorm
+                    # statistics), with the halved rate and the optimiser's momentum as it is
+                    model.load_state_dict(best["model"])
+                    if row is not None:
+                        row["restarted_from_epoch"] = best["epoch"]
                 epoch, step_in_epoch, objective_sum, objective_count = epoch + 1, 0, 0.0, 0
                 elapsed = time.perf_counter() - start
-                row["elapsed_s"] = elapsed
-                rows.append(row)
-                _write_metrics(out_dir, rows)
+                if row is not None:
+                    row["elapsed_s"] = elapsed
+                    rows.append(row)
+                    _write_metrics(out_dir, rows)
                 checkpoint_now()
                 stopped_by = stop.signal or ("max_steps" if max_steps is not None and steps_this_call >= max_steps
                                              else None)
