@@ -38,7 +38,8 @@ def without_time(rows):
 def test_every_method_trains_one_epoch_on_digits(tmp_path, name):
     result = train(tiny(name, opnorm_iters=2), str(tmp_path), progress=False)
     assert result["status"] == "done" and result["epochs_done"] == 1 and result["steps_done"] == 3
-    (row,) = read_metrics(tmp_path)
+    init, row = read_metrics(tmp_path)
+    assert init["epoch"] == 0 and init["step"] == 0 and init["objective"] is None and set(init) == set(row)
     for field in SPEC_FIELDS:
         assert isinstance(row[field], (int, float)), field
     for field in SPEC_FIELDS[1:-1]:
