@@ -125,6 +125,15 @@ def test_a_diverging_run_stops_and_says_why(tmp_path, capsys):
     ({"data": "cifar10:/nonexistent"}, DataError, "data_batch_1"),
     ({"arch": "conv6"}, DataError, "up-sample with --size"),
     ({"device": "cuda:0" if not torch.cuda.is_available() else "tpu"}, TrainError, "device"),
+    ({"schedule": "halving"}, TrainError, "--schedule halving restarts from the best-validation checkpoint"),
+    ({"augment": "crop,rotate"}, TrainError, "--augment takes"),
+    ({"adv_mode": "test"}, TrainError, "--adv-mode must be one of"),
+    ({"opnorm_form": "cube"}, TrainError, "--opnorm-form must be one of"),
+    ({"eval_every": 0}, TrainError, "--eval-every must be an integer >= 1"),
+    ({"channels": 0}, TrainError, "--channels must be an integer >= 1"),
+    ({"adv_clip": "no"}, TrainError, "--adv-clip must be true or false"),
+    ({"eval_step_frac": 0.0}, TrainError, "--eval-step-frac must be a finite number > 0"),
+    ({"val_split": 5000}, DataError, "--val-split must be an integer in 0..1437"),
 ])
 def test_bad_configurations_are_refused_before_any_work(tmp_path, changes, error, message):
     out = tmp_path / "run"
@@ -175,3 +184,87 @@ def test_config_round_trip_and_defaults():
     assert (resolved.epochs, resolved.batch, resolved.lr, resolved.opnorm_p) == (200, 128, 0.01, "inf")
     with pytest.raises(TrainError, match="unknown training configuration keys"):
         TrainConfig.from_dict({**config.to_dict(), "colour": "red"})
+
+
+PROTOCOL = dict(normalise=True, augment="crop,flip", val_split=40, schedule="halving", halve_every=1,
+                adv_mode="train", adv_clip=False)
+
+
+def test_resume_is_exact_with_the_papers_protocol(tmp_path):
+    """Normalisation, augmentation, validation split, halving restarts and train-mode
+    unclipped attacks: stopped mid-epoch or at an epoch's end, the same metrics."""
+    config = tiny("pgd", epochs=2, eps=0.03, **PROTOCOL)
+    reference = train(config, str(tmp_path / "whole"), progress=False)
+    assert reference["status"] == "done"
+    rows = read_metrics(tmp_path / "whole")
+    assert [r["epoch"] for r in rows] == [0, 1, 2] and all("val_accuracy" in r and "val_loss" in r for r in rows)
+    for stop_after in (2, 3):
+        out = str(tmp_path / f"stopped{stop_after}")
+        assert train(config, out, progress=False, max_steps=stop_after)["status"] == "interrupted"
+        assert train(config, out, progress=False)["status"] == "done"
+        assert without_time(read_metrics(out)) == without_time(rows)
+
+
+def test_halving_restarts_from_the_best_validation_weights_with_half_the_rate(tmp_path, monkeypatch):
+    """Constructed validation accuracies 0.5 after epoch 1, 0.3 after epoch 2: the run
+    continues from epoch 1's weights at the end of epoch 2, with the rate halved twice."""
+    scores = iter([0.1, 0.5, 0.3, 0.2])
+    real = train_module._clean_evaluate
+
+    def constructed(*args):
+        out = real(*args)
+        out["accuracy"] = next(scores)
+        return out
+
+    monkeypatch.setattr(train_module, "_clean_evaluate", constructed)
+    config = tiny(epochs=3, val_split=40, schedule="halving", halve_every=2)
+    train(config, str(tmp_path / "two"), progress=False, max_steps=6)  # stops after epoch 2's restart
+    scores = iter([0.1, 0.5])
+    train(config, str(tmp_path / "one"), progress=False, max_steps=3)  # stops after epoch 1
+    two = torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=True)
+    one = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=True)
+    assert two["epoch"] == 2 and one["epoch"] == 1 and two["best"]["epoch"] == 1
+    for key, value in one["model"].items():
+        assert torch.equal(two["model"][key], value), key
+    rows = read_metrics(tmp_path / "two")
+    assert rows[-1]["restarted_from_epoch"] == 1 and rows[-1]["lr"] == 0.05 / 2
+    assert [r["lr"] for r in read_metrics(tmp_path / "one")] == [0.05, 0.05]
+
+
+def test_eval_every_keeps_the_initialisation_and_the_last_epoch(tmp_path):
+    train(tiny(epochs=3, steps_per_epoch=1, eval_every=2), str(tmp_path), progress=False)
+    assert [r["epoch"] for r in read_metrics(tmp_path)] == [0, 2, 3]
+
+
+def test_units_convert_normalised_strengths_to_pixels(tmp_path):
+    result = train(tiny("grad-l2", normalise=True), str(tmp_path), progress=False)
+    with open(tmp_path / "config.json") as f:
+        written = json.load(f)
+    units, std = written["units"], written["data"]["std"]
+    (mean,) = written["data"]["mean"]
+    assert written["data"]["bounds"] == [[pytest.approx(-mean / std[0])], [pytest.approx((1 - mean) / std[0])]]
+    assert units["input_units"] == "normalised" and units["d"] == 64 and units["sigma"] == pytest.approx(std[0])
+    eps = result["config"]["eps"]
+    assert units["eps"]["normalised"] == {"inf": eps, "2": pytest.approx(eps * 8), "1": pytest.approx(eps * 64)}
+    assert units["eps"]["pixel"]["inf"] == pytest.approx(eps * std[0])
+    assert TrainConfig("fc", method="grad-l2", eps=eps, normalise=True).units(d=64) == units
+
+
+def test_cli_takes_every_protocol_flag(tmp_path, capsys):
+    args = ["train", "--arch", "conv6", "--data", "digits", "--size", "24", "--method", "fgsm", "--eps", "0.01",
+            "--epochs", "1", "--batch", "8", "--steps-per-epoch", "1", "--normalise", "--augment", "crop,flip",
+            "--crop-pad", "2", "--val-split", "16", "--schedule", "halving", "--halve-every", "5", "--channels", "4",
+            "--limit-train", "64", "--limit-test", "10", "--eval-batch", "4", "--eval-every", "1", "--adv-mode", "train",
+            "--no-adv-clip", "--eval-steps", "2", "--eval-step-frac", "0.5", "--no-eval-random-start",
+            "--opnorm-form", "squared", "--train-eval-n", "8", "--quiet", "--json", "--out", str(tmp_path)]
+    assert main(args) == 0
+    config = json.loads(capsys.readouterr().out)["config"]
+    assert config == {**config, "normalise": True, "augment": "crop,flip", "crop_pad": 2, "val_split": 16,
+                      "schedule": "halving", "halve_every": 5, "channels": 4, "limit_train": 64, "limit_test": 10,
+                      "eval_batch": 4, "eval_every": 1, "adv_mode": "train", "adv_clip": False, "eval_steps": 2,
+                      "eval_step_frac": 0.5, "eval_random_start": False, "opnorm_form": "squared"}
+    rows = read_metrics(tmp_path)
+    assert rows[-1]["test_n"] == 10 and rows[-1]["val_n"] == 16
+    with open(tmp_path / "config.json") as f:
+        written = json.load(f)
+    assert written["data"]["train"] == 48 and written["native_shape"] == [1, 8, 8]
