@@ -13,7 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pathstats import PathstatsError
-from pathstats.robust.data import DataError, check_data_spec, check_model_input, load_dataset, minimum_size, native_size, upsample
+from pathstats.robust.data import (BatchTransform, DataError, channel_stats, check_data_spec, check_model_input, load_dataset,
+                                   load_images, minimum_size, native_size, parse_augment, upsample)
 
 
 # ----------------------------------------------------------------------------- digits
@@ -220,3 +221,65 @@ def test_registered_nets_adapt_channels_and_say_which_size_they_need():
 def test_a_data_set_too_large_for_memory_is_refused_before_loading():
     with pytest.raises(DataError, match="up-sampled to 32000 x 32000 takes up to .* GiB as float32, more than .*use a smaller --size"):
         load_dataset("digits", size=32000)
+
+
+# ----------------------------------------------------------------------------- per-batch pipeline
+
+
+def test_per_batch_upsampling_equals_the_whole_set_upsampling():
+    images = load_images("digits")
+    transform = BatchTransform(images.levels, factor=4)
+    whole = upsample(load_dataset("digits").train_x, 32)
+    for start in (0, 700, 1400):
+        assert torch.equal(transform(images.train_u8[start:start + 38]), whole[start:start + 38])
+    assert images.train_u8.dtype == torch.uint8 and images.native_shape == (1, 8, 8)  # no up-sampled copy kept
+
+
+def test_augmentation_is_a_seeded_shift_and_flip_of_the_zero_padded_image():
+    images = load_images("digits")
+    u8, pad = images.train_u8[:64], 1
+    transform = BatchTransform(images.levels, augment=("crop", "flip"), crop_pad=pad)
+    a, b, c = transform(u8, seed=7), transform(u8, seed=7), transform(u8, seed=8)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.equal(transform(u8), images.pixels(u8))  # no seed: no augmentation (evaluation)
+    padded = torch.nn.functional.pad(images.pixels(u8), (pad, pad, pad, pad))
+    flips = 0
+    for out, source in zip(a, padded):
+        windows = [source[:, i:i + 8, j:j + 8] for i in range(2 * pad + 1) for j in range(2 * pad + 1)]
+        plain = any(torch.equal(out, w) for w in windows)
+        flipped = any(torch.equal(out, w.flip(-1)) for w in windows)
+        assert plain or flipped
+        flips += flipped and not plain
+    assert 10 < flips < 54  # about half flipped (binomial(64, 1/2) within 5.5 standard errors)
+
+
+def test_normalised_training_pixels_have_mean_0_and_std_1_per_channel(tmp_path):
+    root = tmp_path / "cifar"
+    _write_cifar(str(root), per_batch=20)
+    for spec in ("digits", f"cifar10:{root}"):
+        images = load_images(spec)
+        train_idx, _ = images.split_validation(10)
+        mean, std = channel_stats(images, train_idx)
+        transform = BatchTransform(images.levels, factor=2, mean=mean, std=std)
+        x = transform(images.train_u8[train_idx]).double()
+        assert x.mean(dim=(0, 2, 3)).abs().max() < 1e-6
+        assert (x.std(dim=(0, 2, 3), unbiased=False) - 1).abs().max() < 1e-5
+        low, high = transform.bounds  # the normalised images of pixels 0 and 1
+        assert torch.equal(transform(torch.zeros_like(images.train_u8[:1])), low.expand(1, -1, *x.shape[2:]))
+        full = torch.full_like(images.train_u8[:1], images.levels)
+        assert torch.equal(transform(full), high.expand(1, -1, *x.shape[2:]))
+
+
+def test_validation_split_is_fixed_and_disjoint():
+    images = load_images("digits")
+    (t1, v1), (t2, v2) = images.split_validation(300), images.split_validation(300)
+    assert torch.equal(v1, v2) and torch.equal(t1, t2)
+    assert sorted(torch.cat([t1, v1]).tolist()) == list(range(1438))
+    with pytest.raises(DataError, match="--val-split must be an integer in 0..1437"):
+        images.split_validation(1438)
+
+
+def test_augment_spec_is_checked():
+    assert parse_augment("flip,crop") == ("crop", "flip")
+    with pytest.raises(DataError, match="--augment takes"):
+        parse_augment("crop,crop")
