@@ -220,3 +220,72 @@ def test_frozen_statistics_keep_saved_tensors_valid_for_backward():
         out = out + bn(x + 1).pow(2).sum()
     out.backward()  # would raise if the running statistics were overwritten in place
     assert int(bn.num_batches_tracked) == 1
+
+
+class ModeLinear(torch.nn.Module):
+    """Logits ``A x`` in train mode, ``B x`` in eval mode: an attack's gradient tells its mode."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(3)
+        self.a, self.b = torch.nn.Linear(D, K).double(), torch.nn.Linear(D, K).double()
+
+    def forward(self, x):
+        return self.a(x) if self.training else self.b(x)
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("clip", [True, False])
+def test_fgsm_attack_runs_in_adv_mode_and_clips_if_adv_clip(mode, clip):
+    model = ModeLinear().train()
+    x, y = batch()
+    x[:, 0] = 0.99  # the step leaves the box on this coordinate when it ascends
+    eps = 0.05
+    attacked = model.a if mode == "train" else model.b
+    xg = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(F.cross_entropy(attacked(xg), y, reduction="sum"), xg)
+    x_adv = x + eps * g.sign()
+    x_adv = x_adv.clamp(0, 1) if clip else x_adv
+    expected = (F.cross_entropy(model.a(x), y) + F.cross_entropy(model.a(x_adv), y)) / 2
+    config = SimpleNamespace(adv_mode=mode, adv_clip=clip)
+    got = METHODS["fgsm"].loss(model, x, y, eps, config)
+    assert torch.allclose(got, expected, rtol=1e-12) and model.training
+    other = SimpleNamespace(adv_mode="eval" if mode == "train" else "train", adv_clip=clip)
+    assert not torch.allclose(METHODS["fgsm"].loss(model, x, y, eps, other), expected, rtol=1e-6)
+
+
+def test_unclipped_pgd_leaves_the_box_and_clipped_stays_in_it(monkeypatch):
+    import pathstats.robust.methods as methods_module
+
+    model = ModeLinear().train()
+    x, y = batch()
+    x[:, 0] = 0.99
+    real, captured = methods_module.pgd, []
+    monkeypatch.setattr(methods_module, "pgd", lambda *a, **k: captured.append(real(*a, **k)) or captured[-1])
+    for clip in (True, False):
+        METHODS["pgd"].loss(model, x, y, 0.05, SimpleNamespace(adv_mode="train", adv_clip=clip, pgd_steps=3), seed=0)
+    clipped, free = captured
+    assert float(clipped.max()) <= 1.0 < float(free.max())
+    assert float((free - x).abs().max()) <= 0.05 + 1e-12
+
+
+def test_opnorm_squared_form_is_the_squared_spectral_norm_on_a_linear_model():
+    """``f = W x``: J = W everywhere, the eq. 13 penalty is sigma_1(W), the squared form
+    sigma_1^2 with the weight gradient 2 sigma_1 u_1 v_1^T (the closed form)."""
+    model = torch.nn.Linear(D, K, bias=False).double()
+    torch.manual_seed(0)
+    model.weight.data = torch.randn(K, D, dtype=torch.float64)
+    x, y = batch()
+    U, S, Vh = torch.linalg.svd(model.weight.detach())
+    lam = 0.3
+    for form, value, grad in (("eq13", S[0], torch.outer(U[:, 0], Vh[0])),
+                              ("squared", S[0] ** 2, 2 * S[0] * torch.outer(U[:, 0], Vh[0]))):
+        config = SimpleNamespace(opnorm_p="2", opnorm_q="2", opnorm_iters=60, opnorm_form=form)
+        model.zero_grad()
+        loss = METHODS["opnorm"].loss(model, x, y, lam, config, seed=0)
+        loss.backward()
+        penalty_grad = model.weight.grad.clone()
+        model.zero_grad()
+        ce(model, x, y).backward()
+        assert torch.allclose(loss - ce(model, x, y), lam * value, rtol=1e-9)
+        assert torch.allclose(penalty_grad - model.weight.grad, lam * grad, atol=1e-9)
