@@ -51,7 +51,7 @@ from pathstats.progress import progress as progress_bar
 from pathstats.provenance import provenance
 
 from .attacks import lp_radius, norm_name
-from .data import (BatchTransform, DataError, channel_stats, check_data_spec, check_model_input, load_images,
+from .data import (BatchTransform, DataError, Dataset, channel_stats, check_data_spec, check_model_input, load_images,
                    native_shape, native_size, parse_augment, upsampling_factor)
 from .methods import ADV_MODES, OPNORM_FORMS, get_method
 from .vulnerability import vulnerability
@@ -63,6 +63,7 @@ __all__ = [
     "CheckpointError",
     "train",
     "load_trained_model",
+    "load_run_dataset",
     "evaluate",
     "EVAL_FIELDS",
     "DATA_DEFAULTS",
@@ -648,6 +649,31 @@ def load_trained_model(out_dir: str, device: str = "cpu") -> tuple:
                        channels=stored["config"].get("channels"), native_side=None if native is None else int(native[-1]))
     model.load_state_dict(state["model"])
     return model.to(device).eval(), state
+
+
+def load_run_dataset(out_dir: str, device: str = "cpu") -> Dataset:
+    """The test split of run folder ``out_dir`` as its network sees it, as a :class:`~pathstats.robust.data.Dataset`.
+
+    Up-sampled, normalised with the run's training statistics (``config.json``) and
+    cut to ``limit_test``; ``bounds`` is the run's input box (per-channel tensors when
+    normalised), so attacks on the trained network use the run's units.  The
+    training split is left empty (``0`` images): evaluation reads the test split.
+    """
+    with open(os.path.join(out_dir, CONFIG_FILE)) as f:
+        stored = json.load(f)
+    config = TrainConfig.from_dict(stored["config"])
+    images = load_images(config.data, seed=0, device=device)
+    info = stored.get("data") or {}
+    mean, std = info.get("mean"), info.get("std")
+    transform = BatchTransform(images.levels, upsampling_factor(config.data, config.size),
+                               None if mean is None else torch.tensor(mean), None if std is None else torch.tensor(std))
+    test_x = transform(images.test_u8[:config.limit_test])
+    shape = tuple(test_x.shape[1:])
+    return Dataset(name=config.data if config.size is None else f"{config.data}@{config.size}",
+                   train_x=test_x[:0], train_y=images.train_y[:0], test_x=test_x,
+                   test_y=images.test_y[:config.limit_test], classes=images.classes, input_shape=shape,
+                   bounds=tuple(b.to(device) if torch.is_tensor(b) else b for b in transform.bounds),
+                   class_names=images.class_names, description=images.description)
 
 
 # --------------------------------------------------------------------------- signals

@@ -268,3 +268,16 @@ def test_cli_takes_every_protocol_flag(tmp_path, capsys):
     with open(tmp_path / "config.json") as f:
         written = json.load(f)
     assert written["data"]["train"] == 48 and written["native_shape"] == [1, 8, 8]
+
+
+def test_a_normalised_run_is_evaluated_in_its_own_units(tmp_path):
+    train(tiny(normalise=True, limit_test=30), str(tmp_path), progress=False)
+    data = train_module.load_run_dataset(str(tmp_path))
+    model, _ = train_module.load_trained_model(str(tmp_path))
+    with open(tmp_path / "config.json") as f:
+        written = json.load(f)
+    assert data.test_x.shape == (30, 1, 8, 8) and abs(float(data.test_x.mean())) < 1.0
+    low, high = data.bounds
+    assert torch.allclose(low.flatten(), torch.tensor([-written["data"]["mean"][0] / written["data"]["std"][0]]))
+    stats = train_module.evaluate(model, data.test_x[:20], data.test_y[:20], 0.005, seed=0, bounds=data.bounds)  # eval_n 20
+    assert stats["accuracy"] == read_metrics(tmp_path)[-1]["test_accuracy"]

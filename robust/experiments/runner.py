@@ -28,13 +28,10 @@ __all__ = ["run_one", "load_trained", "EVALUATIONS", "evaluate_attacks", "evalua
 
 def load_trained(directory: str, device: str = "cpu"):
     """The trained network of a run folder (its last checkpoint) and its data set, on ``device``."""
-    from ..data import load_dataset
-    from ..train import load_trained_model
+    from ..train import load_run_dataset, load_trained_model
 
-    model, state = load_trained_model(directory, device)
-    config = state["config"]
-    data = load_dataset(config["data"], config.get("size"), seed=0, device=device)
-    return model, data
+    model, _ = load_trained_model(directory, device)
+    return model, load_run_dataset(directory, device)  # the run's units: normalised if it was
 
 
 def _subset(data, n: int):
