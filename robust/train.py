@@ -5,8 +5,9 @@
 (SGD with momentum, a learning-rate schedule) and writes into its folder:
 
 * ``config.json``: the resolved :class:`TrainConfig`, with provenance;
-* ``metrics.jsonl``: one line per epoch, on the test split and on a fixed subset of
-  the training split, in eval mode: loss, accuracy, the per-sample gradient norms
+* ``metrics.jsonl``: one line per evaluated epoch (epoch 0 is the initialisation;
+  every ``eval_every`` epochs and the last), on the test split, on a fixed subset of
+  the training split and (``val_split``) on the validation images, in eval mode: loss, accuracy, the per-sample gradient norms
   ``E||dL/dx||_1`` and ``E||dL/dx||_2``, vulnerability, loss damage and accuracy
   under an l_inf PGD attack at ``eval_eps``, each with its standard error (fields
   ``*_se``; one sample = one image);
@@ -21,6 +22,10 @@ continues from the checkpoint; on CPU the finished run's metrics are identical t
 those of an uninterrupted run (every random draw -- shuffling, PGD starts, power
 iterations, evaluation attacks -- is seeded from ``(seed, epoch, step)``, not from
 a global generator).  A different configuration on the same folder is refused.
+
+The data stay at their native size as uint8 (:func:`~pathstats.robust.data.load_images`);
+each batch is augmented, up-sampled and normalised on the training device
+(:class:`~pathstats.robust.data.BatchTransform`), so memory does not grow with ``size``.
 """
 
 from __future__ import annotations
@@ -468,7 +473,8 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eval_eps: float
         if transform is not None:
             xb = transform(xb)
         measured = vulnerability(model, xb, yb, attack="pgd", norm="inf", eps=eval_eps, bounds=bounds,
-                                 seed=seed + 1000 * index, steps=steps, step_size=step_frac * eval_eps,
+                                 seed=seed + index,  # as vulnerability() seeds its own batches
+                                 steps=steps, step_size=step_frac * eval_eps,
                                  random_start=random_start, batch_size=batch, check=False)
         parts.append((measured["n"], {key: (measured[key], measured[key + "_stderr"]) for key in EVAL_FIELDS.values()}))
     out: dict[str, Any] = {"n": n}
@@ -719,11 +725,12 @@ def _make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_steps
 
 def _result(config: TrainConfig, out_dir: str, status: str, rows: list[dict], global_step: int, elapsed: float,
             **extra) -> dict:
+    epochs_done = extra.pop("epochs_done") if "epochs_done" in extra else (rows[-1]["epoch"] if rows else 0)
     result = {
         "status": status,
         **extra,
         "config": config.to_dict(),
-        "epochs_done": rows[-1]["epoch"] if rows else 0,
+        "epochs_done": epochs_done,
         "steps_done": global_step,
         "elapsed_s": elapsed,
         "metrics": rows[-1] if rows else None,
@@ -916,7 +923,8 @@ def train(config: TrainConfig, out_dir: str, *, progress: bool = True, max_steps
                         reason = (f"the training loss became {value} at epoch {epoch + 1}, step {step_in_epoch + 1} "
                                   f"(method {config.method}, eps {config.eps:g}, lr {config.lr:g}); "
                                   "lower --eps or --lr, then use another --out")
-                        return _result(config, out_dir, "diverged", rows, global_step, elapsed, reason=reason)
+                        return _result(config, out_dir, "diverged", rows, global_step, elapsed, reason=reason,
+                                       epochs_done=epoch)
                     loss.backward()
                     optimizer.step()
                     scheduler.step()
@@ -930,6 +938,7 @@ def train(config: TrainConfig, out_dir: str, *, progress: bool = True, max_steps
                         elapsed = time.perf_counter() - start
                         checkpoint_now()
                         return _result(config, out_dir, "interrupted", rows, global_step, elapsed, stopped_by=stopped_by,
+                                       epochs_done=epoch,
                                        reason=f"stopped by {stopped_by} after a checkpoint at epoch {epoch + 1}, "
                                               f"step {step_in_epoch}; repeat the command to continue")
                 completed = epoch + 1
@@ -965,6 +974,7 @@ def train(config: TrainConfig, out_dir: str, *, progress: bool = True, max_steps
                                              else None)
                 if stopped_by and epoch < config.epochs:
                     return _result(config, out_dir, "interrupted", rows, global_step, elapsed, stopped_by=stopped_by,
+                                   epochs_done=epoch,
                                    reason=f"stopped by {stopped_by} after a checkpoint at the end of epoch {epoch}; "
                                           "repeat the command to continue")
     finally:
