@@ -239,7 +239,7 @@ def test_real_runs_train_evaluate_and_resume_without_recomputing(tmp_path):
     assert [s["status"] for s in statuses] == ["done", "done"], [s.get("error") for s in statuses]
     records = collect(str(tmp_path), jobs)
     for record in records:
-        assert len(record["metrics"]) == 1 and record["result"]["status"] == "done"
+        assert [row["epoch"] for row in record["metrics"]] == [0, 1] and record["result"]["status"] == "done"
         attacks = record["evaluations"]["attacks"]["thresholds"]
         assert set(attacks) == {"inf", "2"} and set(attacks["inf"]) == {"fgsm", "fgm-l2", "pgd-inf", "pgd-l2", "deepfool"}
         assert attacks["2"]["pgd-l2"]["radius"] == pytest.approx(0.05 * 8)  # eps sqrt(d), d = 64
