@@ -109,7 +109,7 @@ def write_sections(directory: str) -> str:
     """Write ``directory/experiments.rst`` (one section per experiment) and
     ``directory/protocols.rst`` (one settings table per experiment); return the first's path."""
     from pathstats.robust.experiments import EXPERIMENTS
-    from pathstats.robust.experiments.catalogue import MEDIUM_COST
+    from pathstats.robust.experiments.catalogue import MEDIUM_COST, MEDIUM_NET_COST
 
     os.makedirs(directory, exist_ok=True)
     lines = []
@@ -118,9 +118,12 @@ def write_sections(directory: str) -> str:
     path = os.path.join(directory, "experiments.rst")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
-    protocol = _table(["architecture", "size", "method", "seconds per step (batch 32)", "seconds per evaluated epoch"],
-                      [[f"``{arch}``", str(size), f"``{method}``", f"{cost['step']:.3f}", f"{cost['eval']:.1f}"]
-                       for (arch, size, method), cost in MEDIUM_COST.items()])
+    protocol = _table(["method", "seconds per step (conv6, 16 channels, 32 px, batch 32)"],
+                      [["one evaluated epoch", f"{MEDIUM_COST['eval']:.1f}"]]
+                      + [[f"``{m}``", f"{v:.4f}"] for m, v in MEDIUM_COST.items() if m != "eval"])
+    protocol += _table(["network", "size", "channels", "cost relative to conv6, 16 channels, 32 px"],
+                       [[f"``{arch}``", str(size), str(channels), f"{v:.2f}"]
+                        for (arch, size, channels), v in MEDIUM_NET_COST.items()])
     for experiment in EXPERIMENTS.values():
         protocol += protocol_section(experiment)
     with open(os.path.join(directory, "protocols.rst"), "w") as f:

@@ -36,8 +36,9 @@ from pathstats.errors import PathstatsError
 
 from .grid import Grid
 
-__all__ = ["SCALES", "SCALE_PURPOSE", "Setting", "Experiment", "EXPERIMENTS", "MEDIUM_COST", "get", "grid_value",
-           "settings_rows", "format_value", "medium_minutes", "UnknownExperimentError", "quarter_decades"]
+__all__ = ["SCALES", "SCALE_PURPOSE", "Setting", "Experiment", "EXPERIMENTS", "MEDIUM_COST", "MEDIUM_NET_COST",
+           "get", "grid_value", "settings_rows", "format_value", "medium_minutes", "UnknownExperimentError",
+           "quarter_decades"]
 
 
 class UnknownExperimentError(PathstatsError, LookupError):
@@ -395,41 +396,51 @@ _MEDIUM = {"normalise": True, "augment": "crop", "batch": 32, "lr": 0.05, "sched
            "eval_eps": 0.1, "eval_steps": 10, "eval_step_frac": 0.13333333333333333, "eval_random_start": False,
            "train_eval_n": 300}
 
-#: Measured cost of each medium run type on ONE core, keyed by (arch, size, method, channels):
-#: ``step`` is the seconds of one optimisation step (batch 32) and ``eval`` the seconds of one
-#: evaluated epoch plus the run's setup, both measured with today's trainer under
-#: ``torch.set_num_threads(1)`` on a shared 2-core machine (load about 2.5 from other work, so
-#: upper figures): runs of 5 and 25 steps per epoch (``steps_per_epoch``), their difference / 20
-#: is a step, the rest the evaluation of the 359 test images and a 200-image training subset
-#: under a 7-step PGD.  :func:`medium_minutes` scales ``eval`` to the grid's evaluation.
-MEDIUM_COST: dict = {
-    ("conv6", 32, "none", 8): {"step": 0.0, "eval": 0.0},
-}
-_COST_STEPS, _COST_IMAGES = 7, 359 + 200
-_TRAIN_IMAGES = 1438  # digits' training split
+#: Measured seconds of one optimisation step (batch 32) of each method for conv6 with 16 channels
+#: at 32 px on digits, and of one evaluated epoch plus the run's setup (``"eval"``: the 359 test
+#: images and a 200-image training subset under a 7-step PGD), with today's trainer under
+#: ``torch.set_num_threads(1)``: runs of 5 and 25 steps per epoch (``steps_per_epoch``), their
+#: difference / 20 a step, the rest evaluation and setup.  Measured on a shared 2-core machine with
+#: a load average of 1-2.5 from other work: upper figures.  ``fd-l2`` and ``opnorm`` were not
+#: measured (the machine's load rose to 9 before their turn): their passes per step match ``fgsm``
+#: (two forward-backward passes) and ``pgd`` (ten passes: five power iterations) respectively.
+MEDIUM_COST = {"none": 0.0324, "grad-l1": 0.0806, "fgsm": 0.0807, "pgd": 0.4318, "crosslip": 0.405,
+               "fd-l2": 0.0807, "opnorm": 0.4318, "eval": 3.8}
+
+#: Forward-backward cost (batch 32, training mode, one thread) of each medium network relative to
+#: conv6 with 16 channels at 32 px, keyed by (arch, size, channels): the best of three repeats of
+#: three passes, all nets measured in one process so that the machine's load cancels in the ratio
+#: (conv8 dilated by size / 8, zero padding).
+MEDIUM_NET_COST = {("conv6", 32, 16): 1.0, ("conv6", 32, 8): 0.78, ("conv8", 16, 8): 0.59, ("conv8", 32, 8): 1.72,
+                   ("conv8", 64, 8): 6.43, ("conv6-avgpool", 32, 16): 1.22, ("conv6-strided", 32, 16): 0.69,
+                   ("conv6-maxpool", 32, 16): 1.26}
+
+# Methods whose step costs what a measured one does (the same passes): the l2 variants and fd-l1.
+_COST_ALIAS = {"grad-l2": "grad-l1", "fgm-l2": "fgsm", "fd-l1": "fd-l2"}
+_COST_STEPS, _COST_IMAGES = 7, 359 + 200  # the evaluation behind MEDIUM_COST["eval"]
+_TRAIN_IMAGES, _TEST_IMAGES = 1438, 359  # digits' splits
 
 
 def medium_minutes(grid: Grid) -> float:
-    """Projected single-core minutes of a medium grid from :data:`MEDIUM_COST`: every run's
-    epochs x steps per epoch x seconds per step, plus its evaluated epochs (epoch 0, every
-    ``eval_every``-th and the last) x seconds per evaluation, scaled from the measured 7-step
-    attack on 559 images to the grid's ``eval_steps`` and ``train_eval_n``."""
+    """Projected single-core minutes of a medium grid: every run's epochs x steps per epoch x
+    the method's step cost, plus its evaluated epochs (epoch 0, every ``eval_every``-th and the
+    last) x the evaluation cost scaled to the grid's attack steps and images, all scaled by the
+    network's relative cost (:data:`MEDIUM_COST`, :data:`MEDIUM_NET_COST`).  Evaluations after
+    training (``grid.evaluations``) are not included."""
     train = grid.train
     steps = _TRAIN_IMAGES // train.get("batch", 32)
     epochs, every = train["epochs"], train.get("eval_every", 1)
     evaluated = len(set(range(0, epochs + 1, every)) | {0, epochs})
-    scale = (train.get("eval_steps", 7) + 1) / (_COST_STEPS + 1) * (359 + train.get("train_eval_n", 500)) / _COST_IMAGES
+    images = min(train.get("eval_n") or _TEST_IMAGES, _TEST_IMAGES) + train.get("train_eval_n", 500)
+    evaluation = MEDIUM_COST["eval"] * (train.get("eval_steps", 7) + 1) / (_COST_STEPS + 1) * images / _COST_IMAGES
     total = 0.0
     for arch in grid.archs:
         for size in grid.sizes:
+            net = MEDIUM_NET_COST[(arch, size, train.get("channels"))]
             for method, strengths in grid.methods:
-                cost = MEDIUM_COST[(arch, size, _COST_ALIAS.get(method, method), train.get("channels"))]
-                total += len(strengths) * len(grid.seeds) * (epochs * steps * cost["step"] + evaluated * cost["eval"] * scale)
+                step = MEDIUM_COST[_COST_ALIAS.get(method, method)]
+                total += len(strengths) * len(grid.seeds) * net * (epochs * steps * step + evaluated * evaluation)
     return total / 60
-
-
-# Methods whose step costs what a measured one does (the same passes): the l2 variants and fd-l1.
-_COST_ALIAS = {"grad-l2": "grad-l1", "fgm-l2": "fgsm", "fd-l1": "fd-l2"}
 
 
 EXPERIMENTS: dict = {}
@@ -451,7 +462,7 @@ _register(
                    (0, 1), _QUICK),
         medium=Grid(("conv6",), (32,),
                     (("none", (0.0,)),) + tuple((m, (0.01, 0.032, 0.1)) for m in ("grad-l1", "grad-l2", "fgsm", "fgm-l2", "pgd")),
-                    (0, 1, 2), {**_MEDIUM, "channels": 8, "epochs": 10, "eval_every": 5}),
+                    (0, 1, 2), {**_MEDIUM, "channels": 8, "epochs": 8, "eval_every": 4}),
         medium_note="cross-Lipschitz and fgsm-through are left out of the medium grid: each costs a PGD run "
                     "and neither is part of Figure 1's central claims (functional relation across the first-order "
                     "methods and PGD, Proposition 3's matches)",
@@ -464,8 +475,12 @@ _register(
         "gradient norms over epochs.",
         _FIG2,
         quick=Grid(("fc",), (8, 16, 32), (("none", (0.0,)), ("pgd", (0.02, 0.1))), (0, 1), _QUICK),
-        medium=Grid(("conv8",), (16, 32, 64), (("none", (0.0,)), ("pgd", (0.01, 0.032, 0.1))), (0, 1, 2),
-                    {**_MEDIUM, "channels": 8, "epochs": 12, "eval_every": 3}),
+        medium=Grid(("conv8",), (16, 32, 64), (("none", (0.0,)), ("pgd", (0.032,))), (0, 1, 2),
+                    {**_MEDIUM, "channels": 8, "epochs": 4, "eval_every": 2, "eval_n": 200, "train_eval_n": 100}),
+        medium_note="one PGD strength, 4 epochs and 200 test / 100 training images per evaluation: a PGD step of "
+                    "conv8 at 64 px costs 25 times one of conv6 at 32 px on a CPU, so that the grid stays near 45 "
+                    "minutes on one core; the strength sits a third of the evaluation threshold, inside the "
+                    "first-order regime",
     ),
     Experiment(
         "fig3", "Average vs strided vs max pooling (Figure 3)",
@@ -476,7 +491,7 @@ _register(
         quick=Grid(("conv6-avgpool", "conv6-strided", "conv6-maxpool"), (None,), (("none", (0.0,)),),
                    (0, 1, 2), {**_QUICK, "epochs": 3}),
         medium=Grid(("conv6-avgpool", "conv6-strided", "conv6-maxpool"), (32,), (("none", (0.0,)),),
-                    tuple(range(8)), {**_MEDIUM, "channels": 16, "epochs": 10, "eval_every": 10}),
+                    tuple(range(12)), {**_MEDIUM, "channels": 16, "epochs": 15, "eval_every": 15}),
     ),
     Experiment(
         "fig4", "Vulnerability under five attacks (Figures 4 and 6)",
@@ -487,7 +502,7 @@ _register(
         quick=Grid(("fc",), (None,), (("grad-l1", (0.0, 0.01, 0.05, 0.25, 1.0)),), (0,), _QUICK,
                    ({**_ATTACK_SUITE, "n": 150, "eps": 0.05},)),
         medium=Grid(("conv6",), (32,), (("grad-l1", (0.0, 0.0032, 0.01, 0.032, 0.1)),), (0, 1, 2),
-                    {**_MEDIUM, "channels": 8, "epochs": 10, "eval_every": 10},
+                    {**_MEDIUM, "channels": 8, "epochs": 8, "eval_every": 8},
                     ({"name": "attacks", "n": 300, "eps": 0.1},)),
     ),
     Experiment(
@@ -501,7 +516,7 @@ _register(
                    {**_QUICK, "lr": 0.01}, ({**_BOUNDS, "n": 200},)),
         medium=Grid(("conv6",), (32,), (("none", (0.0,)), ("fd-l2", (0.1, 1.0)), ("fd-l1", (0.1, 1.0)), ("pgd", (0.05,))),
                     (0, 1, 2), {**_MEDIUM, "normalise": False, "adv_clip": True, "lr": 0.01, "channels": 8,
-                                "epochs": 10, "eval_every": 10, "eval_eps": 0.05},
+                                "epochs": 8, "eval_every": 8, "eval_eps": 0.05},
                     ({**_BOUNDS, "n": 300},)),
         medium_note="conv6 stands in for the ResNeXt on digits (the registered resnet costs several times more "
                     "per step); pixel units as the paper; lr 0.01 as the quick grid (the finite-difference "
@@ -517,7 +532,7 @@ _register(
                    ({**_ALIGNMENT, "n": 100, "align_eps": 0.02, "eps": (0.0, 0.02, 0.05, 0.1, 0.2)},)),
         medium=Grid(("conv6",), (32,), (("none", (0.0,)), ("pgd", (0.05,)), ("opnorm", (0.03, 0.1))), (0, 1, 2),
                     {**_MEDIUM, "normalise": False, "adv_clip": True, "opnorm_form": "squared", "channels": 8,
-                     "epochs": 10, "eval_every": 10, "eval_eps": 0.05},
+                     "epochs": 8, "eval_every": 8, "eval_eps": 0.05},
                     ({**_ALIGNMENT, "n": 150, "align_eps": 0.02, "eps": (0.0, 0.02, 0.05, 0.1, 0.2)},)),
     ),
 )
