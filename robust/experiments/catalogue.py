@@ -388,12 +388,16 @@ _ALIGNMENT = {"name": "alignment", "n": 200, "align_eps": 0.005, "eps": (0.0, 0.
 # batch; normalised like the paper; crop with 1 px padding at native size and no flip (digits
 # are not mirror-symmetric); batch 32 and lr 0.05 (conv6 passes 95% test accuracy in 3 epochs
 # under them); cosine to 0 since the runs are shorter than one halving period; the authors'
-# evaluation PGD (10 steps of eps/7.5, no random start) at eps_inf 0.1 normalised (~ 0.037 of
-# the pixel range: the paper's 0.5% flips almost no digit); evaluation at epoch 0, every
-# eval_every epochs and the last.
+# evaluation PGD (10 steps of eps/7.5, no random start) at eps_inf 0.05 normalised (~ 0.019 of
+# the pixel range; digits' sigma is .376).  A pilot (conv6, 8 channels, 32 px, 3 epochs, the
+# normalised strengths converted to pixels) chose the strengths: at 0.1 the undefended net's
+# measured loss damage was 1.43 times its first-order prediction (vulnerability .52), too far
+# from Lemma 2's regime; PGD at 0.032 lowered E||dL/dx||_1 2.7 times (23.1 -> 8.6) at no
+# accuracy cost (.86 -> .90), grad-l1 at 0.1 lowered it 3.4 times but cost 10 points of
+# accuracy.  Evaluation at epoch 0, every eval_every epochs and the last.
 _MEDIUM = {"normalise": True, "augment": "crop", "batch": 32, "lr": 0.05, "schedule": "cosine",
            "momentum": 0.9, "weight_decay": 0.0, "adv_mode": "train", "adv_clip": False,
-           "eval_eps": 0.1, "eval_steps": 10, "eval_step_frac": 0.13333333333333333, "eval_random_start": False,
+           "eval_eps": 0.05, "eval_steps": 10, "eval_step_frac": 0.13333333333333333, "eval_random_start": False,
            "train_eval_n": 300}
 
 #: Measured seconds of one optimisation step (batch 32) of each method for conv6 with 16 channels
@@ -461,7 +465,7 @@ _register(
                    (("none", (0.0,)),) + tuple((m, (0.01, 0.05, 0.25)) for m in ("grad-l1", "grad-l2", "fgsm", "fgm-l2", "pgd")),
                    (0, 1), _QUICK),
         medium=Grid(("conv6",), (32,),
-                    (("none", (0.0,)),) + tuple((m, (0.01, 0.032, 0.1)) for m in ("grad-l1", "grad-l2", "fgsm", "fgm-l2", "pgd")),
+                    (("none", (0.0,)),) + tuple((m, (0.0056, 0.018, 0.056)) for m in ("grad-l1", "grad-l2", "fgsm", "fgm-l2", "pgd")),
                     (0, 1, 2), {**_MEDIUM, "channels": 8, "epochs": 8, "eval_every": 4}),
         medium_note="cross-Lipschitz and fgsm-through are left out of the medium grid: each costs a PGD run "
                     "and neither is part of Figure 1's central claims (functional relation across the first-order "
@@ -479,8 +483,8 @@ _register(
                     {**_MEDIUM, "channels": 8, "epochs": 4, "eval_every": 2, "eval_n": 200, "train_eval_n": 100}),
         medium_note="one PGD strength, 4 epochs and 200 test / 100 training images per evaluation: a PGD step of "
                     "conv8 at 64 px costs 25 times one of conv6 at 32 px on a CPU, so that the grid stays near 45 "
-                    "minutes on one core; the strength sits a third of the evaluation threshold, inside the "
-                    "first-order regime",
+                    "minutes on one core; the strength (0.032) lowered E||dL/dx||_1 2.7 times at no accuracy "
+                    "cost in a pilot at 32 px, inside the first-order regime",
     ),
     Experiment(
         "fig3", "Average vs strided vs max pooling (Figure 3)",
@@ -503,7 +507,7 @@ _register(
                    ({**_ATTACK_SUITE, "n": 150, "eps": 0.05},)),
         medium=Grid(("conv6",), (32,), (("grad-l1", (0.0, 0.0032, 0.01, 0.032, 0.1)),), (0, 1, 2),
                     {**_MEDIUM, "channels": 8, "epochs": 8, "eval_every": 8},
-                    ({"name": "attacks", "n": 300, "eps": 0.1},)),
+                    ({"name": "attacks", "n": 300, "eps": 0.05},)),
     ),
     Experiment(
         "finlay", "Robustness bounds vs measured minimal distances (Finlay & Oberman)",
