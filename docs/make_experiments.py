@@ -99,7 +99,8 @@ def protocol_section(experiment) -> list:
     medium = experiment.medium
     lines += [f"Medium grid: {medium.n_runs} runs, {medium.train['epochs']} epochs, evaluated every "
               f"{medium.train.get('eval_every', 1)} (and at epoch 0 and the last); projected "
-              f"{medium_minutes(medium):.0f} minutes on one CPU core from the measured per-epoch costs.", ""]
+              f"{medium_minutes(medium):.0f} minutes on one CPU core from the measured costs"
+              + (" (plus the evaluations after training)." if medium.evaluations else "."), ""]
     if experiment.medium_note:
         lines += [_text(experiment.medium_note[0].upper() + experiment.medium_note[1:]) + ".", ""]
     return lines

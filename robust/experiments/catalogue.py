@@ -518,7 +518,7 @@ _register(
         # the finite-difference penalty diverges at lr 0.05 on digits (lambda 0.3 and 1): lr 0.01
         quick=Grid(("fc",), (None,), (("none", (0.0,)), ("fd-l2", (0.1, 1.0)), ("pgd", (0.05,))), (0, 1, 2),
                    {**_QUICK, "lr": 0.01}, ({**_BOUNDS, "n": 200},)),
-        medium=Grid(("conv6",), (32,), (("none", (0.0,)), ("fd-l2", (0.1, 1.0)), ("fd-l1", (0.1, 1.0)), ("pgd", (0.05,))),
+        medium=Grid(("conv6",), (32,), (("none", (0.0,)), ("fd-l2", (0.1, 1.0)), ("fd-l1", (0.1, 1.0)), ("pgd", (0.0314,))),
                     (0, 1, 2), {**_MEDIUM, "normalise": False, "adv_clip": True, "lr": 0.01, "channels": 8,
                                 "epochs": 8, "eval_every": 8, "eval_eps": 0.05},
                     ({**_BOUNDS, "n": 300},)),
@@ -534,7 +534,7 @@ _register(
         _ROTH,
         quick=Grid(("fc",), (None,), (("none", (0.0,)), ("pgd", (0.05,)), ("opnorm", (0.1,))), (0, 1), _QUICK,
                    ({**_ALIGNMENT, "n": 100, "align_eps": 0.02, "eps": (0.0, 0.02, 0.05, 0.1, 0.2)},)),
-        medium=Grid(("conv6",), (32,), (("none", (0.0,)), ("pgd", (0.05,)), ("opnorm", (0.03, 0.1))), (0, 1, 2),
+        medium=Grid(("conv6",), (32,), (("none", (0.0,)), ("pgd", (0.0314,)), ("opnorm", (0.03, 0.1))), (0, 1, 2),
                     {**_MEDIUM, "normalise": False, "adv_clip": True, "opnorm_form": "squared", "channels": 8,
                      "epochs": 8, "eval_every": 8, "eval_eps": 0.05},
                     ({**_ALIGNMENT, "n": 150, "align_eps": 0.02, "eps": (0.0, 0.02, 0.05, 0.1, 0.2)},)),
