@@ -280,7 +280,8 @@ _FIG2 = (
         eval_eps=0.004, eval_paper="§4: eps_inf = 0.08% of the pixel range = .004 normalised",
         arch_row=Setting(
             "architecture", "App. G.1: 8 conv-BN-ReLU, 64 channels, 2x2 max-pool after 2, 4, 6, 8, global max-pool",
-            "configs/config_bcifar.txt: n_layers 8, poolings 1 3 5 7 maxpool, last_layers maxpool", "archs",
+            "configs/config_bcifar.txt: n_layers 8, poolings 1 3 5 7 maxpool, last_layers maxpool; nets.py: no input "
+            "BatchNorm (inputs normalised)", "archs",
             ("conv8",))),
     Setting("input sizes", "§4.2: 32, 64, 128, 256 (nearest-neighbour copies)",
             "data.py: Resize(size, NEAREST) after the augmentation", "sizes", (32, 64, 128, 256)),
@@ -301,7 +302,7 @@ _FIG3 = (
         eval_reason="the authors' test attack (main.py) on normalised inputs",
         arch_row=Setting(
             "architecture", "App. B: 6 conv-BN-ReLU, 64 channels, 2x2 pooling after every second, average out",
-            "nets.py ConvNet with pooltype avgpool / subsamp / maxpool", "archs",
+            "nets.py ConvNet with pooltype avgpool / subsamp / maxpool; no input BatchNorm (inputs normalised)", "archs",
             ("conv6-avgpool", "conv6-strided", "conv6-maxpool"))),
     Setting("input size", "CIFAR-10, 32", "configs: img_size 32", "sizes", (32,)),
     Setting("methods", "usual training", "no penalty", "methods", (("none", (0.0,)),)),
