@@ -3,8 +3,8 @@
 At every docs build, :func:`write_sections` writes ``_generated/experiments.rst`` from
 :data:`pathstats.robust.experiments.EXPERIMENTS` (commands, grids) and from the quick
 runs' results kept in ``docs/experiments/NAME/`` (claims table, figures), and
-``_generated/protocols.rst``: per experiment, the settings table (setting / paper /
-authors' code / pathstats / medium / reason) rendered by
+``_generated/protocols.inc`` (included by ``protocols.rst``): per experiment, the
+settings table (setting / paper / authors' code / pathstats / medium / reason) rendered by
 :func:`pathstats.robust.experiments.catalogue.settings_rows` from the same records and
 grids that run, the three scales' grids and the medium grid's projected cost.  Those results
 take minutes to compute, longer than a docs build should, so they are kept in the
@@ -52,7 +52,8 @@ def _grid_rows(grid) -> list:
 
 def _text(value) -> str:
     """A table cell's text with reStructuredText's inline markup characters escaped."""
-    return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("*", "\\*").replace("`", "\\`")
+    return (str(value).replace("\\", "\\\\").replace("|", "\\|").replace("*", "\\*").replace("`", "\\`")
+            .replace("_", "\\_"))
 
 
 def _number(value) -> str:
@@ -108,7 +109,7 @@ def protocol_section(experiment) -> list:
 
 def write_sections(directory: str) -> str:
     """Write ``directory/experiments.rst`` (one section per experiment) and
-    ``directory/protocols.rst`` (one settings table per experiment); return the first's path."""
+    ``directory/protocols.inc`` (one settings table per experiment); return the first's path."""
     from pathstats.robust.experiments import EXPERIMENTS
     from pathstats.robust.experiments.catalogue import MEDIUM_COST, MEDIUM_NET_COST
 
@@ -127,7 +128,9 @@ def write_sections(directory: str) -> str:
                         for (arch, size, channels), v in MEDIUM_NET_COST.items()])
     for experiment in EXPERIMENTS.values():
         protocol += protocol_section(experiment)
-    with open(os.path.join(directory, "protocols.rst"), "w") as f:
+    # not .rst: Sphinx would read it as a page of its own besides docs/protocols.rst's include,
+    # and its section labels would be defined twice
+    with open(os.path.join(directory, "protocols.inc"), "w") as f:
         f.write("\n".join(protocol) + "\n")
     return path
 
