@@ -88,3 +88,28 @@ def test_medium_conv8_sizes_and_projected_cost():
 def test_grid_rejects_unknown_scale():
     with pytest.raises(ValueError, match="unknown scale"):
         EXPERIMENTS["fig1"].grid("huge")
+
+
+def test_docs_settings_table_renders_the_grids_values():
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "docs"))
+    try:
+        import make_experiments
+    finally:
+        sys.path.pop(0)
+    for name in ("fig1", "fig2"):
+        experiment = EXPERIMENTS[name]
+        lines = make_experiments.protocol_section(experiment)
+        rows, row = {}, None
+        for line in lines:  # list-table rows: "   * - label", then "     - cell" per column
+            if line.startswith("   * - "):
+                row = rows.setdefault(line[len("   * - "):], [])
+            elif line.startswith("     - ") and row is not None:
+                row.append(line[len("     - "):])
+        for setting in experiment.settings:
+            cells = rows[make_experiments._text(setting.label)]
+            if setting.key is not None:  # columns: paper, authors' code, pathstats, medium, reason
+                assert cells[2] == make_experiments._text(format_value(setting.key, grid_value(experiment.paper, setting.key)))
+                assert cells[3] == make_experiments._text(format_value(setting.key, grid_value(experiment.medium, setting.key)))
