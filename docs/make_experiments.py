@@ -2,7 +2,11 @@
 
 At every docs build, :func:`write_sections` writes ``_generated/experiments.rst`` from
 :data:`pathstats.robust.experiments.EXPERIMENTS` (commands, grids) and from the quick
-runs' results kept in ``docs/experiments/NAME/`` (claims table, figures).  Those results
+runs' results kept in ``docs/experiments/NAME/`` (claims table, figures), and
+``_generated/protocols.inc`` (included by ``protocols.rst``): per experiment, the
+settings table (setting / paper / authors' code / pathstats / medium / reason) rendered by
+:func:`pathstats.robust.experiments.catalogue.settings_rows` from the same records and
+grids that run, the three scales' grids and the medium grid's projected cost.  Those results
 take minutes to compute, longer than a docs build should, so they are kept in the
 repository; regenerate them with::
 
@@ -20,6 +24,8 @@ import glob
 import json
 import os
 import shutil
+
+from pathstats.robust.experiments.catalogue import SCALES, settings_rows
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KEPT = os.path.join(HERE, "experiments")
@@ -46,7 +52,8 @@ def _grid_rows(grid) -> list:
 
 def _text(value) -> str:
     """A table cell's text with reStructuredText's inline markup characters escaped."""
-    return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("*", "\\*").replace("`", "\\`")
+    return (str(value).replace("\\", "\\\\").replace("|", "\\|").replace("*", "\\*").replace("`", "\\`")
+            .replace("_", "\\_"))
 
 
 def _number(value) -> str:
@@ -62,7 +69,8 @@ def section(experiment) -> list:
              f"   $ pathstats experiment {name} --data digits --quick --jobs 2   # minutes on a laptop CPU",
              f"   $ pathstats experiment {name} --data cifar10:DIR --executor slurm --partition gpu --gpus-per-job 1", ""]
     lines += _table(["grid", "architectures", "sizes", "methods and strengths", "seeds", "runs", "training", "evaluations"],
-                    [["full (the paper's)"] + _grid_rows(experiment.paper), ["``--quick``"] + _grid_rows(experiment.quick)])
+                    [[f"``--scale {scale}``"] + _grid_rows(experiment.grid(scale)) for scale in SCALES])
+    lines += [f"The settings of each scale against the paper and the authors' code: :ref:`protocol-{name}`.", ""]
     claims_file = os.path.join(KEPT, name, "claims.json")
     if os.path.exists(claims_file):
         with open(claims_file) as f:
@@ -79,9 +87,31 @@ def section(experiment) -> list:
     return lines
 
 
+def protocol_section(experiment) -> list:
+    """The reStructuredText section of one experiment's protocol: the settings table and the
+    medium grid's projected single-core cost."""
+    from pathstats.robust.experiments.catalogue import medium_minutes
+
+    name = experiment.name
+    title = f"``{name}``: {experiment.source}"
+    lines = [f".. _protocol-{name}:", "", title, "-" * len(title), ""]
+    lines += _table(["setting", "paper", "authors' code", "pathstats (paper scale)", "pathstats (medium)", "why different"],
+                    [[_text(cell) for cell in row] for row in settings_rows(experiment)])
+    medium = experiment.medium
+    lines += [f"Medium grid: {medium.n_runs} runs, {medium.train['epochs']} epochs, evaluated every "
+              f"{medium.train.get('eval_every', 1)} (and at epoch 0 and the last); projected "
+              f"{medium_minutes(medium):.0f} minutes on one CPU core from the measured costs"
+              + (" (plus the evaluations after training)." if medium.evaluations else "."), ""]
+    if experiment.medium_note:
+        lines += [_text(experiment.medium_note[0].upper() + experiment.medium_note[1:]) + ".", ""]
+    return lines
+
+
 def write_sections(directory: str) -> str:
-    """Write ``directory/experiments.rst`` (one section per experiment); return its path."""
+    """Write ``directory/experiments.rst`` (one section per experiment) and
+    ``directory/protocols.inc`` (one settings table per experiment); return the first's path."""
     from pathstats.robust.experiments import EXPERIMENTS
+    from pathstats.robust.experiments.catalogue import MEDIUM_COST, MEDIUM_NET_COST
 
     os.makedirs(directory, exist_ok=True)
     lines = []
@@ -90,6 +120,18 @@ def write_sections(directory: str) -> str:
     path = os.path.join(directory, "experiments.rst")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
+    protocol = _table(["method", "seconds per step (conv6, 16 channels, 32 px, batch 32)"],
+                      [["one evaluated epoch", f"{MEDIUM_COST['eval']:.1f}"]]
+                      + [[f"``{m}``", f"{v:.4f}"] for m, v in MEDIUM_COST.items() if m != "eval"])
+    protocol += _table(["network", "size", "channels", "cost relative to conv6, 16 channels, 32 px"],
+                       [[f"``{arch}``", str(size), str(channels), f"{v:.2f}"]
+                        for (arch, size, channels), v in MEDIUM_NET_COST.items()])
+    for experiment in EXPERIMENTS.values():
+        protocol += protocol_section(experiment)
+    # not .rst: Sphinx would read it as a page of its own besides docs/protocols.rst's include,
+    # and its section labels would be defined twice
+    with open(os.path.join(directory, "protocols.inc"), "w") as f:
+        f.write("\n".join(protocol) + "\n")
     return path
 
 

@@ -53,9 +53,9 @@ def test_run_id_is_the_hash_of_the_canonical_configuration():
 def test_paper_grids_follow_the_papers():
     fig1, fig2, fig3 = (get(n).paper for n in ("fig1", "fig2", "fig3"))
     assert {m for m, _ in fig1.methods} >= {"grad-l1", "grad-l2", "fgsm", "fgm-l2", "pgd", "crosslip"}
-    assert 45 <= fig1.n_runs <= 60  # "about 50 trained networks"
+    assert len(fig1.seeds) >= 3  # matching per strength needs seed-based intervals
     assert fig2.sizes == (32, 64, 128, 256) and fig2.archs == ("conv8",)
-    assert fig2.train["eval_eps"] == 0.0008  # Section 4.2's attack threshold
+    assert fig2.train["normalise"] and fig2.train["eval_eps"] == 0.004  # Section 4.2's 0.08% of the pixel range
     assert len(fig3.seeds) == 20 and set(fig3.archs) == {"conv6-avgpool", "conv6-strided", "conv6-maxpool"}
 
 
