@@ -74,6 +74,9 @@ def register(commands) -> None:
     protocol.add_argument("--halve-every", type=int, default=30, metavar="N",
                           help="--schedule halving: halve the rate every N epochs from the best-validation weights (default 30)")
     protocol.add_argument("--channels", type=int, metavar="C", help="width of the registered net (default the net's)")
+    protocol.add_argument("--native-side", type=int, metavar="S",
+                          help="the image side conv8's dilation is relative to (dilation size // S; default the data's "
+                          "native side; 8-pixel digits need 16)")
     protocol.add_argument("--limit-train", type=int, metavar="N", help="use only the first N training images")
     protocol.add_argument("--limit-test", type=int, metavar="N", help="use only the first N test images")
     protocol.add_argument("--eval-batch", type=int, metavar="B",
@@ -106,7 +109,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         opnorm_p=args.opnorm_p, opnorm_q=args.opnorm_q, opnorm_iters=args.opnorm_iters, weight_decay=args.weight_decay,
         schedule=args.schedule, steps_per_epoch=args.steps_per_epoch, eval_n=args.eval_n,
         train_eval_n=args.train_eval_n, normalise=args.normalise, augment=args.augment, crop_pad=args.crop_pad,
-        val_split=args.val_split, halve_every=args.halve_every, channels=args.channels, limit_train=args.limit_train,
+        val_split=args.val_split, halve_every=args.halve_every, channels=args.channels,
+        native_side=args.native_side, limit_train=args.limit_train,
         limit_test=args.limit_test, eval_batch=args.eval_batch, eval_every=args.eval_every, adv_mode=args.adv_mode,
         adv_clip=args.adv_clip, eval_steps=args.eval_steps, eval_step_frac=args.eval_step_frac,
         eval_random_start=args.eval_random_start, opnorm_form=args.opnorm_form,

@@ -666,12 +666,12 @@ def minimum_size(arch: str, channels: int = 3, largest: int = 1024) -> int:
     raise DataError(f"{arch} reads no square image up to {largest} pixels")
 
 
-def _reads(arch: str, input_shape: tuple) -> bool:
+def _reads(arch: str, input_shape: tuple, native_side: int | None = None) -> bool:
     from pathstats import nets
 
     try:
         with torch.device("meta"):  # shapes only: no weights drawn, no arithmetic
-            model = nets.build(arch, input_shape)
+            model = nets.build(arch, input_shape, native_side=native_side)
         with torch.no_grad():
             model(torch.empty((1,) + tuple(input_shape), device="meta"))
         return True
@@ -683,7 +683,7 @@ def _reads(arch: str, input_shape: tuple) -> bool:
         return False
 
 
-def check_model_input(arch: str, input_shape: tuple) -> None:
+def check_model_input(arch: str, input_shape: tuple, native_side: int | None = None) -> None:
     """Refuse, in one line with the ``--size`` to use, data that network ``arch`` cannot read.
 
     Registered networks take their input channels from the data (1 for
@@ -696,10 +696,20 @@ def check_model_input(arch: str, input_shape: tuple) -> None:
     Traceback (most recent call last):
     ...
     pathstats.robust.data.DataError: conv6 reads images of at least 17 x 17 pixels, and the data are 8 x 8: up-sample with --size 24 (or any multiple of 8 from 24 on)
+    >>> check_model_input("conv8", (1, 32, 32), native_side=8)
+    Traceback (most recent call last):
+    ...
+    pathstats.robust.data.DataError: conv8 cannot read 32 x 32 images with its dilation relative to an 8-pixel side (its last maps are narrower than their reflect padding); use a larger --native-side, e.g. 16
     """
-    if _reads(arch, input_shape):
+    if _reads(arch, input_shape, native_side):
         return
     side = input_shape[-1]
+    if native_side is not None and _reads(arch, input_shape):
+        larger = next((n for n in (2 * native_side * 2**k for k in range(12)) if _reads(arch, input_shape, n)), None)
+        raise DataError(
+            f"{arch} cannot read {input_shape[1]} x {side} images with its dilation relative to a {native_side}-pixel side "
+            f"(its last maps are narrower than their reflect padding); use a larger --native-side"
+            + (f", e.g. {larger}" if larger else ""))
     if len(input_shape) != 3:
         raise DataError(f"{arch} cannot read inputs of shape {tuple(input_shape)}")
     least = minimum_size(arch, input_shape[0])

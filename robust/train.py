@@ -172,6 +172,12 @@ class TrainConfig:
         The ``halving`` schedule's period in epochs (authors: 30).
     channels : int, optional
         Width of the registered net (``nets.build(channels=...)``); default the net's.
+    native_side : int, optional
+        The image side that ``conv8``'s dilation is relative to (dilation ``size //
+        native_side``); default the data's native side.  conv8 halves its maps three
+        times before its last blocks, whose reflect padding equals the dilation, so
+        its base side must exceed 8: 8-pixel digits need ``native_side`` 16 (up-sampled
+        16/32/64 px then get dilation 1/2/4, as CIFAR's 32/64/128 do).
     limit_train, limit_test : int, optional
         Use only the first N training / test images (smoke runs).
     eval_batch : int, optional
@@ -225,6 +231,7 @@ class TrainConfig:
     val_split: int = 0
     halve_every: int = 30
     channels: int | None = None
+    native_side: int | None = None
     limit_train: int | None = None
     limit_test: int | None = None
     eval_batch: int | None = None
@@ -382,6 +389,7 @@ class TrainConfig:
             raise TrainError(str(exc)) from None
         for flag, value, low in (("--crop-pad", self.crop_pad, 0), ("--val-split", self.val_split, 0),
                                  ("--halve-every", self.halve_every, 1), ("--channels", self.channels, 1),
+                                 ("--native-side", self.native_side, 1),
                                  ("--limit-train", self.limit_train, 1), ("--limit-test", self.limit_test, 1),
                                  ("--eval-batch", self.eval_batch, 1), ("--eval-every", self.eval_every, 1),
                                  ("--eval-steps", self.eval_steps, 0)):
@@ -652,7 +660,8 @@ def load_trained_model(out_dir: str, device: str = "cpu") -> tuple:
     arch = stored["config"]["arch"]
     native = stored.get("native_shape")  # runs before the uint8 pipeline lack it: conv8's default then, as they trained
     model = nets.build(arch, tuple(int(n) for n in stored["input_shape"]), int(stored["classes"]),
-                       channels=stored["config"].get("channels"), native_side=None if native is None else int(native[-1]))
+                       channels=stored["config"].get("channels"),
+                       native_side=stored["config"].get("native_side") or (None if native is None else int(native[-1])))
     model.load_state_dict(state["model"])
     return model.to(device).eval(), state
 
@@ -805,10 +814,10 @@ def train(config: TrainConfig, out_dir: str, *, progress: bool = True, max_steps
     transform = BatchTransform(images.levels, factor, mean, std, parse_augment(config.augment), config.crop_pad or 0)
     native = images.native_shape
     input_shape = (native[0], native[1] * factor, native[2] * factor)
-    check_model_input(config.arch, input_shape)
+    check_model_input(config.arch, input_shape, native_side=config.native_side or native[-1])
     torch.manual_seed(config.seed)
     model = nets.build(config.arch, input_shape, images.classes, channels=config.channels,
-                       native_side=native[-1]).to(device)
+                       native_side=config.native_side or native[-1]).to(device)
     channels_last = device.type == "cuda" and len(input_shape) == 3
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
