@@ -82,7 +82,8 @@ def test_medium_conv8_sizes_and_projected_cost():
     assert fig2.archs == ("conv8",) and fig2.sizes == (16, 32, 64)
     for name in ("fig1", "fig2"):
         minutes = catalogue.medium_minutes(EXPERIMENTS[name].medium)
-        assert 5 < minutes <= 50, (name, minutes)  # about 45 minutes on one core
+        # SPEC 9: about an hour on 2 CPU cores; fig1 and fig2 are run side by side, one core each
+        assert 5 < minutes <= 70, (name, minutes)
 
 
 def test_grid_rejects_unknown_scale():
