@@ -28,6 +28,8 @@ from .provenance import provenance
 
 __all__ = ["main", "run"]
 
+#: The ``init`` policies a command line can name (a mapping needs the Python API).
+INIT_CHOICES = ("he", "torch", "weights")
 EXIT_USAGE = 2
 EXIT_WRITE = 1
 EXIT_INTERRUPTED = 130
@@ -112,6 +114,9 @@ def _build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     verify.add_argument("--batch", type=int, metavar="B", help="initialisations evaluated together (default: 64, fewer for large inputs)")
     verify.add_argument("--classes", type=int, default=10, metavar="K")
+    verify.add_argument("--init", choices=INIT_CHOICES, help="the law each initialisation is drawn from, and the "
+                        "prediction's variances: he (N(0, 2/fan_in)), torch (each layer's own reset_parameters, biases "
+                        "included), weights (N(0, the mean square of the built weights)); default: the declared init")
     verify.add_argument("--raw", action="store_true", help="report raw logit gradients, without integrating the classifier's "
                         "weights analytically (same mean, higher variance)")
     verify.add_argument("--json", action="store_true", help="print one JSON object")
@@ -143,7 +148,7 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=MODES, default="model", help="model (default): the module as initialised; theory: the paper's assumptions (H)/(H') literally "
                         "(docs page \"Command line\", section \"Prediction modes\")")
     parser.add_argument("--classes", type=int, default=10, metavar="K", help="number of classes (default 10)")
-    parser.add_argument("--init", choices=["he", "torch", "weights"], help="model-mode weight variances (default: the declared init)")
+    parser.add_argument("--init", choices=INIT_CHOICES, help="model-mode weight variances (default: the declared init)")
 
 
 def _input_shape(args: argparse.Namespace, arch: str | None = None) -> tuple:
@@ -411,7 +416,7 @@ def _check_verify_arguments(args: argparse.Namespace) -> list:
     with progress(total=len(archs), desc="planning: predictions before the Monte Carlo",
                   unit="size" if args.sizes else "net", disable=args.json, delay=2.0) as bar:
         for arch, shape in zip(archs, shapes):
-            plans.append(plan_verify(arch, shape, args.classes))
+            plans.append(plan_verify(arch, shape, args.classes, init=args.init))
             bar.update()
     for plan in plans:
         check_verify_samples(plan, args.samples, "--samples")
@@ -483,7 +488,7 @@ def _finished_sizes(path: str, args: argparse.Namespace, shapes: list) -> list:
         with open(path) as f:
             data = json.load(f)
         rows = resumable_rows(data, args.arch, shapes, args.samples, args.device, seed=args.seed,
-                              batch=args.batch, reduce=not args.raw, classes=args.classes)
+                              batch=args.batch, reduce=not args.raw, classes=args.classes, init=args.init)
     except (OSError, ValueError, RecursionError) as exc:  # unreadable, not JSON, or not this sweep
         raise InvalidArgumentError(f"--resume: cannot continue from {path}: {_one_line(exc)}; give the same options, "
                                    "or another --out folder") from None

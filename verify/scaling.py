@@ -65,7 +65,7 @@ def verify_sweep(arch: str, shapes: list, samples: int, seed: int = 0, device: s
     for plan in plans:
         check_verify_samples(plan, samples)
     rows = list(finished or [])
-    options = {"seed": seed, "batch": batch, "reduce": reduce, "classes": classes}
+    options = {"seed": seed, "batch": batch, "reduce": reduce, "classes": classes, **_init_option(plans[0].init)}
     data = _sweep_data(arch, samples, seed, device, rows, [list(p.input_shape) for p in plans], options)
     for k, plan in enumerate(plans[len(rows):], start=len(rows)):
         shape = "x".join(map(str, plan.input_shape))
@@ -80,8 +80,14 @@ def verify_sweep(arch: str, shapes: list, samples: int, seed: int = 0, device: s
     return data
 
 
+def _init_option(init) -> dict:
+    """The sweep option naming a chosen ``init`` (none for the declared one, so that
+    sweeps written before ``init`` existed still resume)."""
+    return {} if init is None else {"init": init}
+
+
 def resumable_rows(data: object, arch: str, shapes: list, samples: int, device: str, *, seed: int = 0,
-                   batch: int | None = None, reduce: bool = True, classes: int = 10) -> list:
+                   batch: int | None = None, reduce: bool = True, classes: int = 10, init=None) -> list:
     """The finished rows of an earlier run of the same sweep (a ``sweep.json`` object).
 
     Raises
@@ -93,7 +99,7 @@ def resumable_rows(data: object, arch: str, shapes: list, samples: int, device: 
     if not isinstance(data, dict) or not isinstance(data.get("rows"), list) or "options" not in data:
         raise InvalidArgumentError("not a sweep written by pathstats verify --sizes")
     wanted = {"arch": arch, "samples": samples, "device": device,
-              "options": {"seed": seed, "batch": batch, "reduce": reduce, "classes": classes}}
+              "options": {"seed": seed, "batch": batch, "reduce": reduce, "classes": classes, **_init_option(init)}}
     different = [key for key, value in wanted.items() if data.get(key) != value]
     done = [row.get("input_shape") if isinstance(row, dict) else None for row in data["rows"]]
     if different:
