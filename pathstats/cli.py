@@ -268,9 +268,16 @@ def _predict_text(p) -> str:
         ["paths |P(x,o)|", f"min {r['n_paths']['min']}  max {r['n_paths']['max']}", "exact"],
         ["E||do/dx||_1", f"{logit['l1']:.5g}", "Gaussian approximation"],
         ["", f"<= {logit['l1_upper']:.5g}", "Jensen: sum_x sqrt(E[(do/dx)^2])"],
-        [f"E||dL/dx||_2 (K = {p.classes})", f"<= {loss['l2']:.5g}", f"sqrt(E||.||^2), factor (K-1)/K = {loss['factor']:.4g}"],
-        ["E||dL/dx||_1", f"{loss['l1']:.5g}  (<= {loss['l1_upper']:.5g})", "Gaussian approx. (Jensen bound)"],
     ]
+    if loss is not None:  # each bound with the assumption under which it holds (Prediction.loss_grad)
+        any_softmax = loss["any_softmax"]
+        rows += [
+            [f"E||dL/dx||_2 (K = {p.classes})", f"<= {loss['l2']:.5g} if the softmax is uniform",
+             f"q_k = 1/K: factor (K-1)/K = {loss['factor']:.4g}; at init E[factor] >= that"],
+            ["", f"< {any_softmax['l2_upper']:.5g} for any softmax", "factor < 2; logit gradients uncorrelated"],
+            ["E||dL/dx||_1", f"{loss['l1']:.5g}  (<= {loss['l1_upper']:.5g}) if uniform",
+             f"Gaussian approx. (Jensen); any softmax: < {any_softmax['l1_upper']:.5g}"],
+        ]
     header = f"{p.arch}: input {shape} (d = {p.d}), mode {p.mode}, init {p.init}, {p.classes} classes"
     lines = [header, "", format_table(["quantity", "prediction", "reference"], rows, align="lll")]
     lines += [f"note: {note}" for note in p.notes]

@@ -202,14 +202,15 @@ def verify_text(report: dict) -> str:
     shape = "x".join(map(str, report["input_shape"]))
     lines = [
         f"{report['arch']} {shape}: {report['samples']} initialisations on {report['device']} in {report['elapsed_s']:.1f} s (seed {report['seed']})",
-        f"init {report['init']}; each initialisation draws {report['draws']}" if "init" in report else "",
+        f"init {report.get('init', 'declared')}; each initialisation draws {report.get('draws', 'the declared law')}",
         "",
         format_table(["quantity", "predicted", "estimate", "stderr", "z", "rel. error"], rows),
         "",
         f"estimator: {report['estimator']}; loss gradients and the softmax factor: raw samples",
         f"per-coordinate map: F = {fit['statistic']:.3g} on {fit['dof']} dof, p = {fit['p_value']:.3g} ({fit['method']})",
-        "predicted l1 norms use a Gaussian approximation, l2 norms are sqrt(E||.||^2) (Jensen upper bounds);",
-        "the loss-gradient prediction assumes a uniform softmax, whose factor (K-1)/K is measured in the last row.",
+        "predicted l1 norms use a Gaussian approximation, l2 norms are sqrt(E||.||^2) (Jensen upper bounds: for the loss",
+        "gradient only at a uniform softmax, whose factor (K-1)/K is measured in the last row; at initialisation the factor",
+        "is larger, below 2: see predict's loss_grad \"any_softmax\").",
     ]
     gaps = [label for key, label in names.items() if key in report and abs(report[key]["z"]) > 4]
     if gaps:
@@ -219,8 +220,11 @@ def verify_text(report: dict) -> str:
         lines.append("beyond 4 standard errors: " + ", ".join(gaps) + " -- measured gaps between the model-mode "
                      f"prediction and the network (possible causes: {causes})")
     if "theory" in report:
+        why = "nominal fan-in, logits, BatchNorm eps"
+        if not str(report.get("init", "declared")).startswith("declared"):  # theory mode's variances are the paper's
+            why = f"theory mode takes the paper's variances, model mode init {report['init'].split(':')[0]}; " + why
         lines.append(f"theory mode predicts E||do/dx||_2^2 = {report['theory']['grad_sq_total']:.5g} "
-                     f"({100 * report['theory']['relative_deviation_from_model']:+.2f}% from model mode: nominal fan-in, logits, BatchNorm eps)")
+                     f"({100 * report['theory']['relative_deviation_from_model']:+.2f}% from model mode: {why})")
     return "\n".join(lines)
 
 
