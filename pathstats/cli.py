@@ -19,6 +19,7 @@ from ._io import check_figure_path, check_output_path, write_json
 from ._validate import (check_architecture_input, check_classes, check_device, check_int, check_seed, parse_architectures,
                         parse_int_list, parse_shape)
 from .analysis import DagReport, analyze_dag
+from .dag import check_acyclic
 from .errors import InvalidArgumentError, OutputPathError, PathstatsError
 from .generators import EXAMPLES
 from .graphio import read_node_link, resolve_node
@@ -158,6 +159,7 @@ def _input_shape(args: argparse.Namespace, arch: str | None = None) -> tuple:
 
 
 def _default_output(G) -> object:
+    check_acyclic(G)  # a cycle, not the count of sinks it leaves, is what is wrong with such a graph
     sinks = [v for v in G if G.out_degree(v) == 0]
     if len(sinks) != 1:
         raise PathstatsError(f"the graph has {len(sinks)} sinks {sinks[:10]!r}; name the output with --output NODE")

@@ -129,7 +129,7 @@ def sweep_text(sweep: dict) -> str:
              f"{r['loss_grad_l2']['estimate']:.4g} +- {r['loss_grad_l2']['stderr']:.2g}", f"{r['loss_grad_l2']['predicted']:.4g}",
              f"{r['elapsed_s']:.1f}"] for r in sweep["rows"]]
     lines = [f"{sweep['arch']}: {sweep['samples']} initialisations per size on {sweep['device']}", "",
-             format_table(["input", "d", "E||dL/dx||_1", "predicted", "E||dL/dx||_2", "predicted", "s"], rows), "",
+             format_table(["input", "d", "E||dL/dx||_1", "predicted", "E||dL/dx||_2", "predicted", "time (s)"], rows), "",
              "log-log slopes against d: measured [95% CI] / model-mode prediction / theory under (S)"]
     if not sweep["slopes"]:
         lines.append("  (none yet: a slope needs two finished sizes)")
