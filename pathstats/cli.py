@@ -11,21 +11,20 @@ import json
 import os
 import sys
 import time
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from . import nets
 from ._format import format_table
 from ._io import check_figure_path, check_output_path, write_json
 from ._validate import (check_architecture_input, check_classes, check_device, check_int, check_seed, parse_architectures,
                         parse_int_list, parse_shape)
-from .analysis import DagReport, analyze_dag
-from .dag import check_acyclic
 from .errors import InvalidArgumentError, OutputPathError, PathstatsError
-from .generators import EXAMPLES
-from .graphio import read_node_link, resolve_node
-from .prediction import MODES, predict, save_array
-from .progress import progress
 from .provenance import provenance
+
+if TYPE_CHECKING:
+    from .analysis import DagReport
+
+# The engines (torch, networkx, numpy) are imported by the commands that use them, not
+# here: `pathstats --version` and argument errors answer without loading them.
 
 __all__ = ["main", "run"]
 
@@ -44,6 +43,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    from .generators import EXAMPLES
+    from .prediction import MODES
+
     parser = _Parser(
         prog="pathstats",
         description="Path sums over computational DAGs and the input-gradient "
@@ -144,6 +146,8 @@ def _add_size_arguments(parser: argparse.ArgumentParser, sweep: bool = False) ->
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    from .prediction import MODES
+
     parser.add_argument("--arch", required=True, help="registered architecture (see pathstats archs)")
     _add_size_arguments(parser)
     parser.add_argument("--mode", choices=MODES, default="model", help="model (default): the module as initialised; theory: the paper's assumptions (H)/(H') literally "
@@ -153,12 +157,16 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _input_shape(args: argparse.Namespace, arch: str | None = None) -> tuple:
+    from . import nets
+
     if args.shape:
         return parse_shape(args.shape)
     return nets.shape_for_d(arch or args.arch, check_int(args.d, "--d", minimum=1, hint="the input dimension"))
 
 
 def _default_output(G) -> object:
+    from .dag import check_acyclic
+
     check_acyclic(G)  # a cycle, not the count of sinks it leaves, is what is wrong with such a graph
     sinks = [v for v in G if G.out_degree(v) == 0]
     if len(sinks) != 1:
@@ -167,6 +175,10 @@ def _default_output(G) -> object:
 
 
 def _cmd_dag(args: argparse.Namespace) -> int:
+    from .analysis import analyze_dag
+    from .generators import EXAMPLES
+    from .graphio import read_node_link, resolve_node
+
     check_int(args.max_rows, "--max-rows", minimum=0)
     if args.example:
         G, output = EXAMPLES[args.example][1]()
@@ -220,6 +232,8 @@ def _dag_text(report: DagReport, source: str, n_edges: int, elapsed: float, max_
 
 def _check_model_arguments(args: argparse.Namespace) -> tuple:
     """Check what predict needs before any work; return the input shape."""
+    from . import nets
+
     nets.get(args.arch)
     check_classes(args.classes)
     if args.mode == "theory" and args.init is not None:
@@ -231,6 +245,8 @@ def _check_model_arguments(args: argparse.Namespace) -> tuple:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from .prediction import predict, save_array
+
     shape = _check_model_arguments(args)
     if args.save_map:
         check_output_path(args.save_map)
@@ -288,6 +304,8 @@ def _predict_text(p) -> str:
 
 
 def _cmd_archs(args: argparse.Namespace) -> int:
+    from . import nets
+
     if args.json:
         print(json.dumps({name: arch.description for name, arch in nets.ARCHITECTURES.items()}))
     else:
@@ -297,6 +315,8 @@ def _cmd_archs(args: argparse.Namespace) -> int:
 
 def _check_sizes(args: argparse.Namespace) -> list:
     """The shapes of ``--sizes`` for one registered architecture (two sizes at least)."""
+    from . import nets
+
     archs = parse_architectures(args.arch)
     if len(archs) > 1:
         raise InvalidArgumentError("--sizes sweeps one architecture; give a single --arch")
@@ -395,6 +415,8 @@ def _check_verify_arguments(args: argparse.Namespace) -> list:
     """Check everything verify needs and plan each run (model, prediction, the map
     test's minimum) before any Monte Carlo; return the plans."""
     from pathstats.verify.report import check_batch_memory, check_samples_before_planning, check_verify_samples, plan_verify
+
+    from .progress import progress
 
     check_seed(args.seed)
     check_classes(args.classes)
@@ -506,13 +528,19 @@ def _finished_sizes(path: str, args: argparse.Namespace, shapes: list) -> list:
 
 
 def _version() -> str:
+    """The versions, read without importing torch (its metadata has the same version string)."""
     import platform
-
-    import torch
+    from importlib.metadata import PackageNotFoundError, version
 
     from . import __version__
 
-    return f"pathstats {__version__} (torch {torch.__version__}, Python {platform.python_version()})"
+    try:
+        torch_version = version("torch")
+    except PackageNotFoundError:  # an unusual install (e.g. a source build on the path): ask torch itself
+        import torch
+
+        torch_version = torch.__version__
+    return f"pathstats {__version__} (torch {torch_version}, Python {platform.python_version()})"
 
 
 def _one_line(text: object) -> str:
@@ -527,6 +555,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     input, refused before the work; 130: interrupted (finished parts of a sweep kept).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv == ["--version"]:  # before the parser, whose commands import the engines (seconds)
+        print(_version())
+        return 0
     parser = _build_parser()
     args = parser.parse_args(argv)
     args.argv = argv
