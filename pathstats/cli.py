@@ -555,9 +555,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     input, refused before the work; 130: interrupted (finished parts of a sweep kept).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv == ["--version"]:  # before the parser, whose commands import the engines (seconds)
+    if argv == ["--version"]:  # before the parser, whose commands import the engines (seconds); exits as argparse's would
         print(_version())
-        return 0
+        raise SystemExit(0)
     parser = _build_parser()
     args = parser.parse_args(argv)
     args.argv = argv

@@ -64,8 +64,8 @@ def test_sweep_tables_name_the_time_column(capsys):
 
 
 def test_version_is_fast_it_loads_no_engine():
-    code = ("import sys; from pathstats.cli import main; status = main(['--version']); "
-            "print([m for m in ('torch', 'networkx', 'numpy') if m in sys.modules], status)")
+    code = ("import sys\nfrom pathstats.cli import main\ntry:\n    main(['--version'])\nexcept SystemExit as exit_:\n"
+            "    print([m for m in ('torch', 'networkx', 'numpy') if m in sys.modules], exit_.code)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
     lines = out.strip().splitlines()
     assert lines[0].startswith("pathstats ") and f"torch {torch.__version__}" in lines[0]
