@@ -130,3 +130,15 @@ def test_verify_command_takes_init(capsys):
         main(["verify", "--arch", "fc", "--d", "24", "--init", "xavier"])
     assert exit_.value.code == 2
     assert "invalid choice: 'xavier'" in capsys.readouterr().err
+
+
+def test_a_sweep_records_its_init_and_resumes_only_with_it():
+    from pathstats.errors import InvalidArgumentError
+    from pathstats.verify.scaling import resumable_rows, verify_sweep
+
+    shapes = [(16,), (32,)]
+    data = verify_sweep("fc", shapes, samples=20, init="torch")
+    assert data["options"]["init"] == "torch"
+    assert len(resumable_rows(data, "fc", shapes, 20, "cpu", init="torch")) == 2
+    with pytest.raises(InvalidArgumentError, match="another options"):
+        resumable_rows(data, "fc", shapes, 20, "cpu")  # a sweep of the declared init must not reuse these rows

@@ -47,7 +47,7 @@ def fit_loglog(d, estimates, stderrs) -> dict:
 
 def verify_sweep(arch: str, shapes: list, samples: int, seed: int = 0, device: str = "cpu", batch: int | None = None,
                  progress: bool = False, reduce: bool = True, *, classes: int = 10, plans: list | None = None,
-                 on_row: Callable[[dict], None] | None = None, finished: list | None = None) -> dict:
+                 on_row: Callable[[dict], None] | None = None, finished: list | None = None, init=None) -> dict:
     """Verify at each input shape; fit the slopes of the measured and predicted loss-gradient norms.
 
     Every size is planned (:func:`~pathstats.verify.report.plan_verify`: model,
@@ -56,12 +56,14 @@ def verify_sweep(arch: str, shapes: list, samples: int, seed: int = 0, device: s
     sweep so far (``complete`` False until the last), e.g. to write it to a file, so
     an interruption keeps the finished sizes.  ``finished``: the rows of the first
     sizes from an interrupted run with the same options (see :func:`resumable_rows`),
-    reused as they are (size ``k`` always runs with seed ``seed + k``).
+    reused as they are (size ``k`` always runs with seed ``seed + k``).  ``init``: as
+    :func:`~pathstats.verify.report.verify`'s, for the plans made here (given ``plans``
+    carry their own).
     """
     if len(plans or shapes) < 2:
         raise InvalidArgumentError("a sweep fits a log-log slope, which needs at least two sizes")
     check_seed(seed + len(plans or shapes) - 1, "seed (plus one per size)")
-    plans = plans or [plan_verify(arch, shape, classes) for shape in shapes]
+    plans = plans or [plan_verify(arch, shape, classes, init) for shape in shapes]
     for plan in plans:
         check_verify_samples(plan, samples)
     rows = list(finished or [])
@@ -179,13 +181,13 @@ def save_sweep_plot(sweep: dict, path: str) -> None:
 
 def compare_architectures(archs: list, shape: tuple, samples: int, seed: int = 0, device: str = "cpu", batch: int | None = None,
                           progress: bool = False, reduce: bool = True, *, classes: int = 10, plans: list | None = None,
-                          on_row: Callable[[dict], None] | None = None) -> dict:
+                          on_row: Callable[[dict], None] | None = None, init=None) -> dict:
     """Figure 3 of the paper at initialisation: measured totals of several nets and Theorem 11's factor.
 
     As :func:`verify_sweep`: every net is planned before the first Monte Carlo, and
-    ``on_row`` receives the comparison so far after each net.
+    ``on_row`` receives the comparison so far after each net; ``init`` as in :func:`verify_sweep`.
     """
-    plans = plans or [plan_verify(arch, shape, classes) for arch in archs]
+    plans = plans or [plan_verify(arch, shape, classes, init) for arch in archs]
     for plan in plans:
         check_verify_samples(plan, samples)
     rows = []
