@@ -142,3 +142,22 @@ def test_a_sweep_records_its_init_and_resumes_only_with_it():
     assert len(resumable_rows(data, "fc", shapes, 20, "cpu", init="torch")) == 2
     with pytest.raises(InvalidArgumentError, match="another options"):
         resumable_rows(data, "fc", shapes, 20, "cpu")  # a sweep of the declared init must not reuse these rows
+
+
+class OwnWeight(nn.Module):
+    """A custom block that keeps its own weight and calls F.linear: predict reads it as a layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(3, 16) / 4)
+
+    def forward(self, x):
+        return torch.nn.functional.linear(x, self.weight)
+
+
+@pytest.mark.parametrize("init", ["he", "torch", "weights"])
+def test_a_weight_read_by_f_linear_in_a_custom_block_is_drawn_too(init):
+    net = nn.Sequential(nn.Linear(12, 16), nn.ReLU(), OwnWeight())
+    report, result, _ = verify(net, (12,), samples=300, seed=4, init=init)
+    assert set(init_law(net, init).variances or {"0": 0, "2": 0}) == {"0", "2"}
+    assert abs(report["grad_sq_total"]["z"]) < Z_MAX, report["grad_sq_total"]

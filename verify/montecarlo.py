@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import fx, nn
 
 from pathstats._validate import check_seed
 from pathstats.errors import PathstatsError
@@ -40,7 +40,7 @@ from pathstats.progress import progress as progress_bar
 from .batched import WEIGHT_LAYERS, BatchedInitialisations
 from .reduction import ClassifierReduction, plan_reduction, reduction_factors
 
-__all__ = ["Estimate", "MonteCarloResult", "InitLaw", "init_law", "default_batch", "sample_gradients", "run_monte_carlo"]
+__all__ = ["Estimate", "MonteCarloResult", "InitLaw", "init_law", "weight_layers", "default_batch", "sample_gradients", "run_monte_carlo"]
 
 
 @dataclass(frozen=True)
@@ -130,11 +130,43 @@ class InitLaw:
         return self.variances is None
 
 
-def init_law(model: nn.Module, init=None) -> InitLaw:
+def weight_layers(model: nn.Module, graph: fx.GraphModule | None = None) -> list:
+    """``[(name, layer)]``: every weight layer the Monte Carlo draws, named as model mode names them.
+
+    The module's own ``nn.Linear`` / ``nn.Conv*d`` layers (subclasses included, in
+    ``named_modules`` order), then the layers that :func:`pathstats.functional.modularise`
+    reads from a custom block's own parameter (``F.linear(x, self.weight)`` in block
+    ``block1``: an ``nn.Linear`` named ``block1`` sharing that weight).  ``graph`` is the
+    modularised trace when the caller has one (:class:`BatchedInitialisations` keeps it).
+
+    Examples
+    --------
+    >>> import torch.nn.functional as F
+    >>> class Block(nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.weight = nn.Parameter(torch.randn(3, 4))
+    ...     def forward(self, x):
+    ...         return F.linear(x, self.weight)
+    >>> net = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), Block())
+    >>> [(name, type(layer).__name__) for name, layer in weight_layers(net)]
+    [('0', 'Linear'), ('2', 'Linear')]
+    """
+    own = [(name, module) for name, module in model.named_modules() if isinstance(module, WEIGHT_LAYERS)]
+    if graph is None:
+        graph = BatchedInitialisations(model).module
+    named = {name for name, _ in own}
+    read = [(node.target, graph.get_submodule(node.target)) for node in graph.graph.nodes if node.op == "call_module"
+            and node.target not in named and isinstance(graph.get_submodule(node.target), WEIGHT_LAYERS)]
+    return own + list(dict(read).items())
+
+
+def init_law(model: nn.Module, init=None, layers: list | None = None) -> InitLaw:
     """The Monte Carlo's law for an ``init`` policy, the one :func:`pathstats.predict` takes.
 
     ``None`` is the declared initialisation of a registered net, else ``"weights"``
-    (as for the prediction).  Gaussian laws take each layer's variance from
+    (as for the prediction).  ``layers``: :func:`weight_layers` of ``model``, when the
+    caller has them.  Gaussian laws take each layer's variance from
     :func:`pathstats.layers.weight_variance`, the function that gives model mode its
     variances, so the prediction and the Monte Carlo cannot drift apart.
 
@@ -162,12 +194,19 @@ def init_law(model: nn.Module, init=None) -> InitLaw:
     if isinstance(policy, str) and policy == "torch":
         return InitLaw(label, None, "each weight layer's own reset_parameters() (PyTorch's default: uniform weights "
                                     "and biases), once per initialisation")
-    variances = {name: weight_variance(name, module, policy) for name, module in model.named_modules()
-                 if isinstance(module, WEIGHT_LAYERS)}
+    layers = layers or weight_layers(model)
+    if init is None and isinstance(policy, dict):  # a registered net's declaration: it names its own layers only
+        missing = [name for name, _ in layers if name not in policy]
+        if missing:
+            raise PathstatsError(
+                f"no initialisation for the weights of {missing[0]!r} (read by F.linear / F.conv in forward): the declared "
+                f"initialisation (init_variances()) names nn.Linear and nn.Conv1d/2d/3d layers only; store the weight in "
+                f"such a layer, or pass init 'he', 'torch', 'weights' or a mapping")
+    variances = {name: weight_variance(name, module, policy) for name, module in layers}
     return InitLaw(label, variances, "i.i.d. N(0, v) weights per layer (v from the init), zero biases")
 
 
-def _sample_weights(model: nn.Module, variances: dict, batch: int, seeds: list, device, pool=None) -> dict:
+def _sample_weights(layers: list, variances: dict, batch: int, seeds: list, device, pool=None) -> dict:
     """Weights of ``batch`` initialisations, ``{layer name: (batch,) + weight.shape}``.
 
     Each layer is drawn in ``_DRAW_CHUNKS`` slices of the batch, each slice from its
@@ -177,7 +216,6 @@ def _sample_weights(model: nn.Module, variances: dict, batch: int, seeds: list, 
     (i.i.d. entries: the memory order does not change their law), the layout
     :class:`BatchedInitialisations` convolves in.
     """
-    layers = [(name, module) for name, module in model.named_modules() if isinstance(module, WEIGHT_LAYERS)]
     weights, tasks = {}, []
     for i, (name, module) in enumerate(layers):
         shape = (batch,) + tuple(module.weight.shape)
@@ -237,7 +275,7 @@ def _batch_seeds(seed: int, index: int, count: int) -> list:
     return [int(state[2 * i]) << 32 | int(state[2 * i + 1]) for i in range(count)]
 
 
-def _reset_weights(model: nn.Module, batch: int, seed: int, device) -> tuple:
+def _reset_weights(layers: list, batch: int, seed: int, device) -> tuple:
     """Weights and biases of ``batch`` initialisations by each weight layer's own
     ``reset_parameters()`` (``init="torch"``): ``({name: (batch,) + weight.shape},
     {name: (batch,) + bias.shape})``.
@@ -251,9 +289,7 @@ def _reset_weights(model: nn.Module, batch: int, seed: int, device) -> tuple:
     weights, biases = {}, {}
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(seed)
-        for name, module in model.named_modules():
-            if not isinstance(module, WEIGHT_LAYERS):
-                continue
+        for name, module in layers:
             layer = copy.deepcopy(module).cpu()
             drawn, offsets = [], []
             for _ in range(batch):
@@ -267,17 +303,16 @@ def _reset_weights(model: nn.Module, batch: int, seed: int, device) -> tuple:
     return weights, biases
 
 
-def _draw_batch(model, law: InitLaw, input_shape, size, seed: int, index: int, device, pool=None) -> tuple:
+def _draw_batch(layers: list, law: InitLaw, input_shape, size, seed: int, index: int, device, pool=None) -> tuple:
     """Everything random about one batch: weights, biases, inputs, probed logits, labels.
 
     The streams of inputs, logits and labels do not depend on the law, so two laws
     run with one seed see the same inputs (common random numbers)."""
-    n_layers = sum(isinstance(m, WEIGHT_LAYERS) for m in model.modules())
-    seeds = _batch_seeds(seed, index, n_layers * _DRAW_CHUNKS + 1)
+    seeds = _batch_seeds(seed, index, len(layers) * _DRAW_CHUNKS + 1)
     if law.resets:
-        params, biases = _reset_weights(model, size, seeds[0], device)
+        params, biases = _reset_weights(layers, size, seeds[0], device)
     else:
-        params, biases = _sample_weights(model, law.variances, size, seeds[:-1], device, pool), None
+        params, biases = _sample_weights(layers, law.variances, size, seeds[:-1], device, pool), None
     generator = torch.Generator(device=device).manual_seed(seeds[-1])
     inputs = torch.randn((size,) + tuple(input_shape), generator=generator, device=device)
     probe = torch.randint(0, 10**9, (size,), generator=generator, device=device)
@@ -408,16 +443,17 @@ def run_monte_carlo(
         raise ValueError("a standard error needs at least 2 samples")
     if not isinstance(model, nn.Module):
         raise PathstatsError(f"model must be a torch.nn.Module, not {type(model).__name__}")
-    law = init_law(model, init)  # refuses a bad init before any work
+    if batch is not None and batch < 1:
+        raise ValueError(f"batch must be a positive number of initialisations, got {batch}")
     start = time.perf_counter()
     model = copy.deepcopy(model).to(device).eval()
+    runner = BatchedInitialisations(model)
+    layers = weight_layers(model, runner.module)
+    law = init_law(model, init, layers)  # refuses a bad init before the Monte Carlo
     if batch is None:
         batch = default_batch(model, input_shape)
-    elif batch < 1:
-        raise ValueError(f"batch must be a positive number of initialisations, got {batch}")
     sizes = [min(batch, samples - i) for i in range(0, samples, batch)]
 
-    runner = BatchedInitialisations(model)
     reduction = plan_reduction(runner.module, law.variances) if reduce and not law.resets else None
     if reduction is not None:
         runner.capture.add(reduction.classifier)
@@ -428,7 +464,7 @@ def run_monte_carlo(
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool, \
             progress_bar(total=samples, desc=desc, unit="init", disable=not progress) as bar:
         for index, size in enumerate(sizes):
-            draw = _draw_batch(model, law, input_shape, size, seed, index, device, pool)
+            draw = _draw_batch(layers, law, input_shape, size, seed, index, device, pool)
             results.append(_run_batch(runner, draw, input_shape, size, loss, reduction))
             bar.update(size)
     merged = {key: np.concatenate([r[key] for r in results]) for key in results[0] if key != "classes"}
