@@ -11,23 +11,25 @@ import json
 import os
 import sys
 import time
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from . import nets
 from ._format import format_table
 from ._io import check_figure_path, check_output_path, write_json
 from ._validate import (check_architecture_input, check_classes, check_device, check_int, check_seed, parse_architectures,
                         parse_int_list, parse_shape)
-from .analysis import DagReport, analyze_dag
 from .errors import InvalidArgumentError, OutputPathError, PathstatsError
-from .generators import EXAMPLES
-from .graphio import read_node_link, resolve_node
-from .prediction import MODES, predict, save_array
-from .progress import progress
 from .provenance import provenance
+
+if TYPE_CHECKING:
+    from .analysis import DagReport
+
+# The engines (torch, networkx, numpy) are imported by the commands that use them, not
+# here: `pathstats --version` and argument errors answer without loading them.
 
 __all__ = ["main", "run"]
 
+#: The ``init`` policies a command line can name (a mapping needs the Python API).
+INIT_CHOICES = ("he", "torch", "weights")
 EXIT_USAGE = 2
 EXIT_WRITE = 1
 EXIT_INTERRUPTED = 130
@@ -41,6 +43,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    from .generators import EXAMPLES
+    from .prediction import MODES
+
     parser = _Parser(
         prog="pathstats",
         description="Path sums over computational DAGs and the input-gradient "
@@ -112,6 +117,9 @@ def _build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     verify.add_argument("--batch", type=int, metavar="B", help="initialisations evaluated together (default: 64, fewer for large inputs)")
     verify.add_argument("--classes", type=int, default=10, metavar="K")
+    verify.add_argument("--init", choices=INIT_CHOICES, help="the law each initialisation is drawn from, and the "
+                        "prediction's variances: he (N(0, 2/fan_in)), torch (each layer's own reset_parameters, biases "
+                        "included), weights (N(0, the mean square of the built weights)); default: the declared init")
     verify.add_argument("--raw", action="store_true", help="report raw logit gradients, without integrating the classifier's "
                         "weights analytically (same mean, higher variance)")
     verify.add_argument("--json", action="store_true", help="print one JSON object")
@@ -138,21 +146,28 @@ def _add_size_arguments(parser: argparse.ArgumentParser, sweep: bool = False) ->
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    from .prediction import MODES
+
     parser.add_argument("--arch", required=True, help="registered architecture (see pathstats archs)")
     _add_size_arguments(parser)
     parser.add_argument("--mode", choices=MODES, default="model", help="model (default): the module as initialised; theory: the paper's assumptions (H)/(H') literally "
                         "(docs page \"Command line\", section \"Prediction modes\")")
     parser.add_argument("--classes", type=int, default=10, metavar="K", help="number of classes (default 10)")
-    parser.add_argument("--init", choices=["he", "torch", "weights"], help="model-mode weight variances (default: the declared init)")
+    parser.add_argument("--init", choices=INIT_CHOICES, help="model-mode weight variances (default: the declared init)")
 
 
 def _input_shape(args: argparse.Namespace, arch: str | None = None) -> tuple:
+    from . import nets
+
     if args.shape:
         return parse_shape(args.shape)
     return nets.shape_for_d(arch or args.arch, check_int(args.d, "--d", minimum=1, hint="the input dimension"))
 
 
 def _default_output(G) -> object:
+    from .dag import check_acyclic
+
+    check_acyclic(G)  # a cycle, not the count of sinks it leaves, is what is wrong with such a graph
     sinks = [v for v in G if G.out_degree(v) == 0]
     if len(sinks) != 1:
         raise PathstatsError(f"the graph has {len(sinks)} sinks {sinks[:10]!r}; name the output with --output NODE")
@@ -160,6 +175,10 @@ def _default_output(G) -> object:
 
 
 def _cmd_dag(args: argparse.Namespace) -> int:
+    from .analysis import analyze_dag
+    from .generators import EXAMPLES
+    from .graphio import read_node_link, resolve_node
+
     check_int(args.max_rows, "--max-rows", minimum=0)
     if args.example:
         G, output = EXAMPLES[args.example][1]()
@@ -213,6 +232,8 @@ def _dag_text(report: DagReport, source: str, n_edges: int, elapsed: float, max_
 
 def _check_model_arguments(args: argparse.Namespace) -> tuple:
     """Check what predict needs before any work; return the input shape."""
+    from . import nets
+
     nets.get(args.arch)
     check_classes(args.classes)
     if args.mode == "theory" and args.init is not None:
@@ -224,6 +245,8 @@ def _check_model_arguments(args: argparse.Namespace) -> tuple:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from .prediction import predict, save_array
+
     shape = _check_model_arguments(args)
     if args.save_map:
         check_output_path(args.save_map)
@@ -263,9 +286,16 @@ def _predict_text(p) -> str:
         ["paths |P(x,o)|", f"min {r['n_paths']['min']}  max {r['n_paths']['max']}", "exact"],
         ["E||do/dx||_1", f"{logit['l1']:.5g}", "Gaussian approximation"],
         ["", f"<= {logit['l1_upper']:.5g}", "Jensen: sum_x sqrt(E[(do/dx)^2])"],
-        [f"E||dL/dx||_2 (K = {p.classes})", f"<= {loss['l2']:.5g}", f"sqrt(E||.||^2), factor (K-1)/K = {loss['factor']:.4g}"],
-        ["E||dL/dx||_1", f"{loss['l1']:.5g}  (<= {loss['l1_upper']:.5g})", "Gaussian approx. (Jensen bound)"],
     ]
+    if loss is not None:  # each bound with the assumption under which it holds (Prediction.loss_grad)
+        any_softmax = loss["any_softmax"]
+        rows += [
+            [f"E||dL/dx||_2 (K = {p.classes})", f"<= {loss['l2']:.5g} if the softmax is uniform",
+             f"q_k = 1/K: factor (K-1)/K = {loss['factor']:.4g}; at init E[factor] >= that"],
+            ["", f"< {any_softmax['l2_upper']:.5g} for any softmax", "factor < 2; logit gradients uncorrelated"],
+            ["E||dL/dx||_1", f"{loss['l1']:.5g}  (<= {loss['l1_upper']:.5g}) if uniform",
+             f"Gaussian approx. (Jensen); any softmax: < {any_softmax['l1_upper']:.5g}"],
+        ]
     header = f"{p.arch}: input {shape} (d = {p.d}), mode {p.mode}, init {p.init}, {p.classes} classes"
     lines = [header, "", format_table(["quantity", "prediction", "reference"], rows, align="lll")]
     lines += [f"note: {note}" for note in p.notes]
@@ -274,6 +304,8 @@ def _predict_text(p) -> str:
 
 
 def _cmd_archs(args: argparse.Namespace) -> int:
+    from . import nets
+
     if args.json:
         print(json.dumps({name: arch.description for name, arch in nets.ARCHITECTURES.items()}))
     else:
@@ -283,6 +315,8 @@ def _cmd_archs(args: argparse.Namespace) -> int:
 
 def _check_sizes(args: argparse.Namespace) -> list:
     """The shapes of ``--sizes`` for one registered architecture (two sizes at least)."""
+    from . import nets
+
     archs = parse_architectures(args.arch)
     if len(archs) > 1:
         raise InvalidArgumentError("--sizes sweeps one architecture; give a single --arch")
@@ -382,6 +416,8 @@ def _check_verify_arguments(args: argparse.Namespace) -> list:
     test's minimum) before any Monte Carlo; return the plans."""
     from pathstats.verify.report import check_batch_memory, check_samples_before_planning, check_verify_samples, plan_verify
 
+    from .progress import progress
+
     check_seed(args.seed)
     check_classes(args.classes)
     check_device(args.device)
@@ -411,7 +447,7 @@ def _check_verify_arguments(args: argparse.Namespace) -> list:
     with progress(total=len(archs), desc="planning: predictions before the Monte Carlo",
                   unit="size" if args.sizes else "net", disable=args.json, delay=2.0) as bar:
         for arch, shape in zip(archs, shapes):
-            plans.append(plan_verify(arch, shape, args.classes))
+            plans.append(plan_verify(arch, shape, args.classes, init=args.init))
             bar.update()
     for plan in plans:
         check_verify_samples(plan, args.samples, "--samples")
@@ -483,7 +519,7 @@ def _finished_sizes(path: str, args: argparse.Namespace, shapes: list) -> list:
         with open(path) as f:
             data = json.load(f)
         rows = resumable_rows(data, args.arch, shapes, args.samples, args.device, seed=args.seed,
-                              batch=args.batch, reduce=not args.raw, classes=args.classes)
+                              batch=args.batch, reduce=not args.raw, classes=args.classes, init=args.init)
     except (OSError, ValueError, RecursionError) as exc:  # unreadable, not JSON, or not this sweep
         raise InvalidArgumentError(f"--resume: cannot continue from {path}: {_one_line(exc)}; give the same options, "
                                    "or another --out folder") from None
@@ -492,13 +528,19 @@ def _finished_sizes(path: str, args: argparse.Namespace, shapes: list) -> list:
 
 
 def _version() -> str:
+    """The versions, read without importing torch (its metadata has the same version string)."""
     import platform
-
-    import torch
+    from importlib.metadata import PackageNotFoundError, version
 
     from . import __version__
 
-    return f"pathstats {__version__} (torch {torch.__version__}, Python {platform.python_version()})"
+    try:
+        torch_version = version("torch")
+    except PackageNotFoundError:  # an unusual install (e.g. a source build on the path): ask torch itself
+        import torch
+
+        torch_version = torch.__version__
+    return f"pathstats {__version__} (torch {torch_version}, Python {platform.python_version()})"
 
 
 def _one_line(text: object) -> str:
@@ -513,6 +555,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     input, refused before the work; 130: interrupted (finished parts of a sweep kept).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv == ["--version"]:  # before the parser, whose commands import the engines (seconds); exits as argparse's would
+        print(_version())
+        raise SystemExit(0)
     parser = _build_parser()
     args = parser.parse_args(argv)
     args.argv = argv

@@ -94,6 +94,19 @@ def _check_output(G: Any, output: Node) -> None:
         raise UnknownNodeError(f"output node {output!r} is not in the graph{hint}")
 
 
+def check_acyclic(G: Any) -> None:
+    """Raise :class:`NotADAGError` naming one directed cycle of ``G``, if it has one.
+
+    Examples
+    --------
+    >>> check_acyclic(nx.DiGraph([("a", "b"), ("b", "c"), ("c", "a")]))
+    Traceback (most recent call last):
+    ...
+    pathstats.errors.NotADAGError: the graph has a directed cycle ('a' -> 'b' -> 'c' -> 'a'); path sums need a DAG, remove one edge of the cycle
+    """
+    _topological_order(G)
+
+
 def _topological_order(G: Any) -> list:
     try:
         return list(nx.topological_sort(G))

@@ -133,7 +133,12 @@ RELU_FUNCTIONS = {F.relu, torch.relu, F.relu_, torch.relu_}
 FLATTEN_FUNCTIONS = {torch.flatten}
 FLATTEN_METHODS = {"flatten", "view", "reshape"}
 
-#: fx target -> constructor of the equivalent ``torch.nn`` layer (shape-free forms).
+#: The functional calls read as layers: fx target (a function such as ``F.avg_pool2d``, or
+#: the name of a Tensor method such as ``"relu"``) -> constructor of the equivalent
+#: ``torch.nn`` layer from the call's own arguments (shape-free forms; the shape-dependent
+#: ones, ``x.mean((2, 3))`` and ``F.linear`` / ``F.conv2d`` on a layer's weight, are
+#: rewritten by :func:`modularise` itself).  Its entries are the rows of the table
+#: "Written as / Read as" at the top of the page "Supported layers and functional forms".
 FUNCTIONAL_FORMS: dict = {
     F.avg_pool1d: _avg_pool(nn.AvgPool1d),
     F.avg_pool2d: _avg_pool(nn.AvgPool2d),

@@ -140,12 +140,52 @@ class Prediction:
 
     @property
     def loss_grad(self) -> dict | None:
-        """As :attr:`logit_grad` for the cross-entropy gradient at a uniform softmax
-        (None for a single-logit model: a softmax over one class has no gradient)."""
+        """Predicted norms of the cross-entropy gradient ``dL/dx``, each under the assumption
+        that makes it hold (None for a single-logit model: a softmax over one class has no
+        gradient).
+
+        With ``r = q - e_c`` (softmax ``q``, label ``c``), ``dL/dx = sum_k r_k do_k/dx``.
+        Assume (A): the logit gradients are uncorrelated with each other and with the
+        softmax and label, each with the predicted ``E[(do/dx)^2]``.  Then
+        ``E[(dL/dx)^2] = E[F] E[(do/dx)^2]`` with ``F = ||q - e_c||^2``, and:
+
+        * at a uniform softmax (equal logits) ``F = (K-1)/K`` (``factor``): ``l2`` and
+          ``l1_upper`` are then Jensen upper bounds on ``E||dL/dx||_2`` and ``_1``,
+          ``l1`` a Gaussian approximation.  At initialisation the logits are not equal,
+          and for a label drawn uniformly ``E[F] = 1 - 2/K + E||q||^2 >= (K-1)/K``: these
+          values are approximations from below, not bounds (``assumption``);
+        * for any softmax ``F = (1-q_c)^2 + sum_{k != c} q_k^2 < 2 (1-q_c)^2 <= 2``, so under
+          (A) alone ``E||dL/dx||_2 < sqrt(2 E||do/dx||_2^2)`` and ``E||dL/dx||_1 <
+          sqrt(2) sum_x sqrt(E[(do/dx)^2])`` (``any_softmax``), while ``l2_sq`` bounds
+          ``E||dL/dx||_2^2`` from below.
+
+        Examples
+        --------
+        >>> p = predict("fc", (64,))
+        >>> loss = p.loss_grad
+        >>> round(loss["l2"] ** 2 / p.logit_grad["l2_sq"], 12), round(loss["any_softmax"]["l2_upper"] ** 2 / p.logit_grad["l2_sq"], 12)
+        (0.9, 2.0)
+        """
         if self.classes < 2:
             return None
         factor = loss_gradient_factor(self.classes)
-        return {**_norms(self.grad_sq_map, factor), "factor": factor}
+        logit = _norms(self.grad_sq_map)
+        return {
+            **_norms(self.grad_sq_map, factor),
+            "factor": factor,
+            "assumption": f"uniform softmax (q_k = 1/K, equal logits): factor (K-1)/K = {factor:.4g}, and logit gradients "
+                          "uncorrelated with each other and with the softmax; under it l2 and l1_upper are Jensen upper "
+                          "bounds. At initialisation the logits differ and E[factor] >= (K-1)/K for a uniform label, so "
+                          "these are approximations, not bounds (with uncorrelated logit gradients alone, l2_sq is a "
+                          "lower bound on E||dL/dx||_2^2)",
+            "any_softmax": {
+                "factor_max": 2.0,
+                "l2_upper": math.sqrt(2.0) * logit["l2"],
+                "l1_upper": math.sqrt(2.0) * logit["l1_upper"],
+                "assumption": "any softmax and label: factor (1-q_c)^2 + sum_{k!=c} q_k^2 < 2; logit gradients "
+                              "uncorrelated with each other and with the softmax; strict upper bounds (Jensen)",
+            },
+        }
 
     def to_dict(self) -> dict:
         """The JSON object of ``pathstats predict --json`` (docs page "Command line")."""

@@ -73,7 +73,7 @@ class SweepResult:
         lines = [
             f"{self.arch}, mode {self.mode}: predicted gradients at initialisation",
             "",
-            format_table(["input", "d", "E||do/dx||^2", "E[(do/dx)^2]", "E||dL/dx||_1", "E||dL/dx||_2", "S(x)*d", "s"], rows),
+            format_table(["input", "d", "E||do/dx||^2", "E[(do/dx)^2]", "E||dL/dx||_1", "E||dL/dx||_2", "S(x)*d", "time (s)"], rows),
             "",
             "log-log slopes against d (fitted / theory under (S)):",
         ]

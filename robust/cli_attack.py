@@ -213,7 +213,8 @@ def attack_text(report: dict) -> str:
         _row("0-1 damage (accuracy drop)", report, "zero_one_damage"),
         _row("loss damage E[dL], measured", report, "loss_damage", "cross-entropy"),
         _row(f"first-order eps_p E||dL/dx||_{q}", report, "first_order_damage", "Lemma 2 (first-order approximation)"),
-        _row("ratio first-order / measured", report, "first_order_ratio", "delta-method stderr"),
+        _row("ratio first-order / measured", report, "first_order_ratio", "delta-method stderr")
+        if "first_order_ratio_note" not in report else ["ratio first-order / measured", "none", "", report["first_order_ratio_note"]],
         _row("E||dL/dx||_1", report, "grad_l1"),
         _row("E||dL/dx||_2", report, "grad_l2"),
     ]

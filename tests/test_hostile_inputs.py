@@ -202,7 +202,7 @@ def test_failed_write_after_predict_prints_the_result_then_the_error(tmp_path, m
     def fail(path, array):
         raise OutputPathError(f"cannot write {path}: No space left on device")
 
-    monkeypatch.setattr("pathstats.cli.save_array", fail)
+    monkeypatch.setattr("pathstats.prediction.save_array", fail)
     status = main(["predict", "--arch", "fc", "--d", "64", "--json", "--save-map", str(tmp_path / "m.npy")])
     captured = capsys.readouterr()
     assert status == 1
@@ -215,7 +215,7 @@ def test_unexpected_errors_are_one_line_with_exit_1(monkeypatch, capsys):
     def bug(*args, **kwargs):
         raise TypeError("an internal bug\nwith two lines")
 
-    monkeypatch.setattr("pathstats.cli.analyze_dag", bug)
+    monkeypatch.setattr("pathstats.analysis.analyze_dag", bug)
     assert main(["dag", "--example", "fc"]) == 1
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "internal error: TypeError: an internal bug with two lines" in err

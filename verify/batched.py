@@ -65,13 +65,15 @@ class BatchedInitialisations(fx.Interpreter):
         self.layers = sorted({node.target for node in self.module.graph.nodes if node.op == "call_module"
                               and type(self.module.get_submodule(node.target)) in WEIGHT_LAYERS})
         self.weights: dict = {}
+        self.biases: dict = {}
         self.capture = set(capture)  # layers whose inputs the last run keeps, in ``captured``
         self.captured: dict = {}
 
-    def run_batch(self, weights: dict, inputs: torch.Tensor) -> torch.Tensor:
+    def run_batch(self, weights: dict, inputs: torch.Tensor, biases: dict | None = None) -> torch.Tensor:
         """Logits ``(B, K)``; ``weights`` maps each weight layer's name to ``(B,) + weight.shape``.
 
-        Biases are taken as zero (the declared initialisation).
+        ``biases`` maps a weight layer's name to ``(B,) + bias.shape``; a layer
+        without an entry has zero biases (every initialisation but PyTorch's default).
 
         Raises
         ------
@@ -87,20 +89,21 @@ class BatchedInitialisations(fx.Interpreter):
                 f"verify draws fresh weights for nn.Linear and nn.Conv1d/2d/3d layers (and their subclasses) only; "
                 f"store the weight in such a layer"
             )
-        self.weights = weights
+        self.weights, self.biases = weights, biases or {}
         try:
             return self.run(inputs)
         finally:
-            self.weights = {}
+            self.weights, self.biases = {}, {}
 
     def call_module(self, target, args, kwargs):
         module = self.fetch_attr(target)
         if target in self.capture:
             self.captured[target] = args[0].detach()
         if isinstance(module, nn.Linear):
-            return torch.einsum("bf,bkf->bk", args[0], self.weights[target])
+            out = torch.einsum("bf,bkf->bk", args[0], self.weights[target])
+            return out + self.biases[target] if target in self.biases else out
         if type(module) in _CONV:
-            return self._conv(module, self.weights[target], args[0])
+            return self._conv(module, self.weights[target], args[0], self.biases.get(target))
         if isinstance(module, nn.modules.batchnorm._BatchNorm) and not module.training and module.running_var is not None:
             return _frozen_batchnorm(module, args[0])
         return super().call_module(target, args, kwargs)
@@ -111,7 +114,7 @@ class BatchedInitialisations(fx.Interpreter):
         return super().call_method(target, args, kwargs)
 
     @staticmethod
-    def _conv(module, weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def _conv(module, weight: torch.Tensor, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         batch = x.shape[0]
         padding = module.padding
         if module.padding_mode != "zeros":
@@ -124,7 +127,8 @@ class BatchedInitialisations(fx.Interpreter):
             # channels-last; activations stay in that layout between layers (no copy here)
             grouped = grouped.contiguous(memory_format=torch.channels_last)
             weight = weight.contiguous(memory_format=torch.channels_last)
-        out = _CONV[type(module)](grouped, weight, None, module.stride, padding, module.dilation, batch * module.groups)
+        bias = bias.reshape(-1) if bias is not None else None  # (B, out) -> one bias per grouped channel
+        out = _CONV[type(module)](grouped, weight, bias, module.stride, padding, module.dilation, batch * module.groups)
         return out.reshape((batch, -1) + out.shape[2:])
 
 

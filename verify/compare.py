@@ -126,6 +126,9 @@ def compare(result: MonteCarloResult, model_prediction: Prediction, theory_predi
     if result.loss_l1 is not None:
         report["loss_grad_l1"] = _entry(Estimate.of(result.loss_l1), loss["l1"], loss["l1_upper"])
         report["loss_grad_l2"] = _entry(Estimate.of(result.loss_l2), loss["l2"])
+        for key in ("loss_grad_l1", "loss_grad_l2"):  # the uniform-softmax values are bounds only under it
+            report[key]["assumption"] = loss["assumption"]
+        report["loss_grad_l2"]["predicted_upper_any_softmax"] = loss["any_softmax"]["l2_upper"]
         report["softmax_factor"] = _entry(Estimate.of(result.softmax_factor), loss["factor"])
     if theory_prediction is not None:
         theory_total = float(theory_prediction.grad_sq_map.sum())

@@ -1,8 +1,10 @@
 """Monte Carlo over random initialisations: empirical input Jacobians (docs page "The Monte Carlo estimator").
 
-Each sample is one independent initialisation of the network's declared
-initialisation (:meth:`pathstats.nets.InitialisedNet.init_variances`) and one fresh
-standard-normal input.  Jacobian rows of one initialisation are strongly
+Each sample is one independent initialisation, drawn from the same law as the
+prediction's ``init`` (:func:`init_law`: the declared initialisation of a
+registered net, He, PyTorch's default through each layer's own
+``reset_parameters``, the present weights' scale, or a mapping of variances),
+and one fresh standard-normal input.  Jacobian rows of one initialisation are strongly
 correlated, so instead of the ``K`` rows of every logit each initialisation gets
 one forward pass and two backward passes (a random logit, and the loss at a
 random label), and ``B`` initialisations run as the ``B`` examples of one batch
@@ -27,15 +29,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import fx, nn
 
 from pathstats._validate import check_seed
+from pathstats.errors import PathstatsError
+from pathstats.layers import weight_variance
+from pathstats.prediction import _init_policy
 from pathstats.progress import progress as progress_bar
 
 from .batched import WEIGHT_LAYERS, BatchedInitialisations
 from .reduction import ClassifierReduction, plan_reduction, reduction_factors
 
-__all__ = ["Estimate", "MonteCarloResult", "default_batch", "sample_gradients", "run_monte_carlo"]
+__all__ = ["Estimate", "MonteCarloResult", "InitLaw", "init_law", "weight_layers", "default_batch", "sample_gradients", "run_monte_carlo"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,7 @@ class MonteCarloResult:
     seed: int = 0
     notes: list = field(default_factory=list)
     reduction: ClassifierReduction | None = None  # what was integrated analytically (None: raw samples)
+    law: InitLaw | None = None  # what each initialisation was drawn from
 
     @property
     def samples(self) -> int:
@@ -95,7 +101,112 @@ class MonteCarloResult:
         return flat.mean(axis=0), flat.std(axis=0, ddof=1) / math.sqrt(self.samples)
 
 
-def _sample_weights(model: nn.Module, variances: dict, batch: int, seeds: list, device, pool=None) -> dict:
+@dataclass(frozen=True)
+class InitLaw:
+    """The law each Monte Carlo initialisation's weights are drawn from.
+
+    Attributes
+    ----------
+    init : str
+        The prediction's ``init`` label (:attr:`pathstats.prediction.Prediction.init`):
+        the same policy sets the predicted variances and this law.
+    variances : dict or None
+        Weight layer name -> variance of i.i.d. ``N(0, v)`` weights, biases zero
+        (the declared initialisation, ``"he"``, ``"weights"``, a mapping).  None for
+        ``"torch"``: every initialisation calls each weight layer's own
+        ``reset_parameters()`` (PyTorch's default: uniform weights and uniform
+        biases, or whatever a subclass draws).
+    draws : str
+        What one initialisation draws, in words, for reports.
+    """
+
+    init: str
+    variances: dict | None
+    draws: str
+
+    @property
+    def resets(self) -> bool:
+        """Whether the layers' own ``reset_parameters`` draw the weights (``init="torch"``)."""
+        return self.variances is None
+
+
+def weight_layers(model: nn.Module, graph: fx.GraphModule | None = None) -> list:
+    """``[(name, layer)]``: every weight layer the Monte Carlo draws, named as model mode names them.
+
+    The module's own ``nn.Linear`` / ``nn.Conv*d`` layers (subclasses included, in
+    ``named_modules`` order), then the layers that :func:`pathstats.functional.modularise`
+    reads from a custom block's own parameter (``F.linear(x, self.weight)`` in block
+    ``block1``: an ``nn.Linear`` named ``block1`` sharing that weight).  ``graph`` is the
+    modularised trace when the caller has one (:class:`BatchedInitialisations` keeps it).
+
+    Examples
+    --------
+    >>> import torch.nn.functional as F
+    >>> class Block(nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.weight = nn.Parameter(torch.randn(3, 4))
+    ...     def forward(self, x):
+    ...         return F.linear(x, self.weight)
+    >>> net = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), Block())
+    >>> [(name, type(layer).__name__) for name, layer in weight_layers(net)]
+    [('0', 'Linear'), ('2', 'Linear')]
+    """
+    own = [(name, module) for name, module in model.named_modules() if isinstance(module, WEIGHT_LAYERS)]
+    if graph is None:
+        graph = BatchedInitialisations(model).module
+    named = {name for name, _ in own}
+    read = [(node.target, graph.get_submodule(node.target)) for node in graph.graph.nodes if node.op == "call_module"
+            and node.target not in named and isinstance(graph.get_submodule(node.target), WEIGHT_LAYERS)]
+    return own + list(dict(read).items())
+
+
+def init_law(model: nn.Module, init=None, layers: list | None = None) -> InitLaw:
+    """The Monte Carlo's law for an ``init`` policy, the one :func:`pathstats.predict` takes.
+
+    ``None`` is the declared initialisation of a registered net, else ``"weights"``
+    (as for the prediction).  ``layers``: :func:`weight_layers` of ``model``, when the
+    caller has them.  Gaussian laws take each layer's variance from
+    :func:`pathstats.layers.weight_variance`, the function that gives model mode its
+    variances, so the prediction and the Monte Carlo cannot drift apart.
+
+    Raises
+    ------
+    PathstatsError
+        For an ``init`` that :func:`pathstats.predict` refuses too, or a mapping
+        that lacks a weight layer.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 2))
+    >>> init_law(net, "he").variances
+    {'0': 0.25, '2': 0.5}
+    >>> law = init_law(net, "torch")
+    >>> law.resets, law.init
+    (True, 'torch: PyTorch default, 1/(3 fan_in)')
+    >>> init_law(net, "xavier")
+    Traceback (most recent call last):
+    ...
+    pathstats.errors.PathstatsError: init must be None, 'he', 'torch', 'weights' or a mapping, not 'xavier'
+    """
+    policy, label = _init_policy(model, init)
+    if isinstance(policy, str) and policy == "torch":
+        return InitLaw(label, None, "each weight layer's own reset_parameters() (PyTorch's default: uniform weights "
+                                    "and biases), once per initialisation")
+    layers = layers or weight_layers(model)
+    if init is None and isinstance(policy, dict):  # a registered net's declaration: it names its own layers only
+        missing = [name for name, _ in layers if name not in policy]
+        if missing:
+            raise PathstatsError(
+                f"no initialisation for the weights of {missing[0]!r} (read by F.linear / F.conv in forward): the declared "
+                f"initialisation (init_variances()) names nn.Linear and nn.Conv1d/2d/3d layers only; store the weight in "
+                f"such a layer, or pass init 'he', 'torch', 'weights' or a mapping")
+    variances = {name: weight_variance(name, module, policy) for name, module in layers}
+    return InitLaw(label, variances, "i.i.d. N(0, v) weights per layer (v from the init), zero biases")
+
+
+def _sample_weights(layers: list, variances: dict, batch: int, seeds: list, device, pool=None) -> dict:
     """Weights of ``batch`` initialisations, ``{layer name: (batch,) + weight.shape}``.
 
     Each layer is drawn in ``_DRAW_CHUNKS`` slices of the batch, each slice from its
@@ -105,7 +216,6 @@ def _sample_weights(model: nn.Module, variances: dict, batch: int, seeds: list, 
     (i.i.d. entries: the memory order does not change their law), the layout
     :class:`BatchedInitialisations` convolves in.
     """
-    layers = [(name, module) for name, module in model.named_modules() if isinstance(module, WEIGHT_LAYERS)]
     weights, tasks = {}, []
     for i, (name, module) in enumerate(layers):
         shape = (batch,) + tuple(module.weight.shape)
@@ -128,7 +238,8 @@ def _sample_weights(model: nn.Module, variances: dict, batch: int, seeds: list, 
 _DRAW_CHUNKS = 4  # slices per layer drawn in parallel; fixed, so results do not depend on the thread count
 
 
-def sample_gradients(runner: BatchedInitialisations, weights: dict, inputs: torch.Tensor, cotangents) -> tuple:
+def sample_gradients(runner: BatchedInitialisations, weights: dict, inputs: torch.Tensor, cotangents,
+                     biases: dict | None = None) -> tuple:
     """Input gradients of ``B`` initialisations for chosen combinations of logits.
 
     Parameters
@@ -142,6 +253,8 @@ def sample_gradients(runner: BatchedInitialisations, weights: dict, inputs: torc
     cotangents : callable
         ``cotangents(logits) -> (P, B, K)``: the combinations of logits to
         differentiate, chosen after the forward pass (the loss needs the softmax).
+    biases : dict, optional
+        Layer name -> ``(B,) + bias.shape``; layers without an entry have zero biases.
 
     Returns
     -------
@@ -150,7 +263,7 @@ def sample_gradients(runner: BatchedInitialisations, weights: dict, inputs: torc
         passes for all ``B`` initialisations together.
     """
     x = inputs.detach().requires_grad_(True)
-    logits = runner.run_batch(weights, x)
+    logits = runner.run_batch(weights, x, biases)
     rows = cotangents(logits.detach())
     grads = [torch.autograd.grad(logits, x, grad_outputs=rows[j], retain_graph=j + 1 < len(rows))[0] for j in range(len(rows))]
     return torch.stack(grads, dim=1), logits.detach()
@@ -162,20 +275,53 @@ def _batch_seeds(seed: int, index: int, count: int) -> list:
     return [int(state[2 * i]) << 32 | int(state[2 * i + 1]) for i in range(count)]
 
 
-def _draw_batch(model, variances, input_shape, size, seed: int, index: int, device, pool=None) -> tuple:
-    """Everything random about one batch: weights, inputs, probed logits, labels."""
-    n_layers = sum(isinstance(m, WEIGHT_LAYERS) for m in model.modules())
-    seeds = _batch_seeds(seed, index, n_layers * _DRAW_CHUNKS + 1)
-    params = _sample_weights(model, variances, size, seeds[:-1], device, pool)
+def _reset_weights(layers: list, batch: int, seed: int, device) -> tuple:
+    """Weights and biases of ``batch`` initialisations by each weight layer's own
+    ``reset_parameters()`` (``init="torch"``): ``({name: (batch,) + weight.shape},
+    {name: (batch,) + bias.shape})``.
+
+    The layers draw from the global generator, so the draw runs on a private copy of
+    each layer under a forked, seeded CPU generator: the caller's random state is left
+    as it was and the result depends on ``seed`` alone.  One call per layer and
+    initialisation: slower than the Gaussian draw, which is vectorised, but it is the
+    layer's own law whatever a subclass's ``reset_parameters`` does.
+    """
+    weights, biases = {}, {}
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(seed)
+        for name, module in layers:
+            layer = copy.deepcopy(module).cpu()
+            drawn, offsets = [], []
+            for _ in range(batch):
+                layer.reset_parameters()
+                drawn.append(layer.weight.detach().clone())
+                if layer.bias is not None:
+                    offsets.append(layer.bias.detach().clone())
+            weights[name] = torch.stack(drawn).to(device)
+            if offsets:
+                biases[name] = torch.stack(offsets).to(device)
+    return weights, biases
+
+
+def _draw_batch(layers: list, law: InitLaw, input_shape, size, seed: int, index: int, device, pool=None) -> tuple:
+    """Everything random about one batch: weights, biases, inputs, probed logits, labels.
+
+    The streams of inputs, logits and labels do not depend on the law, so two laws
+    run with one seed see the same inputs (common random numbers)."""
+    seeds = _batch_seeds(seed, index, len(layers) * _DRAW_CHUNKS + 1)
+    if law.resets:
+        params, biases = _reset_weights(layers, size, seeds[0], device)
+    else:
+        params, biases = _sample_weights(layers, law.variances, size, seeds[:-1], device, pool), None
     generator = torch.Generator(device=device).manual_seed(seeds[-1])
     inputs = torch.randn((size,) + tuple(input_shape), generator=generator, device=device)
     probe = torch.randint(0, 10**9, (size,), generator=generator, device=device)
     label = torch.randint(0, 10**9, (size,), generator=generator, device=device)
-    return params, inputs, probe, label
+    return params, biases, inputs, probe, label
 
 
 def _run_batch(runner, draw: tuple, input_shape, size, loss: bool, reduction: ClassifierReduction | None) -> dict:
-    params, inputs, probe, label = draw
+    params, biases, inputs, probe, label = draw
 
     def cotangents(out):
         k = out.shape[1]
@@ -185,7 +331,7 @@ def _run_batch(runner, draw: tuple, input_shape, size, loss: bool, reduction: Cl
         dloss = torch.softmax(out, 1) - F.one_hot(label % k, k).to(out.dtype)  # dL/do at a random label
         return torch.stack([logit, dloss])
 
-    grads, logits = sample_gradients(runner, params, inputs, cotangents)
+    grads, logits = sample_gradients(runner, params, inputs, cotangents, biases)
     grads, logits = grads.detach().double(), logits.detach().double()  # float64 accumulation
     k = logits.shape[1]
     logit_grad = grads[:, 0].reshape(size, -1)
@@ -232,6 +378,7 @@ def run_monte_carlo(
     input_shape: tuple,
     samples: int,
     *,
+    init=None,
     seed: int = 0,
     device: str = "cpu",
     batch: int | None = None,
@@ -242,7 +389,7 @@ def run_monte_carlo(
 ) -> MonteCarloResult:
     """Draw ``samples`` initialisations and measure the input gradients of each.
 
-    Per initialisation: fresh weights from the declared initialisation, one
+    Per initialisation: fresh weights from ``init``'s law (:func:`init_law`), one
     standard-normal input, one forward pass and one backward pass for a
     uniformly chosen logit ``k`` (``do_k/dx``: by exchangeability of the logits
     an unbiased sample of the per-logit quantities), plus one for the
@@ -251,12 +398,22 @@ def run_monte_carlo(
 
     Parameters
     ----------
-    model : nets.InitialisedNet
-        A network with a declared initialisation (``init_variances()``), in eval mode.
+    model : torch.nn.Module
+        Any module :func:`pathstats.predict` accepts, returning logits ``(B, K)``;
+        it runs in eval mode on a copy (the module itself is left as it is).  Its
+        ``nn.Linear`` / ``nn.Conv*d`` weights are redrawn; every other parameter
+        and buffer (BatchNorm's) is used as it is.
     input_shape : tuple
         One input's shape, batch axis excluded.
     samples : int
         Number ``N`` of independent initialisations (>= 2).
+    init : None, "he", "torch", "weights" or mapping
+        The law of each initialisation, as :func:`pathstats.predict`'s ``init``:
+        ``None`` is the declared initialisation of a registered net, else
+        ``"weights"`` (``N(0, mean square of the present weights)``); ``"he"``
+        ``N(0, 2/fan_in)``; a mapping ``N(0, v)`` per layer name (biases zero in
+        these four); ``"torch"`` each layer's own ``reset_parameters()``, biases
+        included.
     seed : int
         Seeds weights, inputs, logits and labels, batch by batch (a stream per
         batch): the result is the same for a given seed, device and batch size.
@@ -269,7 +426,8 @@ def run_monte_carlo(
     reduce : bool, default True
         Integrate the classifier's weights analytically where that is exact
         (:mod:`pathstats.verify.reduction`): each logit-gradient sample keeps its mean and
-        loses variance.  False keeps the raw gradients.
+        loses variance.  False keeps the raw gradients.  Nothing is integrated under
+        ``init="torch"`` (uniform weights and non-zero biases: the steps are not exact).
     progress : bool
         Show progress on stderr (:func:`pathstats.progress.progress`: a bar on a
         terminal, plain lines in a log).
@@ -283,19 +441,20 @@ def run_monte_carlo(
     seed = check_seed(seed, "seed")
     if samples < 2:
         raise ValueError("a standard error needs at least 2 samples")
-    if not hasattr(model, "init_variances"):
-        raise TypeError("verify needs a network with a declared initialisation (nets.InitialisedNet)")
+    if not isinstance(model, nn.Module):
+        raise PathstatsError(f"model must be a torch.nn.Module, not {type(model).__name__}")
+    if batch is not None and batch < 1:
+        raise ValueError(f"batch must be a positive number of initialisations, got {batch}")
     start = time.perf_counter()
-    model = model.to(device).eval()
-    variances = model.init_variances()
+    model = copy.deepcopy(model).to(device).eval()
+    runner = BatchedInitialisations(model)
+    layers = weight_layers(model, runner.module)
+    law = init_law(model, init, layers)  # refuses a bad init before the Monte Carlo
     if batch is None:
         batch = default_batch(model, input_shape)
-    elif batch < 1:
-        raise ValueError(f"batch must be a positive number of initialisations, got {batch}")
     sizes = [min(batch, samples - i) for i in range(0, samples, batch)]
 
-    runner = BatchedInitialisations(model)
-    reduction = plan_reduction(runner.module, variances) if reduce else None
+    reduction = plan_reduction(runner.module, law.variances) if reduce and not law.resets else None
     if reduction is not None:
         runner.capture.add(reduction.classifier)
 
@@ -305,11 +464,11 @@ def run_monte_carlo(
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool, \
             progress_bar(total=samples, desc=desc, unit="init", disable=not progress) as bar:
         for index, size in enumerate(sizes):
-            draw = _draw_batch(model, variances, input_shape, size, seed, index, device, pool)
+            draw = _draw_batch(layers, law, input_shape, size, seed, index, device, pool)
             results.append(_run_batch(runner, draw, input_shape, size, loss, reduction))
             bar.update(size)
     merged = {key: np.concatenate([r[key] for r in results]) for key in results[0] if key != "classes"}
     return MonteCarloResult(tuple(input_shape), results[0]["classes"], device, merged["grad_sq"], merged["logit_l1"],
                             merged["logit_l2"], merged.get("loss_l1"), merged.get("loss_l2"), merged.get("softmax_factor"),
-                            time.perf_counter() - start, seed, reduction=reduction)
+                            time.perf_counter() - start, seed, reduction=reduction, law=law)
 

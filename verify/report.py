@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from torch import nn
@@ -19,7 +20,7 @@ from pathstats.prediction import Prediction, predict
 from pathstats.provenance import provenance
 
 from .compare import compare, map_test_bin_bounds, map_test_min_samples
-from .montecarlo import MonteCarloResult, default_batch, run_monte_carlo
+from .montecarlo import MonteCarloResult, default_batch, init_law, run_monte_carlo
 
 __all__ = ["VerifyPlan", "plan_verify", "check_samples_before_planning", "check_verify_samples", "check_batch_memory", "verify",
            "verify_text", "write_outputs", "save_map_figure", "channel_mean_map"]
@@ -28,7 +29,10 @@ __all__ = ["VerifyPlan", "plan_verify", "check_samples_before_planning", "check_
 @dataclass
 class VerifyPlan:
     """What :func:`verify` needs before its Monte Carlo: the model, its predictions and
-    the least number of initialisations the map test needs (``min_samples``)."""
+    the least number of initialisations the map test needs (``min_samples``).
+
+    ``arch`` names the model in reports (a registered name, or the module's class);
+    ``init`` is the policy both the prediction and the Monte Carlo take."""
 
     arch: str
     input_shape: tuple
@@ -38,27 +42,49 @@ class VerifyPlan:
     theory: Prediction | None
     min_samples: int
     bins: int
+    init: Any = None
 
 
-def plan_verify(arch: str, input_shape: tuple, classes: int = 10) -> VerifyPlan:
+def _model_and_name(model: str | nn.Module, input_shape: tuple, classes: int | None) -> tuple:
+    """``(module, name, classes)``: a registered net built for the shape (10 classes by
+    default), or the caller's own module with its own number of logits."""
+    if isinstance(model, str):
+        classes = check_classes(10 if classes is None else classes, "classes")
+        return nets.build(model, input_shape, classes), model, classes
+    if not isinstance(model, nn.Module):
+        raise InvalidArgumentError(f"model must be a registered name or a torch.nn.Module, not {type(model).__name__}")
+    if classes is not None:
+        check_classes(classes, "classes")
+    return model, type(model).__name__, classes
+
+
+def plan_verify(model: str | nn.Module, input_shape: tuple, classes: int | None = None, init: Any = None) -> VerifyPlan:
     """Build the network and predict (model and theory modes): the cheap part of a
     verification, done first so that every input is checked before the Monte Carlo.
+
+    ``model`` is a registered name (built with ``classes`` logits, default 10) or
+    any module :func:`~pathstats.prediction.predict` accepts (``classes``, if given,
+    must be its number of logits); ``init`` as :func:`~pathstats.prediction.predict`'s.
 
     Examples
     --------
     >>> plan = plan_verify("fc", (64,))
     >>> plan.min_samples, plan.bins
     (10, 8)
+    >>> from torch import nn
+    >>> plan = plan_verify(nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3)), (16,), init="he")
+    >>> plan.arch, plan.classes, plan.prediction.init
+    ('Sequential', 3, 'he: 2/fan_in for every weight layer')
     """
-    classes = check_classes(classes, "classes")
-    model = nets.build(arch, input_shape, classes)
-    prediction = predict(model, input_shape, mode="model")
+    module, name, classes = _model_and_name(model, input_shape, classes)
+    prediction = predict(module, input_shape, mode="model", classes=classes, init=init)
     try:
-        theory = predict(model, input_shape, mode="theory")
+        theory = predict(module, input_shape, mode="theory")
     except PathstatsError:
         theory = None  # outside (H'): no theory-mode prediction to show beside
+    init_law(module, init)  # a mapping must name every layer the Monte Carlo draws: refuse it now, not after the prediction
     min_samples, bins = map_test_min_samples(input_shape, prediction.grad_sq_map)
-    return VerifyPlan(arch, tuple(input_shape), classes, model, prediction, theory, min_samples, bins)
+    return VerifyPlan(name, tuple(input_shape), prediction.classes, module, prediction, theory, min_samples, bins, init)
 
 
 def check_samples_before_planning(arch: str, input_shape: tuple, samples: int, name: str = "samples") -> int:
@@ -85,14 +111,14 @@ def check_verify_samples(plan: VerifyPlan, samples: int, name: str = "samples") 
                          why=f"the map test of {plan.arch} {shape} compares {plan.bins} bins of coordinates")
 
 
-def check_batch_memory(arch: str, input_shape: tuple, batch: int, name: str = "batch", classes: int = 10) -> int:
+def check_batch_memory(arch: str | nn.Module, input_shape: tuple, batch: int, name: str = "batch", classes: int | None = None) -> int:
     """Refuse a batch of initialisations whose largest activation alone would take more
     than a quarter of this machine's memory (:func:`~pathstats.verify.montecarlo.default_batch`'s
     estimate; the run needs several times that). Needs no prediction, so it runs
     before :func:`plan_verify`."""
     total = physical_memory()
     if total:
-        model = nets.build(arch, input_shape, classes)
+        model, arch, _ = _model_and_name(arch, input_shape, classes)
         fits = default_batch(model, input_shape, budget_bytes=total // 4, largest=batch)
         if fits < batch:
             shape = "x".join(map(str, input_shape))
@@ -102,10 +128,12 @@ def check_batch_memory(arch: str, input_shape: tuple, batch: int, name: str = "b
     return batch
 
 
-def _estimator(reduction, reduce: bool) -> str:
+def _estimator(reduction, reduce: bool, law=None) -> str:
     """What the logit-gradient samples are, in one consistent sentence."""
     if reduction is None:
         why = ("reduction switched off" if not reduce
+               else "nothing exact to integrate: init 'torch' draws uniform weights and non-zero biases"
+               if law is not None and law.resets
                else "nothing to integrate: the output is not one linear layer of declared variance")
         return f"raw samples of one random logit's gradient per initialisation ({why})"
     text = (f"one random logit's gradient per initialisation, with the norm of its row of {reduction.classifier!r} "
@@ -116,27 +144,47 @@ def _estimator(reduction, reduce: bool) -> str:
     return text + f" (exact: same mean, lower variance); the active-feature count is sampled ({reduction.reason})"
 
 
-def verify(arch: str, input_shape: tuple, samples: int = 200, seed: int = 0, device: str = "cpu",
-           classes: int = 10, batch: int | None = None, progress: bool = False, reduce: bool = True,
-           plan: VerifyPlan | None = None, desc: str | None = None) -> tuple:
+def verify(model: str | nn.Module, input_shape: tuple, samples: int = 200, seed: int = 0, device: str = "cpu",
+           classes: int | None = None, batch: int | None = None, progress: bool = False, reduce: bool = True,
+           plan: VerifyPlan | None = None, desc: str | None = None, init: Any = None) -> tuple:
     """Predict, run the Monte Carlo and compare; returns ``(report, result, prediction)``.
 
-    ``reduce`` integrates the classifier's weights analytically where that is
-    exact (:mod:`pathstats.verify.reduction`); the report's ``estimator`` says what was done.
-    Every argument is checked before the Monte Carlo; ``plan`` (from
-    :func:`plan_verify`) skips building and predicting again.  ``desc`` is what
-    the progress shows as running.  The report records its ``provenance``.
+    ``model`` is a registered name or any module :func:`~pathstats.prediction.predict`
+    accepts; ``init`` (``None``, ``"he"``, ``"torch"``, ``"weights"`` or a mapping
+    from layer name to variance) sets both the prediction's variances and the law
+    the Monte Carlo draws each initialisation from (:func:`~pathstats.verify.montecarlo.init_law`).
+    ``classes``: the number of logits of a registered net (default 10); a module
+    has its own.  ``reduce`` integrates the classifier's weights analytically where
+    that is exact (:mod:`pathstats.verify.reduction`); the report's ``estimator``
+    says what was done.  Every argument is checked before the Monte Carlo; ``plan``
+    (from :func:`plan_verify`, whose ``init`` then applies) skips building and
+    predicting again.  ``desc`` is what the progress shows as running.  The report
+    records its ``provenance``.
+
+    Examples
+    --------
+    A model of one's own, at PyTorch's default initialisation:
+
+    >>> import torch
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 4))
+    >>> report, result, prediction = verify(net, (20,), samples=40, seed=0, init="torch")
+    >>> report["arch"], report["init"], result.samples
+    ('Sequential', 'torch: PyTorch default, 1/(3 fan_in)', 40)
+    >>> abs(report["grad_sq_total"]["z"]) < 4
+    True
     """
     seed = check_seed(seed, "seed")
     device = check_device(device, "device")
     if batch is not None:
         check_int(batch, "batch", minimum=1, hint="initialisations evaluated together")
-    plan = plan or plan_verify(arch, input_shape, classes)
+    plan = plan or plan_verify(model, input_shape, classes, init)
     check_verify_samples(plan, samples)
-    result = run_monte_carlo(plan.model, plan.input_shape, samples, seed=seed, device=device, batch=batch, progress=progress,
-                             reduce=reduce, desc=desc or f"{arch} {'x'.join(map(str, plan.input_shape))}")
-    report = {"arch": arch, "input_shape": list(plan.input_shape), "samples": result.samples, "seed": seed,
-              "device": device, "elapsed_s": result.elapsed_s, "estimator": _estimator(result.reduction, reduce),
+    result = run_monte_carlo(plan.model, plan.input_shape, samples, init=plan.init, seed=seed, device=device, batch=batch,
+                             progress=progress, reduce=reduce, desc=desc or f"{plan.arch} {'x'.join(map(str, plan.input_shape))}")
+    report = {"arch": plan.arch, "input_shape": list(plan.input_shape), "samples": result.samples, "seed": seed,
+              "device": device, "elapsed_s": result.elapsed_s, "init": plan.prediction.init, "draws": result.law.draws,
+              "estimator": _estimator(result.reduction, reduce, result.law),
               **compare(result, plan.prediction, plan.theory), "provenance": provenance(seed, device)}
     return report, result, plan.prediction
 
@@ -154,13 +202,15 @@ def verify_text(report: dict) -> str:
     shape = "x".join(map(str, report["input_shape"]))
     lines = [
         f"{report['arch']} {shape}: {report['samples']} initialisations on {report['device']} in {report['elapsed_s']:.1f} s (seed {report['seed']})",
+        f"init {report.get('init', 'declared')}; each initialisation draws {report.get('draws', 'the declared law')}",
         "",
         format_table(["quantity", "predicted", "estimate", "stderr", "z", "rel. error"], rows),
         "",
         f"estimator: {report['estimator']}; loss gradients and the softmax factor: raw samples",
         f"per-coordinate map: F = {fit['statistic']:.3g} on {fit['dof']} dof, p = {fit['p_value']:.3g} ({fit['method']})",
-        "predicted l1 norms use a Gaussian approximation, l2 norms are sqrt(E||.||^2) (Jensen upper bounds);",
-        "the loss-gradient prediction assumes a uniform softmax, whose factor (K-1)/K is measured in the last row.",
+        "predicted l1 norms use a Gaussian approximation, l2 norms are sqrt(E||.||^2) (Jensen upper bounds: for the loss",
+        "gradient only at a uniform softmax, whose factor (K-1)/K is measured in the last row; at initialisation the factor",
+        "is larger, below 2: see predict's loss_grad \"any_softmax\").",
     ]
     gaps = [label for key, label in names.items() if key in report and abs(report[key]["z"]) > 4]
     if gaps:
@@ -170,8 +220,11 @@ def verify_text(report: dict) -> str:
         lines.append("beyond 4 standard errors: " + ", ".join(gaps) + " -- measured gaps between the model-mode "
                      f"prediction and the network (possible causes: {causes})")
     if "theory" in report:
+        why = "nominal fan-in, logits, BatchNorm eps"
+        if not str(report.get("init", "declared")).startswith("declared"):  # theory mode's variances are the paper's
+            why = f"theory mode takes the paper's variances, model mode init {report['init'].split(':')[0]}; " + why
         lines.append(f"theory mode predicts E||do/dx||_2^2 = {report['theory']['grad_sq_total']:.5g} "
-                     f"({100 * report['theory']['relative_deviation_from_model']:+.2f}% from model mode: nominal fan-in, logits, BatchNorm eps)")
+                     f"({100 * report['theory']['relative_deviation_from_model']:+.2f}% from model mode: {why})")
     return "\n".join(lines)
 
 

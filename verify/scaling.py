@@ -47,7 +47,7 @@ def fit_loglog(d, estimates, stderrs) -> dict:
 
 def verify_sweep(arch: str, shapes: list, samples: int, seed: int = 0, device: str = "cpu", batch: int | None = None,
                  progress: bool = False, reduce: bool = True, *, classes: int = 10, plans: list | None = None,
-                 on_row: Callable[[dict], None] | None = None, finished: list | None = None) -> dict:
+                 on_row: Callable[[dict], None] | None = None, finished: list | None = None, init=None) -> dict:
     """Verify at each input shape; fit the slopes of the measured and predicted loss-gradient norms.
 
     Every size is planned (:func:`~pathstats.verify.report.plan_verify`: model,
@@ -56,16 +56,18 @@ def verify_sweep(arch: str, shapes: list, samples: int, seed: int = 0, device: s
     sweep so far (``complete`` False until the last), e.g. to write it to a file, so
     an interruption keeps the finished sizes.  ``finished``: the rows of the first
     sizes from an interrupted run with the same options (see :func:`resumable_rows`),
-    reused as they are (size ``k`` always runs with seed ``seed + k``).
+    reused as they are (size ``k`` always runs with seed ``seed + k``).  ``init``: as
+    :func:`~pathstats.verify.report.verify`'s, for the plans made here (given ``plans``
+    carry their own).
     """
     if len(plans or shapes) < 2:
         raise InvalidArgumentError("a sweep fits a log-log slope, which needs at least two sizes")
     check_seed(seed + len(plans or shapes) - 1, "seed (plus one per size)")
-    plans = plans or [plan_verify(arch, shape, classes) for shape in shapes]
+    plans = plans or [plan_verify(arch, shape, classes, init) for shape in shapes]
     for plan in plans:
         check_verify_samples(plan, samples)
     rows = list(finished or [])
-    options = {"seed": seed, "batch": batch, "reduce": reduce, "classes": classes}
+    options = {"seed": seed, "batch": batch, "reduce": reduce, "classes": classes, **_init_option(plans[0].init)}
     data = _sweep_data(arch, samples, seed, device, rows, [list(p.input_shape) for p in plans], options)
     for k, plan in enumerate(plans[len(rows):], start=len(rows)):
         shape = "x".join(map(str, plan.input_shape))
@@ -80,8 +82,14 @@ def verify_sweep(arch: str, shapes: list, samples: int, seed: int = 0, device: s
     return data
 
 
+def _init_option(init) -> dict:
+    """The sweep option naming a chosen ``init`` (none for the declared one, so that
+    sweeps written before ``init`` existed still resume)."""
+    return {} if init is None else {"init": init}
+
+
 def resumable_rows(data: object, arch: str, shapes: list, samples: int, device: str, *, seed: int = 0,
-                   batch: int | None = None, reduce: bool = True, classes: int = 10) -> list:
+                   batch: int | None = None, reduce: bool = True, classes: int = 10, init=None) -> list:
     """The finished rows of an earlier run of the same sweep (a ``sweep.json`` object).
 
     Raises
@@ -93,7 +101,7 @@ def resumable_rows(data: object, arch: str, shapes: list, samples: int, device: 
     if not isinstance(data, dict) or not isinstance(data.get("rows"), list) or "options" not in data:
         raise InvalidArgumentError("not a sweep written by pathstats verify --sizes")
     wanted = {"arch": arch, "samples": samples, "device": device,
-              "options": {"seed": seed, "batch": batch, "reduce": reduce, "classes": classes}}
+              "options": {"seed": seed, "batch": batch, "reduce": reduce, "classes": classes, **_init_option(init)}}
     different = [key for key, value in wanted.items() if data.get(key) != value]
     done = [row.get("input_shape") if isinstance(row, dict) else None for row in data["rows"]]
     if different:
@@ -123,7 +131,7 @@ def sweep_text(sweep: dict) -> str:
              f"{r['loss_grad_l2']['estimate']:.4g} +- {r['loss_grad_l2']['stderr']:.2g}", f"{r['loss_grad_l2']['predicted']:.4g}",
              f"{r['elapsed_s']:.1f}"] for r in sweep["rows"]]
     lines = [f"{sweep['arch']}: {sweep['samples']} initialisations per size on {sweep['device']}", "",
-             format_table(["input", "d", "E||dL/dx||_1", "predicted", "E||dL/dx||_2", "predicted", "s"], rows), "",
+             format_table(["input", "d", "E||dL/dx||_1", "predicted", "E||dL/dx||_2", "predicted", "time (s)"], rows), "",
              "log-log slopes against d: measured [95% CI] / model-mode prediction / theory under (S)"]
     if not sweep["slopes"]:
         lines.append("  (none yet: a slope needs two finished sizes)")
@@ -173,13 +181,13 @@ def save_sweep_plot(sweep: dict, path: str) -> None:
 
 def compare_architectures(archs: list, shape: tuple, samples: int, seed: int = 0, device: str = "cpu", batch: int | None = None,
                           progress: bool = False, reduce: bool = True, *, classes: int = 10, plans: list | None = None,
-                          on_row: Callable[[dict], None] | None = None) -> dict:
+                          on_row: Callable[[dict], None] | None = None, init=None) -> dict:
     """Figure 3 of the paper at initialisation: measured totals of several nets and Theorem 11's factor.
 
     As :func:`verify_sweep`: every net is planned before the first Monte Carlo, and
-    ``on_row`` receives the comparison so far after each net.
+    ``on_row`` receives the comparison so far after each net; ``init`` as in :func:`verify_sweep`.
     """
-    plans = plans or [plan_verify(arch, shape, classes) for arch in archs]
+    plans = plans or [plan_verify(arch, shape, classes, init) for arch in archs]
     for plan in plans:
         check_verify_samples(plan, samples)
     rows = []
