@@ -40,7 +40,7 @@ def test_grid_runs_as_a_job_array_on_slurm(cluster, tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")]))
     out = str(tmp_path / "fig2")
     n = get("fig2").quick.n_runs
-    summary = run_experiment("fig2", out, quick=True, executor="slurm", runs_per_job=9, time_min=5,
+    summary = run_experiment("fig2", out, scale="quick", executor="slurm", runs_per_job=9, time_min=5,
                              run_fn="fake_runs:fake_run", progress=False)
     assert (summary["ran"], summary["done"], summary["failed"]) == (n, n, 0)
     with open(os.path.join(out, "results.csv")) as f:
@@ -51,5 +51,5 @@ def test_grid_runs_as_a_job_array_on_slurm(cluster, tmp_path, monkeypatch):
     with open(scripts[0]) as f:
         script = f.read()
     assert "#SBATCH --array=0-1" in script and sys.executable in script
-    again = run_experiment("fig2", out, quick=True, executor="slurm", run_fn="fake_runs:fake_run", progress=False)
+    again = run_experiment("fig2", out, scale="quick", executor="slurm", run_fn="fake_runs:fake_run", progress=False)
     assert (again["ran"], again["skipped"]) == (0, n)
