@@ -53,7 +53,7 @@ def _free_ports(n: int) -> list:
             s.close()
 
 
-def _write_config(root: str, cpus: int) -> str:
+def _write_config(root: str, cpus: int, settings: dict | None = None, cred_expire: int | None = None) -> str:
     ctld_port, slurmd_port = _free_ports(2)
     for sub in ("state", "spool", "log"):
         os.makedirs(os.path.join(root, sub), exist_ok=True)
@@ -65,7 +65,8 @@ def _write_config(root: str, cpus: int) -> str:
         "SlurmUser=root",
         "SlurmdUser=root",
         "AuthType=auth/munge",
-        f"AuthInfo=socket={root}/munge.socket",
+        # cred_expire is also how long a requeued job waits before it may start again (default 120 s)
+        f"AuthInfo=socket={root}/munge.socket" + (f",cred_expire={cred_expire}" if cred_expire else ""),
         f"StateSaveLocation={root}/state",
         f"SlurmdSpoolDir={root}/spool/%n",
         f"SlurmctldPidFile={root}/slurmctld.pid",
@@ -91,6 +92,11 @@ def _write_config(root: str, cpus: int) -> str:
         f"NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} RealMemory=1000 State=UNKNOWN",
         "PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP",
     ]
+    if settings:  # replace the defaults of the same keys, add the others before the node and partition lines
+        keys = {line.split("=", 1)[0] for line in lines}
+        lines = [line if line.split("=", 1)[0] not in settings else f"{line.split('=', 1)[0]}={settings[line.split('=', 1)[0]]}"
+                 for line in lines]
+        lines[-2:-2] = [f"{k}={v}" for k, v in settings.items() if k not in keys]
     path = os.path.join(root, "slurm.conf")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
@@ -116,8 +122,13 @@ def _node_idle(env: dict) -> bool:
 
 
 @contextlib.contextmanager
-def slurm_cluster(root: str, cpus: int | None = None, timeout: float = 30.0):
+def slurm_cluster(root: str, cpus: int | None = None, timeout: float = 30.0, settings: dict | None = None,
+                  cred_expire: int | None = None):
     """Start munged, slurmctld and slurmd under ``root``; yield the environment for clients.
+
+    ``settings`` (``slurm.conf`` key -> value) replace or add configuration lines (e.g.
+    ``{"KillWait": "5"}``); ``cred_expire`` (seconds) is munge credentials' lifetime, which
+    is also how long a requeued job waits before it may start again (Slurm's default: 120 s).
 
     Raises
     ------
@@ -129,7 +140,7 @@ def slurm_cluster(root: str, cpus: int | None = None, timeout: float = 30.0):
     if reason:
         raise SlurmUnavailable(reason)
     cpus = cpus or min(2, os.cpu_count() or 1)
-    conf = _write_config(root, cpus)
+    conf = _write_config(root, cpus, settings, cred_expire)
     env = {**os.environ, "SLURM_CONF": conf}
     key = os.path.join(root, "munge.key")
     with open(key, "wb") as f:
