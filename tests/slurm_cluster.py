@@ -121,6 +121,18 @@ def _node_idle(env: dict) -> bool:
     return out.returncode == 0 and out.stdout.strip().startswith("idle")
 
 
+def _cancel_all(env: dict, timeout: float = 20.0) -> None:
+    try:
+        ids = subprocess.run([_which("squeue"), "-h", "-o", "%A"], env=env, capture_output=True, text=True,
+                             timeout=timeout).stdout.split()
+        if ids:
+            subprocess.run([_which("scancel"), *sorted(set(ids))], env=env, capture_output=True, timeout=timeout)
+            _wait(lambda: not subprocess.run([_which("squeue"), "-h", "-o", "%A"], env=env, capture_output=True,
+                                             text=True, timeout=timeout).stdout.split(), timeout, "the jobs to end")
+    except (OSError, subprocess.SubprocessError, SlurmUnavailable):
+        pass  # the daemons are stopped next anyway
+
+
 @contextlib.contextmanager
 def slurm_cluster(root: str, cpus: int | None = None, timeout: float = 30.0, settings: dict | None = None,
                   cred_expire: int | None = None):
@@ -160,6 +172,8 @@ def slurm_cluster(root: str, cpus: int | None = None, timeout: float = 30.0, set
         _wait(lambda: _node_idle(env), timeout, "the node to be idle in sinfo", f"{root}/log/slurmctld.log")
         yield env
     finally:
+        if len(processes) == 3:  # job steps outlive slurmd: cancel what a failed test left, and let it end
+            _cancel_all(env)
         for process in reversed(processes):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)

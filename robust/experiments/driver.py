@@ -125,7 +125,7 @@ def run_experiment(name: str, out: str, data: str = "digits", scale: str = "pape
         else:
             todo.append((job.to_dict(), directory, run_fn))
     if todo:
-        bar = progress_bar(total=len(todo), desc=f"{name}: runs", unit="run", disable=not progress)
+        bar = progress_bar(total=len(todo), desc=f"{name}: runs", unit="run", disable=not progress or detach)
         failed = []
 
         def tick(status):

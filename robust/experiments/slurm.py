@@ -375,18 +375,22 @@ def grid_state(out: str, jobs: list) -> dict:
             for index, run_ids in enumerate(array["tasks"]):
                 for run in run_ids:
                     task_of[run] = f"{array['job_id']}_{index}"  # the latest submission of a run wins
-    states = job_states(out, sorted({a["job_id"] for a in arrays}))
+    folders = {job.id: (read_status(os.path.join(out, "runs", job.id)), is_finished(job, os.path.join(out, "runs", job.id)))
+               for job in jobs}
+    # Slurm is asked only about the tasks of runs whose folders do not say how they ended.
+    asked = {task_of[i].split("_")[0] for i, (status, finished) in folders.items()
+             if i in task_of and not finished and status.get("status") != "failed"}
+    states = job_states(out, sorted(asked))
     runs = []
     for job in jobs:
-        directory = os.path.join(out, "runs", job.id)
-        status = read_status(directory)
+        status, finished = folders[job.id]
         task = task_of.get(job.id)
         slurm_state, reason = (None, "")
         if task is not None and states is not None:
             slurm_state, reason = states.get(task) or (_result_file_state(out, task), "")
         row = {"id": job.id, "attempts": status.get("attempts", 0), "task": task, "slurm_state": slurm_state,
                "reason": reason if reason not in ("None", "") else "", "error": status.get("error")}
-        if is_finished(job, directory):
+        if finished:
             row["state"] = "done"
         elif status.get("status") == "failed":
             row["state"] = "failed"
