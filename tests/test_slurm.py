@@ -15,6 +15,7 @@ import json
 import os
 import pickle
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -26,7 +27,7 @@ from slurm_cluster import SlurmUnavailable, slurm_available, slurm_cluster
 
 from pathstats.cli import main
 from pathstats.robust.experiments import get, plan, run_experiment
-from pathstats.robust.experiments.slurm import RunBatch, format_submission
+from pathstats.robust.experiments.slurm import RunBatch, SlurmError, format_submission
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -46,13 +47,31 @@ def cluster(tmp_path_factory):
         pytest.fail(f"the test cluster did not start: {exc}")
 
 
-def test_grid_runs_as_a_job_array_on_slurm(cluster, tmp_path, monkeypatch):
+def test_grid_runs_as_a_job_array_on_slurm_and_survives_a_preemption(cluster, tmp_path, monkeypatch):
+    """The grid as one array of two tasks, waited for; one task is preempted (Slurm's warning
+    signal, as ``scancel --signal=USR2`` sends it, like submitit's own tests) while its first
+    run is halfway: it checkpoints, requeues, and the grid completes."""
     monkeypatch.setenv("SLURM_CONF", cluster["SLURM_CONF"])
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")]))
     out = str(tmp_path / "fig2")
     n = get("fig2").quick.n_runs
-    summary = run_experiment("fig2", out, scale="quick", executor="slurm", runs_per_job=9, time_min=5,
-                             run_fn="fake_runs:fake_run", progress=False)
+    slow = plan("fig2", scale="quick")[0]
+    _slow_env(monkeypatch, slow.id, 1.0)
+    preempted = []
+
+    def preempt_when_halfway():
+        log, deadline = os.path.join(out, "runs", slow.id, "calls.log"), time.monotonic() + 120
+        while time.monotonic() < deadline and not (os.path.exists(log) and len(open(log).read().split()) >= 3):
+            time.sleep(0.2)
+        with open(os.path.join(out, "slurm", "submissions.json")) as f:
+            task = json.load(f)["submissions"][0]["arrays"][0]["job_id"] + "_0"
+        preempted.append(subprocess.run(["scancel", "--signal=USR2", task], capture_output=True, timeout=30).returncode)
+
+    threading.Thread(target=preempt_when_halfway, daemon=True).start()
+    # 15 min: submitit counts a warning in the first 5 minutes of a limit over 12.5 min as a preemption
+    summary = run_experiment("fig2", out, scale="quick", executor="slurm", runs_per_job=9, time_min=15,
+                             run_fn=FAKE, progress=False)
+    assert preempted == [0]
     assert (summary["ran"], summary["done"], summary["failed"]) == (n, n, 0)
     with open(os.path.join(out, "results.csv")) as f:
         assert [r["status"] for r in csv.DictReader(f)] == ["done"] * n
@@ -61,8 +80,15 @@ def test_grid_runs_as_a_job_array_on_slurm(cluster, tmp_path, monkeypatch):
     assert len(scripts) == 1
     with open(scripts[0]) as f:
         script = f.read()
-    assert "#SBATCH --array=0-1" in script and sys.executable in script
-    again = run_experiment("fig2", out, scale="quick", executor="slurm", run_fn="fake_runs:fake_run", progress=False)
+    assert "#SBATCH --array=0-1" in script and sys.executable in script and "#SBATCH --signal=USR2@90" in script
+    with open(glob.glob(os.path.join(out, "slurm", "*_0_0_log.out"))[0]) as f:
+        log = f.read()
+    assert "this job is preempted" in log and "(10 remaining timeouts)" in log  # a preemption is not a time-out
+    with open(os.path.join(out, "runs", slow.id, "status.json")) as f:
+        assert json.load(f)["attempts"] == 2
+    with open(os.path.join(out, "runs", slow.id, "calls.log")) as f:
+        assert f.read().split() == [str(e) for e in range(1, slow.train["epochs"] + 1)]  # no epoch computed twice
+    again = run_experiment("fig2", out, scale="quick", executor="slurm", run_fn=FAKE, progress=False)
     assert (again["ran"], again["skipped"]) == (0, n)
 
 
@@ -221,6 +247,8 @@ def test_a_run_longer_than_the_time_limit_is_requeued_and_completes(cluster, tmp
     assert summary["detached"] and summary["ran"] == len(jobs)
     assert time.monotonic() - start < 30  # returns after submitting
     assert f"follow it with: pathstats experiment fig2 --out {out} --status" in format_submission(summary)
+    with pytest.raises(SlurmError, match="still queued or running on Slurm"):  # no second copy writing the same runs
+        run_experiment("fig2", out, scale="quick", executor="slurm", time_min=1, run_fn=FAKE, progress=False, detach=True)
     array = summary["submission"]["arrays"][0]
     assert len(array["tasks"]) == 2 and array["tasks"][0][0] == slow.id and array["time_min"] == 1
     seen = set()
