@@ -7,7 +7,7 @@ each in a forked child process that calls
 handling: SIGTERM makes it stop after writing a checkpoint, and calling it again on the
 same run folder resumes exactly.
 
-Slurm sends ``USR2`` ``signal_delay_s`` seconds before an array task's time limit (and at
+Slurm sends ``USR2`` about :func:`signal_delay` seconds before an array task's time limit (and at
 preemption where the cluster sets ``PreemptParameters=send_user_signal``).  submitit's
 handler then calls :meth:`RunBatch.checkpoint`, which sends SIGTERM to the running child,
 waits until it has checkpointed and stopped, and returns a ``DelayedSubmission`` of the
@@ -45,7 +45,8 @@ from .executors import ExecutorError
 from .grid import Job
 from .store import execute, is_finished, read_json, read_status
 
-__all__ = ["FOLDER", "RECORD", "SlurmError", "RunBatch", "check_slurm", "signal_delay", "submit", "grid_state",
+__all__ = ["FOLDER", "RECORD", "SlurmError", "RunBatch", "RunInterrupted", "check_slurm", "signal_delay", "submit",
+           "job_states", "grid_state",
            "record_failures", "wait", "run_slurm", "status", "format_status", "format_submission", "STATES"]
 
 #: ``DIR/slurm``: submitit's pickles and logs, and :data:`RECORD`.
@@ -104,16 +105,17 @@ def check_slurm(partition: str | None = None, gpus_per_job: int = 0, time_min=60
 
 
 def signal_delay(time_min: int) -> int:
-    """Seconds between Slurm's warning signal and the time limit: submitit's 90 s, or a quarter
-    of a limit shorter than 6 minutes (Slurm checks limits about every 30 s, so the warning
-    may come up to 30 s earlier).
+    """Seconds before the time limit at which Slurm is asked to warn a task: submitit's 90 s, less
+    for limits under 8 minutes.  Slurm sends the warning when at most this delay plus its 30 s
+    check period remains (measured: 15 s into a 1-minute task asked for 15 s), so a quarter
+    of the limit, less those 30 s, at least 5 s, leaves short tasks time to work.
 
     Examples
     --------
-    >>> signal_delay(60), signal_delay(1)
-    (90, 15)
+    >>> signal_delay(60), signal_delay(6), signal_delay(1)
+    (90, 60, 5)
     """
-    return min(DEFAULT_SIGNAL_DELAY_S, int(time_min) * 60 // 4)
+    return min(DEFAULT_SIGNAL_DELAY_S, max(5, int(time_min) * 60 // 4 - 30))
 
 
 def _log(message: str) -> None:
@@ -168,6 +170,8 @@ class RunBatch(_checkpointable_base()):
         statuses = []
         restart = os.environ.get("SLURM_RESTART_COUNT", "0")
         for job, directory, run_fn in tasks:
+            if self._stopping:  # checkpoint() ran but submitit did not exit (a plugin's handler)
+                break
             if is_finished(Job(job["train"], tuple(job.get("evaluations", ()))), directory):
                 statuses.append(read_status(directory))
                 continue
@@ -175,7 +179,7 @@ class RunBatch(_checkpointable_base()):
                  f"Slurm restart {restart})")
             status = self._run_child(job, directory, run_fn)
             _log(f"run {job['id']}: {status.get('status')}" + (f" ({status['error']})" if status.get("error") else ""))
-            if status.get("status") == "interrupted":
+            if status.get("status") == "interrupted" and not self._stopping:
                 # Not our SIGTERM (checkpoint() never returns here): Slurm's own, at the time limit
                 # without a warning in time, a cancellation, or a preemption without the user signal.
                 raise RunInterrupted(f"run {job['id']} was stopped by a signal from Slurm after its checkpoint; "
@@ -244,7 +248,17 @@ def _record_path(out: str) -> str:
 
 
 def _pack(tasks: list, runs_per_job: int, time_min) -> list:
-    """``(minutes, batch)`` pairs: the runs grouped by time limit, then packed in order."""
+    """``(minutes, batch)`` pairs: the runs grouped by time limit (``time_min``: minutes, or run id ->
+    minutes, the largest for a run it does not name), then packed in order.
+
+    Examples
+    --------
+    >>> tasks = [({"id": i}, i, "f") for i in "abc"]
+    >>> [(limit, [t[1] for t in batch]) for limit, batch in _pack(tasks, 2, {"a": 5, "b": 30, "c": 5})]
+    [(5, ['a', 'c']), (30, ['b'])]
+    >>> [(limit, len(batch)) for limit, batch in _pack(tasks, 2, 60)]
+    [(60, 2), (60, 1)]
+    """
     groups: dict = {}
     for task in tasks:
         limit = time_min.get(task[0]["id"], max(time_min.values())) if isinstance(time_min, dict) else time_min
