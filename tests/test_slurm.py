@@ -183,19 +183,24 @@ def test_grid_state_combines_run_folders_and_slurm_states(tmp_path, monkeypatch)
     # task 0: runs 0-2 (running: run 1; run 2 waits behind it), task 1: run 3 (requeued),
     # task 2: run 4 (checkpointed, job ended), task 3: runs 5-6 (killed); run 7 never submitted
     write_json(os.path.join(out, "slurm", "submissions.json"), {"submissions": [{"arrays": [
-        {"job_id": "7", "time_min": 1, "tasks": [ids[0:3], ids[3:4], ids[4:5], ids[5:7]]}]}]})
+        {"job_id": "7", "time_min": 1, "task_ids": ["7_0", "7_1", "7_2", "7_3"],
+         "tasks": [ids[0:3], ids[3:4], ids[4:5], ids[5:7]]}]}]})
     asked = []
 
     def states(out_, array_ids):
         asked.append(array_ids)
-        return {"7_0": ("RUNNING", "None"), "7_1": ("PENDING", "BeginTime"), "7_2": ("TIMEOUT", ""),
-                "7_3": ("OUT_OF_MEMORY", "")}
+        return {"7_0": ("RUNNING", "None"), "7_1": ("PENDING", "BeginTime"), "7_3": ("OUT_OF_MEMORY", "")}
+
+    # task 2 is gone from Slurm's memory (no accounting): its state is read from submitit's result file
+    with open(os.path.join(out, "slurm", "7_2_0_result.pkl"), "wb") as f:
+        pickle.dump(("error", "RunInterrupted: ..."), f)
 
     monkeypatch.setattr(slurm, "job_states", states)
     state = slurm.grid_state(out, jobs)
     assert [r["state"] for r in state["runs"]] == ["done", "running", "pending", "requeued", "stopped", "failed", "failed",
                                                    "unsubmitted"]
-    assert state["runs"][3]["reason"] == "BeginTime" and "rerun the experiment command" in state["runs"][4]["error"]
+    assert state["runs"][3]["reason"] == "BeginTime" and state["runs"][4]["slurm_state"] == "FAILED"
+    assert "rerun the experiment command" in state["runs"][4]["error"]
     assert not state["complete"] and state["counts"]["failed"] == 2 and asked == [["7"]]
     slurm.record_failures(out, state)
     with open(os.path.join(runs, ids[5], "status.json")) as f:
@@ -220,6 +225,23 @@ def test_status_and_detach_refuse_careless_use(tmp_path):
     assert code == 2 and len(err.strip().splitlines()) == 1 and "no experiment" in err
     code, _, err = _cli("fig2", "--quick", "--out", str(tmp_path / "x"), "--detach")
     assert code == 2 and "--detach needs --executor slurm" in err
+
+
+def test_a_grid_in_one_task_is_a_plain_job_followed_alike(cluster, tmp_path, monkeypatch):
+    """One batch is submitted as a plain job (id "<job>", no array): waited for and reported alike."""
+    monkeypatch.setenv("SLURM_CONF", cluster["SLURM_CONF"])
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")]))
+    out = str(tmp_path / "fig2")
+    n = get("fig2").quick.n_runs
+    summary = run_experiment("fig2", out, scale="quick", executor="slurm", runs_per_job=n, time_min=5, run_fn=FAKE,
+                             progress=False)
+    assert (summary["ran"], summary["done"]) == (n, n)
+    with open(os.path.join(out, "slurm", "submissions.json")) as f:
+        array = json.load(f)["submissions"][0]["arrays"][0]
+    assert array["task_ids"] == [array["job_id"]]
+    assert os.path.exists(os.path.join(out, "slurm", f"{array['job_id']}_0_result.pkl"))
+    code, text, _ = _cli("fig2", "--out", out, "--status", "--json")
+    assert code == 0 and json.loads(text)["counts"]["done"] == n
 
 
 def test_sbatch_refusal_is_a_one_line_error(cluster, tmp_path, monkeypatch):

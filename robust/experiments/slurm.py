@@ -280,8 +280,9 @@ def submit(tasks: list, out: str, partition: str | None = None, gpus_per_job: in
     return at once; the submission is appended to ``out/slurm/submissions.json``.
 
     ``time_min``: minutes per array task, one number or a mapping run id -> minutes.
-    Returns the submission: ``{"submitted", "arrays": [{"job_id", "time_min",
-    "signal_delay_s", "tasks": [[run ids of task 0], ...]}]}``.
+    Returns the submission: ``{"submitted", "arrays": [{"job_id", "task_ids", "time_min",
+    "signal_delay_s", "max_requeues", "tasks": [[run ids of task 0], ...]}]}`` (``task_ids``:
+    Slurm's ids of the tasks, ``"<job>_<i>"``, or ``"<job>"`` for a single task).
 
     Raises
     ------
@@ -320,8 +321,9 @@ def submit(tasks: list, out: str, partition: str | None = None, gpus_per_job: in
                 subprocess.SubprocessError, OSError) as exc:
             raise SlurmError(f"sbatch refused the job array: {_one_line(str(exc) or stderr.getvalue())} "
                              "(check --partition, --gpus-per-job and --time against the cluster's limits: sinfo)") from None
+        # submitit submits one batch as a plain job ("123"), several as an array ("123_0", "123_1", ...)
         submission["arrays"].append({"job_id": jobs[0].job_id.split("_")[0], "time_min": int(limit), "signal_delay_s": delay,
-                                     "max_requeues": int(max_requeues),
+                                     "max_requeues": int(max_requeues), "task_ids": [job.job_id for job in jobs],
                                      "tasks": [[job["id"] for job, _, _ in batch] for batch in batches]})
         # recorded after each array, so that a failure of a later sbatch leaves the earlier ones followable
         write_json(_record_path(out), {"submissions": record["submissions"] + [submission]})
@@ -339,8 +341,8 @@ def _run(command: list, timeout: float = 60.0) -> subprocess.CompletedProcess | 
 
 
 def _result_file_state(out: str, task: str) -> str:
-    """COMPLETED/FAILED from submitit's result file of an array task Slurm no longer knows, else ENDED."""
-    path = os.path.join(out, FOLDER, f"{task}_result.pkl")
+    """COMPLETED/FAILED from submitit's result file of a task Slurm no longer knows, else ENDED."""
+    path = os.path.join(out, FOLDER, f"{task}_0_result.pkl")  # the job's only Slurm task, 0
     try:
         with open(path, "rb") as f:
             outcome = pickle.load(f)[0]
@@ -350,8 +352,9 @@ def _result_file_state(out: str, task: str) -> str:
 
 
 def job_states(out: str, array_ids: list) -> dict | None:
-    """``{"<job>_<task>": (state, reason)}`` of the array tasks Slurm still knows (``squeue``), then
-    of the ended ones (``sacct`` where accounting is on).  None when ``squeue`` cannot answer."""
+    """``{task id: (state, reason)}`` of the tasks of jobs ``array_ids`` that Slurm still knows
+    (``squeue``), then of the ended ones (``sacct`` where accounting is on); a task id is
+    ``"<job>_<i>"`` in an array, ``"<job>"`` alone.  None when ``squeue`` cannot answer."""
     if not array_ids:
         return {}
     states: dict = {}
@@ -362,13 +365,13 @@ def job_states(out: str, array_ids: list) -> dict | None:
         return None  # the controller does not answer: say unknown rather than guess
     for line in answer.stdout.splitlines() if answer.returncode == 0 else []:
         parts = line.strip().split("|")
-        if len(parts) == 3 and "_" in parts[0] and "[" not in parts[0]:
+        if len(parts) == 3 and "[" not in parts[0]:
             states[parts[0]] = (parts[1], parts[2])
     accounting = _run(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", ",".join(array_ids)])
     if accounting is not None and accounting.returncode == 0:
         for line in accounting.stdout.splitlines():
             parts = line.strip().split("|")
-            if len(parts) == 2 and "_" in parts[0] and "[" not in parts[0] and parts[0] not in states:
+            if len(parts) == 2 and "[" not in parts[0] and parts[0] not in states:
                 states[parts[0]] = (parts[1].split()[0], "")
     return states
 
@@ -386,9 +389,9 @@ def grid_state(out: str, jobs: list) -> dict:
     for submission in record.get("submissions", []):
         for array in submission.get("arrays", []):
             arrays.append(array)
-            for index, run_ids in enumerate(array["tasks"]):
+            for task, run_ids in zip(array["task_ids"], array["tasks"]):
                 for run in run_ids:
-                    task_of[run] = f"{array['job_id']}_{index}"  # the latest submission of a run wins
+                    task_of[run] = task  # the latest submission of a run wins
     folders = {job.id: (read_status(os.path.join(out, "runs", job.id)), is_finished(job, os.path.join(out, "runs", job.id)))
                for job in jobs}
     # Slurm is asked only about the tasks of runs whose folders do not say how they ended.
