@@ -165,6 +165,32 @@ def test_checkpoint_stops_the_run_after_its_checkpoint_and_resubmits_the_batch(t
     assert _files(str(tmp_path / "runs" / slow.id)) == _uninterrupted(slow, tmp_path, monkeypatch)
 
 
+def test_a_run_stopped_by_slurm_itself_ends_its_task_with_the_checkpoint_kept(tmp_path, monkeypatch):
+    """Slurm's own SIGTERM (a time limit reached without the warning, a cancellation, a
+    preemption without the user signal) reaches the run directly: it checkpoints, and the
+    task ends with an error (not a success) instead of starting its next run."""
+    from pathstats.robust.experiments.slurm import RunInterrupted
+
+    jobs = plan("fig2", scale="quick")[:2]
+    _slow_env(monkeypatch, jobs[0].id, 0.5)
+    tasks = [(job.to_dict(), str(tmp_path / "runs" / job.id), FAKE) for job in jobs]
+    batch = RunBatch(stop_timeout_s=20)
+
+    def terminate_the_run():
+        log, deadline = tmp_path / "runs" / jobs[0].id / "calls.log", time.monotonic() + 60
+        while time.monotonic() < deadline and not log.exists():
+            time.sleep(0.05)
+        os.kill(batch._child, signal.SIGTERM)
+
+    threading.Thread(target=terminate_the_run, daemon=True).start()
+    with pytest.raises(RunInterrupted, match="rerun the experiment command to resume it"):
+        batch(tasks)
+    with open(tmp_path / "runs" / jobs[0].id / "status.json") as f:
+        assert json.load(f)["status"] == "interrupted"
+    assert (tmp_path / "runs" / jobs[0].id / "fake_checkpoint.json").exists()
+    assert not (tmp_path / "runs" / jobs[1].id).exists()
+
+
 def test_grid_state_combines_run_folders_and_slurm_states(tmp_path, monkeypatch):
     """Each run's state from its folder and its array task's Slurm state (squeue mocked here;
     the cluster tests below use the real one); ended jobs of running runs are recorded failed."""
