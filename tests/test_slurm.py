@@ -3,8 +3,8 @@
 Debian's slurmctld, slurmd and munge (``.ci/run`` installs them); outside CI the tests
 that need the cluster are skipped when they are missing, in CI (``CI`` set) they fail
 instead.  The cluster lets a requeued job start again 10 s after its requeue (Slurm's
-default: 120 s), so that the time-limit test, whose run is longer than Slurm's minimum
-time limit of one minute, takes about two minutes.
+default: 120 s), so that the time-limit test, whose run is longer than its 2-minute time
+limit, takes two and a half minutes on an idle machine.
 """
 
 from __future__ import annotations
@@ -253,23 +253,6 @@ def test_status_and_detach_refuse_careless_use(tmp_path):
     assert code == 2 and "--detach needs --executor slurm" in err
 
 
-def test_a_grid_in_one_task_is_a_plain_job_followed_alike(cluster, tmp_path, monkeypatch):
-    """One batch is submitted as a plain job (id "<job>", no array): waited for and reported alike."""
-    monkeypatch.setenv("SLURM_CONF", cluster["SLURM_CONF"])
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")]))
-    out = str(tmp_path / "fig2")
-    n = get("fig2").quick.n_runs
-    summary = run_experiment("fig2", out, scale="quick", executor="slurm", runs_per_job=n, time_min=5, run_fn=FAKE,
-                             progress=False)
-    assert (summary["ran"], summary["done"]) == (n, n)
-    with open(os.path.join(out, "slurm", "submissions.json")) as f:
-        array = json.load(f)["submissions"][0]["arrays"][0]
-    assert array["task_ids"] == [array["job_id"]]
-    assert os.path.exists(os.path.join(out, "slurm", f"{array['job_id']}_0_result.pkl"))
-    code, text, _ = _cli("fig2", "--out", out, "--status", "--json")
-    assert code == 0 and json.loads(text)["counts"]["done"] == n
-
-
 def test_sbatch_refusal_is_a_one_line_error(cluster, tmp_path, monkeypatch):
     monkeypatch.setenv("SLURM_CONF", cluster["SLURM_CONF"])
     code, out, err = _cli("fig2", "--quick", "--out", str(tmp_path / "fig2"), "--executor", "slurm", "--partition",
@@ -280,27 +263,32 @@ def test_sbatch_refusal_is_a_one_line_error(cluster, tmp_path, monkeypatch):
 
 
 def test_a_run_longer_than_the_time_limit_is_requeued_and_completes(cluster, tmp_path, monkeypatch):
-    """The grid is submitted with --detach and a 1-minute limit; one run takes 61 s, so its array
-    task must reach the limit: Slurm's warning makes it checkpoint and requeue, and the run
-    resumes and completes with the result of an uninterrupted run.  --status follows it."""
+    """The grid is submitted with --detach and a 2-minute limit, all 18 runs in one task (which
+    submitit submits as a plain job, not an array); its first run takes 122 s, so the task
+    must reach the limit: Slurm's warning makes it checkpoint and requeue, and the run
+    resumes and completes with the result of an uninterrupted run.  --status follows it.
+
+    Two minutes, not Slurm's minimum of one: Slurm warns up to 30 s early (at 20-35 s into a
+    1-minute task, measured), and on a loaded machine a task spends that long importing
+    torch, so 1-minute tasks can make no progress at all."""
     monkeypatch.setenv("SLURM_CONF", cluster["SLURM_CONF"])
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")]))
     jobs = plan("fig2", scale="quick")
     slow = jobs[0]
-    _slow_env(monkeypatch, slow.id, 7.6)  # 8 epochs: 61 s > 60 s
+    _slow_env(monkeypatch, slow.id, 15.25)  # 8 epochs: 122 s > 120 s
     out = str(tmp_path / "fig2")
     start = time.monotonic()
-    summary = run_experiment("fig2", out, scale="quick", executor="slurm", time_min=1, runs_per_job=9, run_fn=FAKE,
-                             progress=False, detach=True)
+    summary = run_experiment("fig2", out, scale="quick", executor="slurm", time_min=2, runs_per_job=len(jobs),
+                             run_fn=FAKE, progress=False, detach=True)
     assert summary["detached"] and summary["ran"] == len(jobs)
     assert time.monotonic() - start < 30  # returns after submitting
     assert f"follow it with: pathstats experiment fig2 --out {out} --status" in format_submission(summary)
     with pytest.raises(SlurmError, match="still queued or running on Slurm"):  # no second copy writing the same runs
         run_experiment("fig2", out, scale="quick", executor="slurm", time_min=1, run_fn=FAKE, progress=False, detach=True)
     array = summary["submission"]["arrays"][0]
-    assert len(array["tasks"]) == 2 and array["tasks"][0][0] == slow.id and array["time_min"] == 1
+    assert array["task_ids"] == [array["job_id"]] and array["tasks"][0][0] == slow.id and array["time_min"] == 2
     seen = set()
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + 420
     while True:
         code, text, err = _cli("fig2", "--out", out, "--status", "--json")
         assert code == 0, err
@@ -311,7 +299,7 @@ def test_a_run_longer_than_the_time_limit_is_requeued_and_completes(cluster, tmp
         seen |= now
         if state["complete"]:
             break
-        assert time.monotonic() < deadline, f"not complete after 240 s: {state['counts']}"
+        assert time.monotonic() < deadline, f"not complete after 420 s: {state['counts']}"
         time.sleep(2)
     elapsed = time.monotonic() - start
     assert state["counts"]["done"] == len(jobs) and state["analysed"], state["counts"]
@@ -319,10 +307,11 @@ def test_a_run_longer_than_the_time_limit_is_requeued_and_completes(cluster, tmp
     assert "requeued" in seen and "running" in seen, seen
     with open(os.path.join(out, "runs", slow.id, "status.json")) as f:
         assert json.load(f)["attempts"] >= 2
-    with open(glob.glob(os.path.join(out, "slurm", f"{array['job_id']}_0_0_log.out"))[0]) as f:
+    with open(os.path.join(out, "slurm", f"{array['job_id']}_0_log.out")) as f:
         log = f.read()
-    assert "this job is timed-out" in log and f"Requeued job {array['job_id']}_0" in log
+    assert "this job is timed-out" in log and f"Requeued job {array['job_id']} (" in log
     assert "Slurm restart 1" in log  # the requeued task started again
+    assert os.path.exists(os.path.join(out, "slurm", f"{array['job_id']}_0_result.pkl"))
     assert _files(os.path.join(out, "runs", slow.id)) == _uninterrupted(slow, tmp_path, monkeypatch)
     code, text, _ = _cli("fig2", "--out", out, "--status")
     assert code == 0 and "the grid is complete: analysed" in text

@@ -42,8 +42,7 @@ import time
 from pathstats._io import write_json
 
 from .executors import ExecutorError
-from .grid import Job
-from .store import execute, is_finished, read_json, read_status
+from .store import is_finished, read_json, read_status
 
 __all__ = ["FOLDER", "RECORD", "SlurmError", "RunBatch", "RunInterrupted", "check_slurm", "signal_delay", "submit",
            "job_states", "grid_state",
@@ -167,6 +166,13 @@ class RunBatch(_checkpointable_base()):
         self.__init__(state["stop_timeout_s"])
 
     def __call__(self, tasks: list) -> list:
+        # Imported here, not at the module's top: this class reaches the job pickled by value
+        # (see submit), so that unpickling it, before submitit sets its signal handlers,
+        # imports nothing heavy (pathstats imports torch: 20 s on a loaded node, while Slurm's
+        # warning kills a process without a handler).
+        from .grid import Job
+        from .store import is_finished, read_status
+
         statuses = []
         restart = os.environ.get("SLURM_RESTART_COUNT", "0")
         for job, directory, run_fn in tasks:
@@ -188,6 +194,10 @@ class RunBatch(_checkpointable_base()):
         return statuses
 
     def _run_child(self, job: dict, directory: str, run_fn: str) -> dict:
+        from pathstats._io import write_json
+
+        from .store import execute, read_status
+
         os.makedirs(directory, exist_ok=True)
         sys.stdout.flush()
         sys.stderr.flush()
@@ -267,6 +277,23 @@ def _pack(tasks: list, runs_per_job: int, time_min) -> list:
             for i in range(0, len(group), runs_per_job)]
 
 
+@contextlib.contextmanager
+def _pickled_by_value():
+    """Let cloudpickle (submitit's pickler) save :class:`RunBatch` by value: the job then unpickles
+    it without importing ``pathstats`` (and torch) before submitit's signal handlers are set."""
+    import cloudpickle
+
+    module = sys.modules[__name__]
+    if not hasattr(cloudpickle, "register_pickle_by_value"):  # cloudpickle < 2: by reference, as before
+        yield
+        return
+    cloudpickle.register_pickle_by_value(module)
+    try:
+        yield
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
+
+
 def _one_line(text: str) -> str:
     lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
     errors = [line for line in lines if "error" in line.lower()]
@@ -315,7 +342,7 @@ def submit(tasks: list, out: str, partition: str | None = None, gpus_per_job: in
         executor.update_parameters(**parameters)
         stderr = io.StringIO()
         try:
-            with contextlib.redirect_stderr(stderr):  # submitit prints sbatch's stderr before raising
+            with contextlib.redirect_stderr(stderr), _pickled_by_value():  # submitit prints sbatch's stderr before raising
                 jobs = executor.map_array(RunBatch(stop_timeout_s=max(5.0, 0.8 * delay)), batches)
         except (submitit.core.utils.UncompletedJobError, submitit.core.utils.FailedSubmissionError,
                 subprocess.SubprocessError, OSError) as exc:
