@@ -4,7 +4,7 @@ Debian's slurmctld, slurmd and munge (``.ci/run`` installs them); outside CI the
 that need the cluster are skipped when they are missing, in CI (``CI`` set) they fail
 instead.  The cluster lets a requeued job start again 10 s after its requeue (Slurm's
 default: 120 s), so that the time-limit test, whose run is longer than its 2-minute time
-limit, takes two and a half minutes on an idle machine.
+limit, loses little time between attempts.
 """
 
 from __future__ import annotations
