@@ -40,6 +40,13 @@ def register(commands) -> None:
                         "(default 60)")
     parser.add_argument("--runs-per-job", type=int, default=1, metavar="K",
                         help="slurm: small runs packed into one array task (default 1)")
+    # Slurm grids that outlive the command (robust/experiments/slurm.py)
+    parser.add_argument("--detach", action="store_true", help="slurm: submit and return at once (prints the job ids); "
+                        "follow the grid with --status")
+    parser.add_argument("--status", action="store_true", help="report the progress of the grid in --out (per run: pending, "
+                        "running, requeued, done, failed; from the run folders and Slurm) and analyse it once complete")
+    parser.add_argument("--max-requeues", type=int, default=10, metavar="N", help="slurm: times an array task may be "
+                        "requeued after reaching its time limit, resuming from its checkpoints (default 10)")
     parser.add_argument("--retry-failed", action="store_true", help="run failed runs again (default: keep their failure)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(handler=_cmd_experiment)
@@ -80,8 +87,21 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
         raise PathstatsError(f"--quick is an alias of --scale quick; it contradicts --scale {args.scale}")
     scale = "quick" if args.quick else (args.scale or "paper")
     out = args.out or f"experiments/{args.name}{'' if scale == 'paper' else '-' + scale}"
+    if args.status or args.detach:
+        from .experiments import slurm
+
+        if args.detach and args.executor != "slurm":
+            raise PathstatsError("--detach needs --executor slurm (a local grid runs in this process)")
+        if args.status:
+            summary = slurm.status(args.name, out, scale=args.scale or ("quick" if args.quick else None))
+            print(json.dumps(summary, indent=1) if args.json else slurm.format_status(summary))
+            return 0
     summary = run_experiment(args.name, out, data=args.data, scale=scale, executor=args.executor, jobs=args.jobs, threads=args.threads,
                              partition=args.partition, gpus_per_job=args.gpus_per_job, time_min=args.time,
-                             runs_per_job=args.runs_per_job, retry_failed=args.retry_failed)
+                             runs_per_job=args.runs_per_job, retry_failed=args.retry_failed, detach=args.detach,
+                             max_requeues=args.max_requeues)
+    if summary.get("detached"):
+        print(json.dumps(summary, indent=1) if args.json else slurm.format_submission(summary))
+        return 0
     print(json.dumps(summary, indent=1) if args.json else _text(summary))
     return 0

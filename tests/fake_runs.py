@@ -13,6 +13,12 @@ metrics of KNOWN laws, so the claims computed from them have known answers:
 Methods ``crash`` raise, ``nan`` return a non-finite metric.  ``FAKE_STOP_AFTER=N``
 stops after ``N`` new epochs (status ``interrupted``); every computed epoch is appended
 to ``directory/calls.log`` so tests can check what was (re)computed.
+
+Slow runs, for the Slurm time-limit test: the runs whose ids are in ``FAKE_SLOW_IDS``
+(comma-separated) take ``FAKE_EPOCH_S`` seconds per epoch, in 10 steps.  Like the
+trainer, SIGTERM makes such a run write a checkpoint (``fake_checkpoint.json``: epoch and
+step) after the current step and return ``interrupted``; called again, it resumes from
+that step, so its result is that of an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -20,6 +26,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
+import threading
+import time
 
 import numpy as np
 
@@ -39,6 +48,24 @@ def _laws(train: dict, epoch: int) -> dict:
             "loss_damage": 0.01, "accuracy_adv": 0.5, "elapsed_s": 0.0}
 
 
+def _slow_epoch(directory: str, epoch: int, seconds: float, stopped: list, steps: int = 10) -> bool:
+    """Sleep through epoch ``epoch`` (0-based) step by step from its checkpoint; False if a stop was
+    requested (``stopped`` not empty) before its last step, after writing the checkpoint."""
+    path = os.path.join(directory, "fake_checkpoint.json")
+    saved = {"epoch": epoch, "step": 0}
+    if os.path.exists(path):
+        with open(path) as f:
+            saved = json.load(f)
+    step = saved["step"] if saved["epoch"] == epoch else 0
+    while step < steps:
+        if stopped:
+            write_json(path, {"epoch": epoch, "step": step})
+            return False
+        time.sleep(seconds / steps)
+        step += 1
+    return True
+
+
 def fake_run(job: dict, directory: str) -> dict:
     train = job["train"]
     if train["method"] == "crash":
@@ -52,10 +79,16 @@ def fake_run(job: dict, directory: str) -> dict:
         with open(path) as f:
             rows = [json.loads(line) for line in f if line.strip()]
     stop = int(os.environ.get("FAKE_STOP_AFTER", "0"))
+    slow = job.get("id") in os.environ.get("FAKE_SLOW_IDS", "").split(",")
+    stopped: list = []
+    if slow and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stopped.append(1))  # the process runs this one run (Slurm child)
     new = 0
     while len(rows) < int(train.get("epochs", 3)):
         if stop and new == stop:
             return {"status": "interrupted", "reason": "FAKE_STOP_AFTER"}
+        if slow and not _slow_epoch(directory, len(rows), float(os.environ.get("FAKE_EPOCH_S", "1")), stopped):
+            return {"status": "interrupted", "reason": "stopped by SIGTERM after a checkpoint"}
         rows.append(_laws(train, len(rows) + 1))
         new += 1
         with open(path, "w") as f:

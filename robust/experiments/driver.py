@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 import time
 
@@ -95,18 +96,20 @@ def analyse(name: str, out: str, jobs: list, scale: str) -> dict:
 def run_experiment(name: str, out: str, data: str = "digits", scale: str = "paper", executor: str = "local",
                    jobs: int = 1, threads: int = 1, partition: str | None = None, gpus_per_job: int = 0, time_min: int = 60,
                    runs_per_job: int = 1, retry_failed: bool = False, run_fn: str = DEFAULT_RUN_FN,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, detach: bool = False, max_requeues: int = 10) -> dict:
     """Run experiment ``name`` into ``out``: the missing runs, then the analysis.
 
     Finished runs are skipped (never recomputed); interrupted ones resume from their
     checkpoints; failed ones are skipped unless ``retry_failed``.  Returns a summary:
     ``experiment, out, runs, done, failed, skipped, ran, claims, figures, files,
-    elapsed_s, provenance``.
+    elapsed_s, provenance``.  On Slurm with ``detach``, it returns after submitting:
+    ``experiment, out, scale, ran, skipped, submission, status_command`` (:mod:`.slurm`).
     """
     start = time.perf_counter()
     experiment = catalogue.get(name)
     job_list = plan(name, data, scale)
-    slurm = {"partition": partition, "gpus_per_job": gpus_per_job, "time_min": time_min, "runs_per_job": runs_per_job}
+    slurm = {"partition": partition, "gpus_per_job": gpus_per_job, "time_min": time_min, "runs_per_job": runs_per_job,
+             "max_requeues": max_requeues}
     validate(job_list, out, executor, jobs, slurm, run_fn, threads)
     os.makedirs(out, exist_ok=True)
     write_json(os.path.join(out, "experiment.json"), {
@@ -122,7 +125,7 @@ def run_experiment(name: str, out: str, data: str = "digits", scale: str = "pape
         else:
             todo.append((job.to_dict(), directory, run_fn))
     if todo:
-        bar = progress_bar(total=len(todo), desc=f"{name}: runs", unit="run", disable=not progress)
+        bar = progress_bar(total=len(todo), desc=f"{name}: runs", unit="run", disable=not progress or detach)
         failed = []
 
         def tick(status):
@@ -135,7 +138,14 @@ def run_experiment(name: str, out: str, data: str = "digits", scale: str = "pape
             if executor == "local":
                 run_local(todo, jobs, threads, progress=tick)
             else:
-                run_slurm(todo, os.path.join(out, "slurm"), partition, gpus_per_job, time_min, runs_per_job, progress=tick)
+                from . import slurm as _slurm
+
+                submitted = run_slurm(todo, os.path.join(out, _slurm.FOLDER), partition, gpus_per_job, time_min, runs_per_job,
+                                      progress=tick, detach=detach, max_requeues=max_requeues)
+                if detach:
+                    return {"experiment": name, "out": os.path.abspath(out), "scale": scale, "detached": True,
+                            "ran": len(todo), "skipped": skipped, "submission": submitted,
+                            "status_command": f"pathstats experiment {name} --out {shlex.quote(out)} --status"}
         finally:
             bar.close()
     result = analyse(name, out, job_list, scale)

@@ -1,4 +1,4 @@
-"""Where the runs execute: local processes, or a Slurm cluster through submitit.
+"""Where the runs execute: local processes, or a Slurm cluster through submitit (:mod:`.slurm`).
 
 Both call :func:`~pathstats.robust.experiments.store.execute` on ``(job, directory,
 run_fn)`` tasks, so the bookkeeping is the same wherever a run executes.
@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import math
 import multiprocessing
-import os
-import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
-from pathstats._io import write_json
 from pathstats.errors import PathstatsError
 
-from .store import execute, execute_batch
+from .store import execute
 
 __all__ = ["ExecutorError", "assign_devices", "run_local", "run_slurm", "check_slurm", "pack"]
 
@@ -107,69 +104,20 @@ def pack(tasks: list, per_job: int) -> list:
     return [tasks[i:i + per_job] for i in range(0, len(tasks), per_job)]
 
 
-def check_slurm(partition: str | None = None, gpus_per_job: int = 0, time_min: int = 60, runs_per_job: int = 1) -> None:
-    """Validate the Slurm options and that submitit and ``sbatch`` are here, before any work."""
-    try:
-        import submitit  # noqa: F401
-    except ImportError:
-        raise ExecutorError("--executor slurm needs submitit: pip install submitit") from None
-    import shutil
+def check_slurm(partition: str | None = None, gpus_per_job: int = 0, time_min=60, runs_per_job: int = 1, **options) -> None:
+    """Validate the Slurm options before any work (:func:`.slurm.check_slurm`)."""
+    from .slurm import check_slurm as _check
 
-    if shutil.which("sbatch") is None:
-        raise ExecutorError("--executor slurm needs Slurm's sbatch on the PATH (run on a cluster login node)")
-    if gpus_per_job < 0:
-        raise ExecutorError(f"--gpus-per-job must be >= 0, got {gpus_per_job}")
-    if time_min < 1:
-        raise ExecutorError(f"--time must be at least 1 minute, got {time_min}")
-    if runs_per_job < 1:
-        raise ExecutorError(f"--runs-per-job must be at least 1, got {runs_per_job}")
-    if partition is not None and not partition.strip():
-        raise ExecutorError("--partition must not be empty")
+    _check(partition, gpus_per_job, time_min, runs_per_job, **options)
 
 
-def run_slurm(tasks: list, folder: str, partition: str | None = None, gpus_per_job: int = 0, time_min: int = 60,
-              runs_per_job: int = 1, cpus_per_job: int = 1, progress=None) -> list:
-    """Submit ``tasks`` as one Slurm job array (``runs_per_job`` runs packed per array task)
-    through submitit, with this Python (``sys.executable``), and wait for it.
+def run_slurm(tasks: list, folder: str, partition: str | None = None, gpus_per_job: int = 0, time_min=60,
+              runs_per_job: int = 1, cpus_per_job: int = 1, progress=None, **options):
+    """Run ``tasks`` as Slurm job arrays that requeue themselves at time limits and preemptions
+    (:func:`.slurm.run_slurm`; ``detach=True`` returns the submission at once)."""
+    from .slurm import run_slurm as _run
 
-    Logs and submitit's pickles go to ``folder``.  A task whose array element died
-    (time limit, node failure) is reported failed unless its own status says otherwise.
-    """
-    import submitit
-
-    from .store import read_status
-
-    check_slurm(partition, gpus_per_job, time_min, runs_per_job)
-    tasks = [({**job, "train": {**job["train"], "device": job["train"].get("device", "cuda" if gpus_per_job else "cpu")}},
-              directory, run_fn) for job, directory, run_fn in tasks]
-    batches = pack(tasks, runs_per_job)
-    executor = submitit.AutoExecutor(folder=folder, cluster="slurm", slurm_python=sys.executable)
-    parameters = {"timeout_min": int(time_min), "cpus_per_task": int(cpus_per_job), "slurm_array_parallelism": len(batches),
-                  "name": "pathstats"}
-    if partition:
-        parameters["slurm_partition"] = partition
-    if gpus_per_job:
-        parameters["gpus_per_node"] = int(gpus_per_job)
-    executor.update_parameters(**parameters)
-    jobs = executor.map_array(execute_batch, batches)
-    statuses = []
-    for job, batch in zip(jobs, batches):
-        try:
-            results = job.result()
-        except Exception as exc:  # noqa: BLE001 - the array element itself failed
-            message = f"slurm job {job.job_id} failed: {str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__}"
-            results = []
-            for _, directory, _ in batch:
-                status = read_status(directory)
-                if status.get("status") != "done":
-                    status = {**status, "status": "failed", "error": message}
-                    write_json(os.path.join(directory, "status.json"), status)  # resumed by --retry-failed
-                results.append(status)
-        for status in results:
-            statuses.append(status)
-            if progress:
-                progress(status)
-    return statuses
+    return _run(tasks, folder, partition, gpus_per_job, time_min, runs_per_job, cpus_per_job, progress, **options)
 
 
 def default_runs_per_job(n_tasks: int, max_array: int = 1000) -> int:
