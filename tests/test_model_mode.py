@@ -19,6 +19,7 @@ from pathstats import predict
 from pathstats.cli import _predict_text
 from pathstats.layer_engine import model_map, propagate_laws
 from pathstats.layers import AssumptionError, Note
+from pathstats.nets.base import InitialisedNet, conv_bn_relu
 from pathstats.nets.probes import Probe
 from pathstats.trace import read_model
 from pathstats.verify.compare import compare
@@ -119,3 +120,67 @@ def test_laws_leave_the_graph_unchanged_and_are_deterministic():
     first, second = predict(model, (3, 8, 8)), predict(model, (3, 8, 8))
     np.testing.assert_array_equal(first.grad_sq_map, second.grad_sq_map)
     assert first.maxpool_routing == second.maxpool_routing
+
+
+class SelfAdd(InitialisedNet):
+    """``h + branch(h)`` where the branch carries ``h`` itself (perfectly correlated operands), then a conv block.
+
+    ``form``: "dropout" (``h + drop(h)``, eval), "identity" (``short(h) + branch(h)``
+    with ``nn.Identity`` and an empty ``nn.Sequential``), "scale" (``h + 0.5 * h``),
+    "twice" (``2 * h``: the reference).
+    """
+
+    def __init__(self, form, input_shape=(3, 8, 8), classes=10, channels=8):
+        super().__init__()
+        self.form = form
+        self.features = nn.Sequential(*conv_bn_relu(input_shape[0], channels, padding_mode="zeros"))
+        self.drop, self.short, self.branch = nn.Dropout(0.3), nn.Identity(), nn.Sequential()
+        self.head = nn.Sequential(*conv_bn_relu(channels, channels, padding_mode="zeros"))
+        self.classifier = nn.Linear(channels * input_shape[1] * input_shape[2], classes)
+        self.reset_parameters()
+
+    def forward(self, x):
+        h = self.features(x)
+        if self.form == "dropout":
+            h = h + self.drop(h)
+        elif self.form == "identity":
+            h = self.short(h) + self.branch(h)
+        elif self.form == "scale":
+            h = h + 0.5 * h
+        else:
+            h = 2 * h
+        return self.classifier(torch.flatten(self.head(h), 1))
+
+
+@pytest.mark.parametrize("form", ["dropout", "identity"])
+def test_self_addition_is_twice_the_tensor(form):
+    """Two branches that are one tensor: exactly the prediction of ``2 * h`` (gradient 2x, variance 4x)."""
+    twice = predict(SelfAdd("twice").eval(), (3, 8, 8)).grad_sq_map
+    np.testing.assert_allclose(predict(SelfAdd(form).eval(), (3, 8, 8)).grad_sq_map, twice, rtol=1e-12, atol=0)
+    scaled = predict(SelfAdd("scale").eval(), (3, 8, 8)).grad_sq_map
+    np.testing.assert_allclose(scaled, twice * (1.5 / 2) ** 2, rtol=1e-12, atol=0)
+
+
+def test_self_addition_keeps_the_other_operands():
+    """``x + x + y`` reads as ``2 x + y``: the repeated operand is scaled, the other one kept."""
+    class Three(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.drop, self.out = nn.Linear(4, 6), nn.Linear(4, 6), nn.Dropout(), nn.Linear(6, 2)
+
+        def forward(self, x):
+            h = self.a(x)
+            return self.out(h + self.drop(h) + self.b(x))
+
+    graph = read_model(Three().eval(), (4,), init="he")
+    adds = [r for r in graph.rules.values() if r is not None and r.kind == "node" and r.category == "add"]
+    scales = [r for r in graph.rules.values() if r is not None and type(r).__name__ == "ScaleRule"]
+    assert [r.operands for r in adds] == [["add", "b"]] and [r.model_gain for r in scales] == [4.0]
+
+
+@pytest.mark.parametrize("form", ["dropout", "identity"])
+def test_self_addition_agrees_with_the_monte_carlo(form):
+    model = SelfAdd(form).eval()
+    prediction = predict(model, (3, 8, 8))
+    total = compare(run_monte_carlo(model, (3, 8, 8), 800, seed=3, loss=False), prediction)["grad_sq_total"]
+    assert abs(total["z"]) < Z_MAX, total
