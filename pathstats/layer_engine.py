@@ -296,7 +296,7 @@ def model_map(graph: LayerGraph, forward: ForwardLaws | None = None, *, logit: i
     out_law = forward.laws[graph.output_name]
     unit = np.zeros((graph.classes, 1))
     unit[logit] = 1.0
-    values = {graph.output_name: unit * out_law.probs}
+    values = {graph.output_name: moments.Joint(unit[:, 0], out_law.probs)}
     result = None
     for name in reversed(list(graph.rules)):
         state = values.pop(name, None)
@@ -304,7 +304,7 @@ def model_map(graph: LayerGraph, forward: ForwardLaws | None = None, *, logit: i
             continue
         rule = graph.rules[name]
         if rule is None:
-            result = state.sum(axis=-1)
+            result = state.total()
             continue
         inputs = [forward.laws[o] for o in rule.operands]
         contributions = rule.law_backward(state, inputs, forward.laws[name], forward.contexts[name])

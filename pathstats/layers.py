@@ -314,7 +314,7 @@ class NodeRule:
             rho = law.c_off
         return moments.gaussian_law(np.sqrt(variance), rho=rho), None
 
-    def law_backward(self, B: np.ndarray, laws: list, out_law, context) -> list:
+    def law_backward(self, B: "moments.Joint", laws: list, out_law, context) -> list:
         """The value-conditional backward step: ``B_in(u, a) = p_in(u, a) * step(sum_c B_out(v, c))``.
 
         ``B(u, a) = E[delta_u^2 ; value_u = a]`` (see :mod:`pathstats.moments`).
@@ -325,8 +325,8 @@ class NodeRule:
         of the units of one window share the kernel's weights, and the cross
         terms between paths through them remain (the prediction notes them).
         """
-        entered = B.sum(axis=-1) * self.model_factor(_FLOAT)
-        return [c[..., None] * law.probs for c, law in zip(self.backward(entered, _FLOAT), laws)]
+        entered = B.total() * self.model_factor(_FLOAT)
+        return [moments.Joint(c, law.probs) for c, law in zip(self.backward(entered, _FLOAT), laws)]
 
 
 @dataclass
@@ -551,6 +551,7 @@ class PoolRule(NodeRule):
         """
         if self.category == "avgpool":
             return super().law_backward(B, laws, out_law, context)
+        B = B.dense()
         members, routing = context
         law, g = laws[0], len(out_law.values)
         channels = max(B.shape[0], routing.shape[0])
@@ -563,7 +564,7 @@ class PoolRule(NodeRule):
         gathered = p_in[:, np.where(valid, members, 0)] * routing * ratio[:, :, None, :]
         result = np.zeros_like(p_in)
         np.add.at(result, (slice(None), members[valid]), gathered[:, valid])
-        return [result.reshape((channels,) + spatial_in + (g,))]
+        return [moments.Joint.of(result.reshape((channels,) + spatial_in + (g,)))]
 
     def edges(self):
         for q, source, multiplicity in _taps(self.axes):
@@ -587,7 +588,7 @@ class UpsampleRule(PoolRule):
 
     def law_backward(self, B, laws, out_law, context):
         """A copy keeps its source's value, so ``B_in(u, a) = sum_copies B_out(copy, a)`` (cross terms between copies dropped)."""
-        return self.backward(B, _FLOAT)
+        return [moments.Joint.of(c) for c in self.backward(B.dense(), _FLOAT)]
 
 
 @dataclass
@@ -641,14 +642,14 @@ class AddRule(NodeRule):
         value decides the gates after the addition.  The Gaussian branch gets its marginal, ``p_y(b) sum_c B_z(c)``
         (exact where the branch ends in random weights or BatchNorm, as in ResNets)."""
         order, plan, x = context
-        total = B.sum(axis=-1)[..., None]
+        total = B.total()
         if plan is None:
-            return [total * law.probs for law in laws]
+            return [moments.Joint(total, law.probs) for law in laws]
         result = [None] * len(laws)
-        result[order[0]] = moments.sum_backward(B, x, out_law, plan)
+        result[order[0]] = moments.Joint.of(moments.sum_backward(B.dense(), x, out_law, plan))
         for k, law in enumerate(laws):
             if result[k] is None:
-                result[k] = total * law.probs
+                result[k] = moments.Joint(total, law.probs)
         return result
 
     def edges(self):
@@ -710,7 +711,7 @@ class PointwiseRule:
         out.caveat = law.caveat or caveat
         return out, index
 
-    def law_backward(self, B: np.ndarray, laws: list, out_law, context) -> list:
+    def law_backward(self, B: "moments.Joint", laws: list, out_law, context) -> list:
         """``B_z(u, a) = gain(a) B_h(u, f(a)) p_z(u, a) / p_h(u, f(a))``.
 
         A gate's gain is 1 where ``a > 0`` and ``slope^2`` elsewhere: the
@@ -728,10 +729,11 @@ class PointwiseRule:
         index, law = context, laws[0]
         p_h = out_law.probs[..., index]
         share = np.divide(law.probs, p_h, out=np.zeros(np.broadcast_shapes(law.probs.shape, p_h.shape)), where=p_h > 0)
-        state = B[..., index] * share
         if self.is_gate:
-            return [state * np.where(law.values > 0, 1.0, self.slope**2)]
-        return [state * np.asarray(self.model_gain, dtype=np.float64)[..., None]]
+            share = share * np.where(law.values > 0, 1.0, self.slope**2)
+        else:
+            share = share * np.asarray(self.model_gain, dtype=np.float64)[..., None]
+        return [B.map(lambda weight: weight[..., index] * share)]
 
     def gain(self, mode: str, algebra) -> Any:
         if mode == "model":
@@ -773,14 +775,24 @@ class ReshapeRule:
         return np.broadcast_to(state, self.out_shape).reshape(self.in_shapes[0])
 
     def law_forward(self, laws: list) -> tuple:
-        """The same units' laws under the new shape."""
-        law = laws[0].broadcast(tuple(self.in_shapes[0]))
-        gauss = None if law.gauss is None else tuple(np.reshape(g, self.out_shape) for g in law.gauss)
-        return moments.Law(law.values, law.probs.reshape(tuple(self.out_shape) + law.values.shape), gauss, law.caveat), None
+        """The same units' laws under the new shape (one law for all units stays one law)."""
+        law = laws[0]
+        shape = tuple(self.out_shape)
+        if law.probs[..., 0].size == 1:
+            shape = (1,) * len(shape)
+        else:
+            law = law.broadcast(tuple(self.in_shapes[0]))
+        gauss = None if law.gauss is None else tuple(np.reshape(g, shape) for g in law.gauss)
+        return moments.Law(law.values, law.probs.reshape(shape + law.values.shape), gauss, law.caveat), None
 
-    def law_backward(self, B: np.ndarray, laws: list, out_law, context) -> list:
-        g = B.shape[-1]
-        return [np.broadcast_to(B, tuple(self.out_shape) + (g,)).reshape(tuple(self.in_shapes[0]) + (g,))]
+    def law_backward(self, B, laws: list, out_law, context) -> list:
+        """The same units under the input's shape (a law alike on every unit stays one law)."""
+        return [moments.Joint(self._units_back(B.scale, ()), self._units_back(B.weight, B.weight.shape[-1:]))]
+
+    def _units_back(self, array: np.ndarray, tail: tuple) -> np.ndarray:
+        if array.size == math.prod(tail):
+            return array.reshape((1,) * len(self.in_shapes[0]) + tail)
+        return np.broadcast_to(array, tuple(self.out_shape) + tail).reshape(tuple(self.in_shapes[0]) + tail)
 
 
 # ---------------------------------------------------------------- module -> rule
