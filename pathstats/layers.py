@@ -42,6 +42,7 @@ from . import moments
 from .algebra import FloatAlgebra
 from .errors import PathstatsError
 from .generators import PADDING_MODES, padded_source
+from .moments import centre
 
 __all__ = [
     "Note",
@@ -211,6 +212,40 @@ def _overlapping(matrix: sp.csr_matrix) -> bool:
     return bool((np.asarray((matrix > 0).sum(axis=0)).ravel() > 1).any())
 
 
+# ------------------------------------------------- covariance between positions
+#: Most positions per channel whose gradient covariance model mode keeps (a dense
+#: matrix of this side: 4096 = 64 x 64, 128 MiB); above it the covariance is dropped (noted).
+COVARIANCE_POSITIONS = 4096
+
+
+def _kron_all(matrices: Sequence[sp.csr_matrix]) -> sp.csr_matrix:
+    """``A_1 (x) A_2 (x) ...``: the map on flattened (C-order) positions of per-axis maps."""
+    result = sp.csr_matrix(np.ones((1, 1)))
+    for m in matrices:
+        result = sp.kron(result, m, format="csr")
+    return result
+
+
+def _sandwich(matrix: sp.csr_matrix, cov: np.ndarray) -> np.ndarray:
+    """``matrix.T @ cov @ matrix`` for a symmetric dense ``cov``."""
+    half = np.asarray(matrix.T @ cov)  # (n_in, n_out) @ (n_out, n_out): A^T C
+    return np.asarray(matrix.T @ half.T)  # A^T (A^T C)^T = A^T C A
+
+
+def _split(cov: np.ndarray) -> tuple:
+    """``(off-diagonal part, diagonal)`` of a square matrix."""
+    diag = np.diag(cov).copy()
+    off = cov.copy()
+    np.fill_diagonal(off, 0.0)
+    return off, diag
+
+
+def _channel_field(total: np.ndarray, spatial: tuple) -> np.ndarray:
+    """The gradient's second moment per position, averaged over exchangeable channels, flattened."""
+    full = np.broadcast_to(total, (np.shape(total)[0],) + tuple(spatial)) if np.ndim(total) == len(spatial) + 1 else np.broadcast_to(total, tuple(spatial))
+    return np.asarray(full).reshape(-1, math.prod(spatial)).mean(axis=0) if full.ndim == len(spatial) + 1 else np.asarray(full).ravel()
+
+
 # ---------------------------------------------------------- model mode's accuracy
 #: What model mode does with a layer outside the paper's assumptions, and how well it
 #: agrees with the Monte Carlo there (measured with ``pathstats verify``; the table and
@@ -283,6 +318,18 @@ class NodeRule:
         """Contributions ``sum_{(u -> v)} entered[v]`` to each operand's neurons ``u``."""
         raise NotImplementedError
 
+    def cov_backward(self, off: np.ndarray | None, total: np.ndarray, laws: list) -> tuple | None:
+        """The covariance of the gradient between distinct positions of a channel, one layer down.
+
+        ``off`` is the off-diagonal part (positions x positions, zero diagonal;
+        None: zero) at the outputs, ``total`` the diagonal (``B.total()``).
+        Returns, per operand, the off-diagonal part at its inputs and what it
+        adds to their diagonal (None: nothing), or None where this layer cannot
+        carry it (the engine then drops it and says so).  This default: a
+        layer that carries no covariance and makes none.
+        """
+        return None if off is not None else ([None] * len(self.operands), [None] * len(self.operands))
+
     def edges(self) -> Iterator[tuple]:
         """Yield ``(operand, in_index, out_index, multiplicity)`` with flat indices."""
         raise NotImplementedError
@@ -336,6 +383,30 @@ class ConvRule(NodeRule):
     groups: int = 1
     axes: list = field(default_factory=list)  # one count matrix per spatial axis
     taps_valid: list = field(default_factory=list)  # per axis: (n_out, kernel) bool, the tap reads an input
+    geometry: list = field(default_factory=list)  # per axis: (n, kernel, stride, left, dilation, mode, n_out)
+
+    def tap_matrices(self) -> list:
+        """One map per kernel tap on flattened positions: ``A_k[q, p] = 1`` where tap ``k`` of output ``q`` reads ``p``."""
+        per_axis = []
+        for n, kernel, stride, left, dilation, mode, n_out in self.geometry:
+            taps = []
+            for t in range(kernel):
+                sources = (padded_source(q * stride + t * dilation, n, left, mode) for q in range(n_out))
+                taps.append(_csr([[i] if i is not None else [] for i in sources], n))
+            per_axis.append(taps)
+        return [_kron_all(combo) for combo in itertools.product(*per_axis)]
+
+    def cov_backward(self, off, total, laws):
+        """``C_in = sigma_w^2 (C_out / groups) sum_k A_k^T C_out A_k``: paths through one weight (one tap, one pair
+        of channels) add coherently.  The diagonal of ``C_out`` maps onto the diagonal (a tap reads one input), so
+        only the off-diagonal part is new; reflect and replicate padding fold two outputs onto one input through
+        the same tap, which adds to the input's diagonal."""
+        if off is None:
+            return [None], [None]
+        scale = self.variance * (self.out_shape[0] // self.groups)
+        cov = sum(_sandwich(a, off) for a in self.tap_matrices())
+        new_off, diag = _split(scale * cov)
+        return [new_off], [diag]
 
     def law_forward(self, laws):
         """As :meth:`NodeRule.law_forward`, plus the correlation of each pair of outputs.
@@ -409,6 +480,10 @@ class LinearRule(NodeRule):
     def forward_sum(self, values):
         return np.array([np.broadcast_to(values, self.in_shapes[0]).sum()])
 
+    def cov_backward(self, off, total, laws):
+        """Distinct inputs reach each logit through distinct independent weights: no covariance between them."""
+        return [None], [None]
+
     def edges(self):
         for j in range(self.out_shape[0]):
             for i in range(self.in_shapes[0][0]):
@@ -452,6 +527,53 @@ class PoolRule(NodeRule):
         for axis, matrix in enumerate(self.axes, start=1):
             state = axis_forward(state, axis, matrix)
         return state
+
+    def cov_backward(self, off, total, laws):
+        """Average pooling: ``C_in = P^T C_out P`` with ``P[r, p] = 1/divisor(r)`` for ``p`` in window ``r``: the
+        inputs of one window get one upstream gradient (a global average pooling: all of them), so their gradients
+        are correlated.  Max pooling: see :meth:`max_cov_backward`."""
+        spatial_in, spatial_out = tuple(self.in_shapes[0][1:]), tuple(self.out_shape[1:])
+        if self.category != "avgpool":
+            return super().cov_backward(off, total, laws) if off is None else None
+        if math.prod(spatial_in) > COVARIANCE_POSITIONS:
+            return None
+        P = sp.diags(1.0 / np.asarray(self.divisor, dtype=np.float64).ravel()) @ _kron_all(self.axes).astype(np.float64)
+        diagonal = _channel_field(total, spatial_out)
+        cov = _sandwich(P.tocsr(), np.diag(diagonal) + (0.0 if off is None else off))
+        new_off, _ = _split(cov)
+        extra = None if off is None else np.diag(_sandwich(P.tocsr(), off)).copy()
+        return [new_off], [extra]
+
+    def max_cov_backward(self, off: np.ndarray | None, laws: list, context) -> tuple | None:
+        """Max pooling: ``C_in(p, q) = (pi_p / o) (pi_q / o) C_out(r, s)`` for members ``p`` of window ``r`` and
+        ``q`` of another window ``s``; zero within a window (one winner).
+
+        ``pi_p`` is the probability that ``p`` wins its window with a positive
+        value where the members are ReLU outputs (else that it wins), and ``o``
+        their probability of being open: the ReLU below multiplies the pair by
+        its joint open probability, so the pair's factor is ``pi_p pi_q`` where
+        the two gates are independent, more where they are correlated.  Limit:
+        two windows' winners are taken as independent given the gates.
+        """
+        if off is None:
+            return [None], [None]
+        spatial_in = tuple(self.in_shapes[0][1:])
+        if math.prod(spatial_in) > COVARIANCE_POSITIONS:
+            return None
+        members, routing = context
+        law = laws[0]
+        channels = routing.shape[0]
+        p_in = law.broadcast((channels,) + spatial_in).probs.reshape(channels, -1, len(law.values))
+        valid = members >= 0
+        gathered = p_in[:, np.where(valid, members, 0)]
+        relu = law.nonnegative()
+        keep = (law.values > 0) if relu else np.ones(len(law.values), dtype=bool)
+        pi = (gathered * routing)[..., keep].sum(axis=-1).mean(axis=0)  # (W, n)
+        opened = float(centre(law.positive())) if relu else 1.0
+        rows = np.repeat(np.arange(len(members)), members.shape[1])[valid.ravel()]
+        R = sp.csr_matrix(((pi / opened)[valid], (rows, members[valid])), shape=(len(members), math.prod(spatial_in)))
+        new_off, _ = _split(_sandwich(R, off))
+        return [new_off], [None]
 
     def members(self) -> np.ndarray:
         """``(windows, n)`` flat input positions of each window (row-major output order), ``-1`` for none."""
@@ -652,6 +774,10 @@ class AddRule(NodeRule):
                 result[k] = moments.Joint(total, law.probs)
         return result
 
+    def cov_backward(self, off, total, laws):
+        """Every operand receives the sum's gradient, covariance included."""
+        return [off] * len(self.operands), [None] * len(self.operands)
+
     def edges(self):
         size = math.prod(self.out_shape)
         for k in range(len(self.operands)):
@@ -735,6 +861,15 @@ class PointwiseRule:
             share = share * np.asarray(self.model_gain, dtype=np.float64)[..., None]
         return [B.map(lambda weight: weight[..., index] * share)]
 
+    def cov_backward(self, off, total, laws) -> tuple:
+        """A gate multiplies the covariance of two positions by ``E[a_p a_q]``, the joint gain of their gates
+        (:func:`pathstats.moments.pair_gain`, from the correlation of their inputs); other pointwise layers by
+        their (mean) squared gain."""
+        if off is None:
+            return [None], [None]
+        factor = moments.pair_gain(laws[0], self.slope) if self.is_gate else float(np.mean(self.model_gain))
+        return [factor * off], [None]
+
     def gain(self, mode: str, algebra) -> Any:
         if mode == "model":
             return algebra.cast(self.model_gain)
@@ -788,6 +923,9 @@ class ReshapeRule:
     def law_backward(self, B, laws: list, out_law, context) -> list:
         """The same units under the input's shape (a law alike on every unit stays one law)."""
         return [moments.Joint(self._units_back(B.scale, ()), self._units_back(B.weight, B.weight.shape[-1:]))]
+
+    def cov_backward(self, off, total, laws):
+        return None if off is not None else ([None], [None])
 
     def _units_back(self, array: np.ndarray, tail: tuple) -> np.ndarray:
         if array.size == math.prod(tail):
@@ -875,8 +1013,10 @@ def conv_rule(name, module, operands, in_shapes, out_shape, init) -> ConvRule:
     ]
     taps = [_taps_valid(spatial[k], module.kernel_size[k], module.stride[k], pads[2 * (n - 1 - k)], module.dilation[k],
                         module.padding_mode, axes[k].shape[0]) for k in range(n)]
+    geometry = [(spatial[k], module.kernel_size[k], module.stride[k], pads[2 * (n - 1 - k)], module.dilation[k],
+                 module.padding_mode, axes[k].shape[0]) for k in range(n)]
     return ConvRule(name, repr(module), operands, in_shapes, out_shape, "random", weight_variance(name, module, init),
-                    _node_notes(name, module), groups=module.groups, axes=axes, taps_valid=taps)
+                    _node_notes(name, module), groups=module.groups, axes=axes, taps_valid=taps, geometry=geometry)
 
 
 def linear_rule(name, module, operands, in_shapes, out_shape, init) -> LinearRule:

@@ -32,7 +32,7 @@ import numpy as np
 from scipy.special import ndtr
 
 __all__ = ["BINS", "SPAN", "Law", "Joint", "collapse", "centre", "gaussian_law", "map_law", "sum_law", "sum_backward", "SumPlan", "max_law",
-           "equicorrelation", "window_conditionals", "off_moment", "sum_off_moment"]
+           "equicorrelation", "window_conditionals", "off_moment", "pair_gain", "sum_off_moment"]
 
 BINS = 256
 SPAN = 8.0
@@ -241,6 +241,37 @@ def sum_off_moment(x: Law, y: Law) -> float | None:
         return None
     return (x.c_off * centre(x.second_moment()) + y.c_off * centre(y.second_moment())
             + 2 * centre(x.mean()) * centre(y.mean()))
+
+
+def pair_gain(law: Law, slope: float = 0.0) -> float:
+    """``E[a_p a_q]`` for the gains ``a = 1`` (open) or ``slope`` (closed) of one gate at two distinct interior units.
+
+    The gates of two positions read correlated inputs: with equicorrelated
+    latent Gaussians (correlation ``rho``) they are independent given the
+    common factor, so ``E[a_p a_q] = E_g[E[a | g]^2]``, which for a centred
+    Gaussian input is ``1/4 + arcsin(rho) / (2 pi)``.  Without a known
+    correlation the gates are taken as independent.  An input that is a ReLU's
+    output passes everything the gate below it let through: gain 1.
+
+    Examples
+    --------
+    >>> round(pair_gain(gaussian_law(np.ones((1, 1)), rho=0.5)), 4), round(0.25 + math.asin(0.5) / (2 * math.pi), 4)
+    (0.3333, 0.3333)
+    """
+    if law.nonnegative():
+        return 1.0
+    if law.latent is None or law.rho is None:
+        p = float(centre(law.positive()))
+        return (p + slope * (1 - p)) ** 2
+    grid, mean, std, functions = law.latent
+    shape = law.probs.shape[:-1]
+    unit = Law(grid, np.ones((1, len(grid))), None, None,
+               (grid, np.array([centre(np.broadcast_to(mean, shape))]), np.array([centre(np.broadcast_to(std, shape))]), functions), law.rho)
+    total = 0.0
+    for w, conditional in equicorrelation(unit):
+        p = float(conditional.positive()[0])
+        total += w * (p + slope * (1 - p)) ** 2
+    return total
 
 
 def off_moment(law: Law) -> float | None:
