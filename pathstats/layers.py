@@ -228,8 +228,9 @@ def _kron_all(matrices: Sequence[sp.csr_matrix]) -> sp.csr_matrix:
 
 def _sandwich(matrix: sp.csr_matrix, cov: np.ndarray) -> np.ndarray:
     """``matrix.T @ cov @ matrix`` for a symmetric dense ``cov``."""
-    half = np.asarray(matrix.T @ cov)  # (n_in, n_out) @ (n_out, n_out): A^T C
-    return np.asarray(matrix.T @ half.T)  # A^T (A^T C)^T = A^T C A
+    transposed = matrix.T.tocsr()
+    half = np.ascontiguousarray((transposed @ cov).T)  # (A^T C)^T = C A, (n_out, n_in)
+    return np.asarray(transposed @ half)  # A^T C A
 
 
 def _split(cov: np.ndarray) -> tuple:
