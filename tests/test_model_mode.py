@@ -19,7 +19,7 @@ from pathstats import predict
 from pathstats.cli import _predict_text
 from pathstats.layer_engine import model_map, propagate_laws
 from pathstats.layers import AssumptionError, Note
-from pathstats.nets.base import InitialisedNet, conv_bn_relu
+from pathstats.nets.base import InitialisedNet, conv_bn_relu, spatial_after
 from pathstats.nets.probes import Probe
 from pathstats.trace import read_model
 from pathstats.verify.compare import compare
@@ -184,3 +184,49 @@ def test_self_addition_agrees_with_the_monte_carlo(form):
     prediction = predict(model, (3, 8, 8))
     total = compare(run_monte_carlo(model, (3, 8, 8), 800, seed=3, loss=False), prediction)["grad_sq_total"]
     assert abs(total["z"]) < Z_MAX, total
+
+
+def _tap_counts(conv: nn.Conv2d, shape: tuple) -> np.ndarray:
+    """``N_k(p)``: how many outputs read input ``p`` through tap ``k`` (by torch: the gradient of the summed
+    output of the layer with a one-hot kernel at ``k``), shape ``(taps,) + spatial``."""
+    counts = []
+    for k in range(conv.kernel_size[0] * conv.kernel_size[1]):
+        probe = nn.Conv2d(1, 1, conv.kernel_size, conv.stride, conv.padding, conv.dilation, bias=False, padding_mode=conv.padding_mode)
+        with torch.no_grad():
+            probe.weight.zero_()
+            probe.weight.view(-1)[k] = 1.0
+        x = torch.zeros((1, 1) + shape[1:], dtype=torch.float64, requires_grad=True)
+        probe.double()(x).sum().backward()
+        counts.append(x.grad[0, 0].numpy())
+    return np.stack(counts)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular", "zeros"])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_covariance_through_a_shared_weight_is_exact_on_a_linear_pooled_net(mode, stride):
+    """conv -> global average pooling -> linear: ``do/dx_p = (1/n) sum_c v_c sum_k W[c, k] N_k(p)``, so
+    ``E[(do/dx_p)^2] = sigma_v^2 C sigma_w^2 / n^2 * sum_k N_k(p)^2`` exactly: paths through one tap add
+    coherently (``N_k(p) = 2`` where reflect padding folds two outputs onto ``p``)."""
+    shape, channels = (1, 7, 7), 4
+    conv = nn.Conv2d(1, channels, 3, stride=stride, padding=1, bias=False, padding_mode=mode)
+    net = nn.Sequential(conv, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, 2, bias=False)).eval()
+    variances = {"0": 0.3, "3": 0.7}
+    n = math.prod(spatial_after(nn.Sequential(conv), shape)[1:])
+    counts = _tap_counts(conv, shape)
+    expected = 0.7 * channels * 0.3 / n**2 * (counts**2).sum(axis=0)
+    got = model_map(read_model(net, shape, init=variances))[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0)
+
+
+def test_reflect_padding_before_global_pooling_agrees_with_the_monte_carlo():
+    """Mechanism 1 alone: 16 input channels (the first layer's fan-in is large, so its gates barely
+    correlate with its weights), reflect padding, strided blocks, global average pooling."""
+    from pathstats.nets.pooled import PooledConv6
+
+    shape = (16, 16, 16)
+    model = PooledConv6(input_shape=shape, channels=16, downsampling="strided").eval()
+    prediction = predict(model, shape)
+    diagonal = float(model_map(read_model(model, shape, init=model.init_variances()), covariance_between_positions=False).sum())
+    total = compare(run_monte_carlo(model, shape, 600, seed=5, loss=False), prediction)["grad_sq_total"]
+    assert total["predicted"] > 1.2 * diagonal  # the folds matter here ...
+    assert abs(total["z"]) < Z_MAX, total  # ... and the covariance recursion accounts for them
