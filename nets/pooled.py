@@ -18,16 +18,21 @@ DOWNSAMPLING = ("avgpool", "maxpool", "strided")
 
 
 class PooledConv6(InitialisedNet):
-    """Six conv blocks, down-sampling by ``downsampling`` after blocks 2, 4, 6, global average pooling."""
+    """Six conv blocks, down-sampling by ``downsampling`` after blocks 2, 4, 6, global average pooling.
 
-    def __init__(self, input_shape=(3, 32, 32), classes=10, channels=64, downsampling="avgpool"):
+    ``padding_mode`` of the convolutions: "reflect" (registered, as the authors'
+    code), or "zeros" / "circular" (the variants on which model mode's
+    approximations are measured separately).
+    """
+
+    def __init__(self, input_shape=(3, 32, 32), classes=10, channels=64, downsampling="avgpool", padding_mode="reflect"):
         super().__init__()
         if downsampling not in DOWNSAMPLING:
             raise ValueError(f"downsampling must be one of {DOWNSAMPLING}, not {downsampling!r}")
         layers, c_in = [], input_shape[0]
         for block in range(1, 7):
             stride = 2 if downsampling == "strided" and block % 2 == 0 else 1
-            layers += conv_bn_relu(c_in, channels, stride=stride)
+            layers += conv_bn_relu(c_in, channels, stride=stride, padding_mode=padding_mode)
             c_in = channels
             if block % 2 == 0 and downsampling != "strided":
                 layers.append(nn.AvgPool2d(2) if downsampling == "avgpool" else nn.MaxPool2d(2))

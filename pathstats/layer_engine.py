@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from . import moments
 from .algebra import ExactAlgebra, FloatAlgebra, ModularAlgebra
-from .layers import Note
+from .layers import COVARIANCE_POSITIONS, Note
 from .trace import LayerGraph
 
 __all__ = ["WEIGHTINGS", "backward_map", "path_count_map", "fingerprint_maps", "count_classes", "ForwardLaws",
@@ -267,7 +267,8 @@ def _routing_summary(rule, law, context) -> dict:
     return {"open_argmax": float(won), "uniform": float(uniform), "window": int(valid.sum(axis=1).max())}
 
 
-def model_map(graph: LayerGraph, forward: ForwardLaws | None = None, *, logit: int = 0) -> np.ndarray:
+def model_map(graph: LayerGraph, forward: ForwardLaws | None = None, *, logit: int = 0,
+              covariance_between_positions: bool = True) -> np.ndarray:
     """Model mode: ``E[(do/dx)^2]`` per input coordinate, gates from the forward laws.
 
     The recursion of :func:`backward_map` carries, instead of one number per
@@ -296,20 +297,42 @@ def model_map(graph: LayerGraph, forward: ForwardLaws | None = None, *, logit: i
     out_law = forward.laws[graph.output_name]
     unit = np.zeros((graph.classes, 1))
     unit[logit] = 1.0
-    values = {graph.output_name: unit * out_law.probs}
+    values = {graph.output_name: moments.Joint(unit[:, 0], out_law.probs)}
+    offs: dict = {}  # tensor -> covariance of the gradient between distinct positions of a channel (None: zero)
+    dropped = []
     result = None
     for name in reversed(list(graph.rules)):
         state = values.pop(name, None)
+        off = offs.pop(name, None)
         if state is None:
             continue
         rule = graph.rules[name]
         if rule is None:
-            result = state.sum(axis=-1)
+            result = state.total()
             continue
         inputs = [forward.laws[o] for o in rule.operands]
         contributions = rule.law_backward(state, inputs, forward.laws[name], forward.contexts[name])
-        for operand, contribution in zip(rule.operands, contributions):
+        covariance = None
+        if covariance_between_positions:
+            covariance = (rule.max_cov_backward(off, inputs, forward.contexts[name]) if getattr(rule, "category", None) == "maxpool"
+                          else rule.cov_backward(off, state.total(), inputs))
+        if covariance is None:
+            if off is not None or covariance_between_positions:
+                dropped += [rule.name] if off is not None or getattr(rule, "category", None) == "avgpool" else []
+            covariance = ([None] * len(rule.operands), [None] * len(rule.operands))
+        for k, (operand, contribution) in enumerate(zip(rule.operands, contributions)):
+            new_off, extra = covariance[0][k], covariance[1][k]
+            if extra is not None:
+                extra = np.asarray(extra).reshape((1,) + tuple(rule.in_shapes[k][1:]))
+                contribution = contribution + moments.Joint(extra, inputs[k].probs)
             values[operand] = contribution if operand not in values else values[operand] + contribution
+            if new_off is not None:
+                offs[operand] = new_off if offs.get(operand) is None else offs[operand] + new_off
+    if dropped:
+        forward.notes.append(Note(dropped[0] + (f" and {len(dropped) - 1} more" if len(dropped) > 1 else ""),
+                                  "the covariance of the gradient between positions of a channel is dropped here "
+                                  f"(more than {COVARIANCE_POSITIONS} positions per channel, or a layer that cannot carry "
+                                  "it: max pooling, flatten); paths that share a weight are then taken as independent"))
     if result is None:
         return np.zeros(graph.input_shape)
     return np.array(np.broadcast_to(result, graph.input_shape))

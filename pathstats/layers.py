@@ -42,6 +42,7 @@ from . import moments
 from .algebra import FloatAlgebra
 from .errors import PathstatsError
 from .generators import PADDING_MODES, padded_source
+from .moments import centre
 
 __all__ = [
     "Note",
@@ -211,6 +212,41 @@ def _overlapping(matrix: sp.csr_matrix) -> bool:
     return bool((np.asarray((matrix > 0).sum(axis=0)).ravel() > 1).any())
 
 
+# ------------------------------------------------- covariance between positions
+#: Most positions per channel whose gradient covariance model mode keeps (a dense
+#: matrix of this side: 4096 = 64 x 64, 128 MiB); above it the covariance is dropped (noted).
+COVARIANCE_POSITIONS = 4096
+
+
+def _kron_all(matrices: Sequence[sp.csr_matrix]) -> sp.csr_matrix:
+    """``A_1 (x) A_2 (x) ...``: the map on flattened (C-order) positions of per-axis maps."""
+    result = sp.csr_matrix(np.ones((1, 1)))
+    for m in matrices:
+        result = sp.kron(result, m, format="csr")
+    return result
+
+
+def _sandwich(matrix: sp.csr_matrix, cov: np.ndarray) -> np.ndarray:
+    """``matrix.T @ cov @ matrix`` for a symmetric dense ``cov``."""
+    transposed = matrix.T.tocsr()
+    half = np.ascontiguousarray((transposed @ cov).T)  # (A^T C)^T = C A, (n_out, n_in)
+    return np.asarray(transposed @ half)  # A^T C A
+
+
+def _split(cov: np.ndarray) -> tuple:
+    """``(off-diagonal part, diagonal)`` of a square matrix."""
+    diag = np.diag(cov).copy()
+    off = cov.copy()
+    np.fill_diagonal(off, 0.0)
+    return off, diag
+
+
+def _channel_field(total: np.ndarray, spatial: tuple) -> np.ndarray:
+    """The gradient's second moment per position, averaged over exchangeable channels, flattened."""
+    full = np.broadcast_to(total, (np.shape(total)[0],) + tuple(spatial)) if np.ndim(total) == len(spatial) + 1 else np.broadcast_to(total, tuple(spatial))
+    return np.asarray(full).reshape(-1, math.prod(spatial)).mean(axis=0) if full.ndim == len(spatial) + 1 else np.asarray(full).ravel()
+
+
 # ---------------------------------------------------------- model mode's accuracy
 #: What model mode does with a layer outside the paper's assumptions, and how well it
 #: agrees with the Monte Carlo there (measured with ``pathstats verify``; the table and
@@ -228,11 +264,14 @@ MODEL_MODE = {
 #: (``benchmarks/model_mode.py``: 3x32x32 inputs, 16-32 channels, 1200-2800 initialisations).
 EFFECTS = {
     "maxpool": "measured: +6.6% +- 0.8% on VGG-11 (width 16), -2.2% +- 0.5% on two overlapping 3x3 pools, "
-               "-0.7% +- 0.6% on three 2x2 pools",
+               "-0.7% +- 0.6% on three 2x2 pools; +5.0% +- 0.6% on conv6-maxpool with circular padding, +3.1% with "
+               "zero padding, +9.7% with reflect (3x32x32, 64 ch, N = 1600)",
     "maxpool_independent": "measured: -15% +- 0.5% on two 2x2 pools of ReLU outputs, where uncorrelated members "
                            "over-predict the open arg-max",
-    "avgpool": "measured: +16.6% +- 1.2% for a global average pooling after two conv layers (16 ch); the cross terms "
-               "come from the first layer's small fan-in (3 input channels) and do not shrink with width",
+    "avgpool": "measured: +24% +- 2% on conv6-avgpool at 3x32x32 with circular or zero padding, +21% with reflect "
+               "(64 ch, N = 1600; benchmarks/registered_gaps.py), +0.8% +- 0.6% on conv6-strided; it comes from the "
+               "first layer's small fan-in (3 x 3 x 3 = 27), falls to 1-2% with 16-64 input channels and does not "
+               "shrink with width",
     "stream": "measured: +2.7% +- 0.4% on three post-add-ReLU blocks (32 ch)",
 }
 
@@ -283,6 +322,18 @@ class NodeRule:
         """Contributions ``sum_{(u -> v)} entered[v]`` to each operand's neurons ``u``."""
         raise NotImplementedError
 
+    def cov_backward(self, off: np.ndarray | None, total: np.ndarray, laws: list) -> tuple | None:
+        """The covariance of the gradient between distinct positions of a channel, one layer down.
+
+        ``off`` is the off-diagonal part (positions x positions, zero diagonal;
+        None: zero) at the outputs, ``total`` the diagonal (``B.total()``).
+        Returns, per operand, the off-diagonal part at its inputs and what it
+        adds to their diagonal (None: nothing), or None where this layer cannot
+        carry it (the engine then drops it and says so).  This default: a
+        layer that carries no covariance and makes none.
+        """
+        return None if off is not None else ([None] * len(self.operands), [None] * len(self.operands))
+
     def edges(self) -> Iterator[tuple]:
         """Yield ``(operand, in_index, out_index, multiplicity)`` with flat indices."""
         raise NotImplementedError
@@ -314,7 +365,7 @@ class NodeRule:
             rho = law.c_off
         return moments.gaussian_law(np.sqrt(variance), rho=rho), None
 
-    def law_backward(self, B: np.ndarray, laws: list, out_law, context) -> list:
+    def law_backward(self, B: "moments.Joint", laws: list, out_law, context) -> list:
         """The value-conditional backward step: ``B_in(u, a) = p_in(u, a) * step(sum_c B_out(v, c))``.
 
         ``B(u, a) = E[delta_u^2 ; value_u = a]`` (see :mod:`pathstats.moments`).
@@ -325,8 +376,8 @@ class NodeRule:
         of the units of one window share the kernel's weights, and the cross
         terms between paths through them remain (the prediction notes them).
         """
-        entered = B.sum(axis=-1) * self.model_factor(_FLOAT)
-        return [c[..., None] * law.probs for c, law in zip(self.backward(entered, _FLOAT), laws)]
+        entered = B.total() * self.model_factor(_FLOAT)
+        return [moments.Joint(c, law.probs) for c, law in zip(self.backward(entered, _FLOAT), laws)]
 
 
 @dataclass
@@ -336,6 +387,30 @@ class ConvRule(NodeRule):
     groups: int = 1
     axes: list = field(default_factory=list)  # one count matrix per spatial axis
     taps_valid: list = field(default_factory=list)  # per axis: (n_out, kernel) bool, the tap reads an input
+    geometry: list = field(default_factory=list)  # per axis: (n, kernel, stride, left, dilation, mode, n_out)
+
+    def tap_matrices(self) -> list:
+        """One map per kernel tap on flattened positions: ``A_k[q, p] = 1`` where tap ``k`` of output ``q`` reads ``p``."""
+        per_axis = []
+        for n, kernel, stride, left, dilation, mode, n_out in self.geometry:
+            taps = []
+            for t in range(kernel):
+                sources = (padded_source(q * stride + t * dilation, n, left, mode) for q in range(n_out))
+                taps.append(_csr([[i] if i is not None else [] for i in sources], n))
+            per_axis.append(taps)
+        return [_kron_all(combo) for combo in itertools.product(*per_axis)]
+
+    def cov_backward(self, off, total, laws):
+        """``C_in = sigma_w^2 (C_out / groups) sum_k A_k^T C_out A_k``: paths through one weight (one tap, one pair
+        of channels) add coherently.  The diagonal of ``C_out`` maps onto the diagonal (a tap reads one input), so
+        only the off-diagonal part is new; reflect and replicate padding fold two outputs onto one input through
+        the same tap, which adds to the input's diagonal."""
+        if off is None:
+            return [None], [None]
+        scale = self.variance * (self.out_shape[0] // self.groups)
+        cov = sum(_sandwich(a, off) for a in self.tap_matrices())
+        new_off, diag = _split(scale * cov)
+        return [new_off], [diag]
 
     def law_forward(self, laws):
         """As :meth:`NodeRule.law_forward`, plus the correlation of each pair of outputs.
@@ -409,6 +484,10 @@ class LinearRule(NodeRule):
     def forward_sum(self, values):
         return np.array([np.broadcast_to(values, self.in_shapes[0]).sum()])
 
+    def cov_backward(self, off, total, laws):
+        """Distinct inputs reach each logit through distinct independent weights: no covariance between them."""
+        return [None], [None]
+
     def edges(self):
         for j in range(self.out_shape[0]):
             for i in range(self.in_shapes[0][0]):
@@ -452,6 +531,53 @@ class PoolRule(NodeRule):
         for axis, matrix in enumerate(self.axes, start=1):
             state = axis_forward(state, axis, matrix)
         return state
+
+    def cov_backward(self, off, total, laws):
+        """Average pooling: ``C_in = P^T C_out P`` with ``P[r, p] = 1/divisor(r)`` for ``p`` in window ``r``: the
+        inputs of one window get one upstream gradient (a global average pooling: all of them), so their gradients
+        are correlated.  Max pooling: see :meth:`max_cov_backward`."""
+        spatial_in, spatial_out = tuple(self.in_shapes[0][1:]), tuple(self.out_shape[1:])
+        if self.category != "avgpool":
+            return super().cov_backward(off, total, laws) if off is None else None
+        if math.prod(spatial_in) > COVARIANCE_POSITIONS:
+            return None
+        P = sp.diags(1.0 / np.asarray(self.divisor, dtype=np.float64).ravel()) @ _kron_all(self.axes).astype(np.float64)
+        diagonal = _channel_field(total, spatial_out)
+        cov = _sandwich(P.tocsr(), np.diag(diagonal) + (0.0 if off is None else off))
+        new_off, _ = _split(cov)
+        extra = None if off is None else np.diag(_sandwich(P.tocsr(), off)).copy()
+        return [new_off], [extra]
+
+    def max_cov_backward(self, off: np.ndarray | None, laws: list, context) -> tuple | None:
+        """Max pooling: ``C_in(p, q) = (pi_p / o) (pi_q / o) C_out(r, s)`` for members ``p`` of window ``r`` and
+        ``q`` of another window ``s``; zero within a window (one winner).
+
+        ``pi_p`` is the probability that ``p`` wins its window with a positive
+        value where the members are ReLU outputs (else that it wins), and ``o``
+        their probability of being open: the ReLU below multiplies the pair by
+        its joint open probability, so the pair's factor is ``pi_p pi_q`` where
+        the two gates are independent, more where they are correlated.  Limit:
+        two windows' winners are taken as independent given the gates.
+        """
+        if off is None:
+            return [None], [None]
+        spatial_in = tuple(self.in_shapes[0][1:])
+        if math.prod(spatial_in) > COVARIANCE_POSITIONS:
+            return None
+        members, routing = context
+        law = laws[0]
+        channels = routing.shape[0]
+        p_in = law.broadcast((channels,) + spatial_in).probs.reshape(channels, -1, len(law.values))
+        valid = members >= 0
+        gathered = p_in[:, np.where(valid, members, 0)]
+        relu = law.nonnegative()
+        keep = (law.values > 0) if relu else np.ones(len(law.values), dtype=bool)
+        pi = (gathered * routing)[..., keep].sum(axis=-1).mean(axis=0)  # (W, n)
+        opened = float(centre(law.positive())) if relu else 1.0
+        rows = np.repeat(np.arange(len(members)), members.shape[1])[valid.ravel()]
+        R = sp.csr_matrix(((pi / opened)[valid], (rows, members[valid])), shape=(len(members), math.prod(spatial_in)))
+        new_off, _ = _split(_sandwich(R, off))
+        return [new_off], [None]
 
     def members(self) -> np.ndarray:
         """``(windows, n)`` flat input positions of each window (row-major output order), ``-1`` for none."""
@@ -532,11 +658,12 @@ class PoolRule(NodeRule):
                          "unknown here and dropped), as are cross terms between paths through different windows",
                          EFFECTS["maxpool_independent"])]
         if self.category == "maxpool":
-            return [Note(self.name, "max pooling: cross terms between paths through different windows are dropped, "
+            return [Note(self.name, "max pooling: the winners of two windows are taken as independent given their gates, "
                          "and the members' interior correlation is used at the borders", EFFECTS["maxpool"])]
         if law.gauss is None and law.nonnegative() and self.in_degree().max() > 1:
-            return [Note(self.name, "average of ReLU outputs: cross terms between paths through different members "
-                         "of a window are dropped (their gates share the kernel's weights)", EFFECTS["avgpool"])]
+            return [Note(self.name, "average of ReLU outputs: the paths through one window add coherently (their "
+                         "covariance is carried), but the first layer's gates are taken as independent of its weights "
+                         "(gradient independence), which a small fan-in breaks", EFFECTS["avgpool"])]
         return []
 
     def law_backward(self, B, laws, out_law, context):
@@ -551,6 +678,7 @@ class PoolRule(NodeRule):
         """
         if self.category == "avgpool":
             return super().law_backward(B, laws, out_law, context)
+        B = B.dense()
         members, routing = context
         law, g = laws[0], len(out_law.values)
         channels = max(B.shape[0], routing.shape[0])
@@ -563,7 +691,7 @@ class PoolRule(NodeRule):
         gathered = p_in[:, np.where(valid, members, 0)] * routing * ratio[:, :, None, :]
         result = np.zeros_like(p_in)
         np.add.at(result, (slice(None), members[valid]), gathered[:, valid])
-        return [result.reshape((channels,) + spatial_in + (g,))]
+        return [moments.Joint.of(result.reshape((channels,) + spatial_in + (g,)))]
 
     def edges(self):
         for q, source, multiplicity in _taps(self.axes):
@@ -587,7 +715,7 @@ class UpsampleRule(PoolRule):
 
     def law_backward(self, B, laws, out_law, context):
         """A copy keeps its source's value, so ``B_in(u, a) = sum_copies B_out(copy, a)`` (cross terms between copies dropped)."""
-        return self.backward(B, _FLOAT)
+        return [moments.Joint.of(c) for c in self.backward(B.dense(), _FLOAT)]
 
 
 @dataclass
@@ -641,15 +769,19 @@ class AddRule(NodeRule):
         value decides the gates after the addition.  The Gaussian branch gets its marginal, ``p_y(b) sum_c B_z(c)``
         (exact where the branch ends in random weights or BatchNorm, as in ResNets)."""
         order, plan, x = context
-        total = B.sum(axis=-1)[..., None]
+        total = B.total()
         if plan is None:
-            return [total * law.probs for law in laws]
+            return [moments.Joint(total, law.probs) for law in laws]
         result = [None] * len(laws)
-        result[order[0]] = moments.sum_backward(B, x, out_law, plan)
+        result[order[0]] = moments.Joint.of(moments.sum_backward(B.dense(), x, out_law, plan))
         for k, law in enumerate(laws):
             if result[k] is None:
-                result[k] = total * law.probs
+                result[k] = moments.Joint(total, law.probs)
         return result
+
+    def cov_backward(self, off, total, laws):
+        """Every operand receives the sum's gradient, covariance included."""
+        return [off] * len(self.operands), [None] * len(self.operands)
 
     def edges(self):
         size = math.prod(self.out_shape)
@@ -710,7 +842,7 @@ class PointwiseRule:
         out.caveat = law.caveat or caveat
         return out, index
 
-    def law_backward(self, B: np.ndarray, laws: list, out_law, context) -> list:
+    def law_backward(self, B: "moments.Joint", laws: list, out_law, context) -> list:
         """``B_z(u, a) = gain(a) B_h(u, f(a)) p_z(u, a) / p_h(u, f(a))``.
 
         A gate's gain is 1 where ``a > 0`` and ``slope^2`` elsewhere: the
@@ -728,10 +860,20 @@ class PointwiseRule:
         index, law = context, laws[0]
         p_h = out_law.probs[..., index]
         share = np.divide(law.probs, p_h, out=np.zeros(np.broadcast_shapes(law.probs.shape, p_h.shape)), where=p_h > 0)
-        state = B[..., index] * share
         if self.is_gate:
-            return [state * np.where(law.values > 0, 1.0, self.slope**2)]
-        return [state * np.asarray(self.model_gain, dtype=np.float64)[..., None]]
+            share = share * np.where(law.values > 0, 1.0, self.slope**2)
+        else:
+            share = share * np.asarray(self.model_gain, dtype=np.float64)[..., None]
+        return [B.map(lambda weight: weight[..., index] * share)]
+
+    def cov_backward(self, off, total, laws) -> tuple:
+        """A gate multiplies the covariance of two positions by ``E[a_p a_q]``, the joint gain of their gates
+        (:func:`pathstats.moments.pair_gain`, from the correlation of their inputs); other pointwise layers by
+        their (mean) squared gain."""
+        if off is None:
+            return [None], [None]
+        factor = moments.pair_gain(laws[0], self.slope) if self.is_gate else float(np.mean(self.model_gain))
+        return [factor * off], [None]
 
     def gain(self, mode: str, algebra) -> Any:
         if mode == "model":
@@ -773,14 +915,27 @@ class ReshapeRule:
         return np.broadcast_to(state, self.out_shape).reshape(self.in_shapes[0])
 
     def law_forward(self, laws: list) -> tuple:
-        """The same units' laws under the new shape."""
-        law = laws[0].broadcast(tuple(self.in_shapes[0]))
-        gauss = None if law.gauss is None else tuple(np.reshape(g, self.out_shape) for g in law.gauss)
-        return moments.Law(law.values, law.probs.reshape(tuple(self.out_shape) + law.values.shape), gauss, law.caveat), None
+        """The same units' laws under the new shape (one law for all units stays one law)."""
+        law = laws[0]
+        shape = tuple(self.out_shape)
+        if law.probs[..., 0].size == 1:
+            shape = (1,) * len(shape)
+        else:
+            law = law.broadcast(tuple(self.in_shapes[0]))
+        gauss = None if law.gauss is None else tuple(np.reshape(g, shape) for g in law.gauss)
+        return moments.Law(law.values, law.probs.reshape(shape + law.values.shape), gauss, law.caveat), None
 
-    def law_backward(self, B: np.ndarray, laws: list, out_law, context) -> list:
-        g = B.shape[-1]
-        return [np.broadcast_to(B, tuple(self.out_shape) + (g,)).reshape(tuple(self.in_shapes[0]) + (g,))]
+    def law_backward(self, B, laws: list, out_law, context) -> list:
+        """The same units under the input's shape (a law alike on every unit stays one law)."""
+        return [moments.Joint(self._units_back(B.scale, ()), self._units_back(B.weight, B.weight.shape[-1:]))]
+
+    def cov_backward(self, off, total, laws):
+        return None if off is not None else ([None], [None])
+
+    def _units_back(self, array: np.ndarray, tail: tuple) -> np.ndarray:
+        if array.size == math.prod(tail):
+            return array.reshape((1,) * len(self.in_shapes[0]) + tail)
+        return np.broadcast_to(array, tuple(self.out_shape) + tail).reshape(tuple(self.in_shapes[0]) + tail)
 
 
 # ---------------------------------------------------------------- module -> rule
@@ -863,8 +1018,10 @@ def conv_rule(name, module, operands, in_shapes, out_shape, init) -> ConvRule:
     ]
     taps = [_taps_valid(spatial[k], module.kernel_size[k], module.stride[k], pads[2 * (n - 1 - k)], module.dilation[k],
                         module.padding_mode, axes[k].shape[0]) for k in range(n)]
+    geometry = [(spatial[k], module.kernel_size[k], module.stride[k], pads[2 * (n - 1 - k)], module.dilation[k],
+                 module.padding_mode, axes[k].shape[0]) for k in range(n)]
     return ConvRule(name, repr(module), operands, in_shapes, out_shape, "random", weight_variance(name, module, init),
-                    _node_notes(name, module), groups=module.groups, axes=axes, taps_valid=taps)
+                    _node_notes(name, module), groups=module.groups, axes=axes, taps_valid=taps, geometry=geometry)
 
 
 def linear_rule(name, module, operands, in_shapes, out_shape, init) -> LinearRule:

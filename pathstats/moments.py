@@ -24,14 +24,15 @@ second moments are right to about ``(width / sigma)^2 / 12 < 1e-3``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy.special import ndtr
 
-__all__ = ["BINS", "SPAN", "Law", "centre", "gaussian_law", "map_law", "sum_law", "sum_backward", "SumPlan", "max_law",
-           "equicorrelation", "window_conditionals", "off_moment", "sum_off_moment"]
+__all__ = ["BINS", "SPAN", "Law", "Joint", "collapse", "centre", "gaussian_law", "map_law", "sum_law", "sum_backward", "SumPlan", "max_law",
+           "equicorrelation", "window_conditionals", "off_moment", "pair_gain", "sum_off_moment"]
 
 BINS = 256
 SPAN = 8.0
@@ -104,6 +105,75 @@ class Law:
         return Law(self.values, probs, gauss, self.caveat, latent, self.rho, self.c_off, self.window_rho, self.factors)
 
 
+@dataclass
+class Joint:
+    """The backward state ``B(u, a) = scale(u) * weight(u, a)`` of model mode, kept factored.
+
+    A random layer hands its inputs ``B(u, a) = c(u) p(u, a)``: a gradient
+    moment per unit times the unit's law, which is the same law at every
+    position away from zero-padded borders (its unit axes then have size 1).
+    Pointwise layers act on ``weight`` only, so the state costs ``O(d)`` for the
+    moments plus ``O(G)`` per distinct law, not ``O(d G)``.  Rules that need
+    every value of every unit (max pooling, the skip of an addition) call
+    :meth:`dense`.
+
+    Examples
+    --------
+    >>> B = Joint(np.array([[1.0, 2.0]]), np.array([[[0.25, 0.75]]]))
+    >>> B.total().tolist(), B.dense().shape
+    ([[1.0, 2.0]], (1, 2, 2))
+    """
+
+    scale: np.ndarray  # unit shape (any axis may have size 1)
+    weight: np.ndarray  # unit shape + (G,)
+
+    @classmethod
+    def of(cls, dense: np.ndarray) -> "Joint":
+        """A dense ``B`` (unit shape + ``(G,)``) as a state."""
+        return cls(np.ones((1,) * (dense.ndim - 1)), dense)
+
+    def total(self) -> np.ndarray:
+        """``sum_a B(u, a)``: the gradient's second moment per unit."""
+        return self.scale * self.weight.sum(axis=-1)
+
+    def dense(self) -> np.ndarray:
+        """``B`` on every unit and grid value."""
+        return self.scale[..., None] * self.weight
+
+    def map(self, function) -> "Joint":
+        """``function`` applied to the value axis (a pointwise layer's step)."""
+        return Joint(self.scale, function(self.weight))
+
+    def __add__(self, other: "Joint") -> "Joint":
+        if self.weight is other.weight or (self.weight.shape == other.weight.shape and self.weight.size <= 1 << 16
+                                           and np.array_equal(self.weight, other.weight)):
+            return Joint(self.scale + other.scale, self.weight)
+        return Joint.of(self.dense() + other.dense())
+
+
+def collapse(*arrays: np.ndarray, rtol: float = 1e-12) -> tuple:
+    """The arrays with every axis along which all of them are constant (to ``rtol``) cut to size 1.
+
+    A layer's laws are alike at every position its padding treats alike
+    (reflect and circular padding: everywhere); one law per distinct
+    position then does, and the laws cost ``O(G)`` instead of ``O(d G)``.
+
+    Examples
+    --------
+    >>> [a.shape for a in collapse(np.ones((2, 3)), np.array([[1.0, 1, 1], [2, 2, 2]]))]
+    [(2, 1), (2, 1)]
+    """
+    arrays = [np.asarray(a, dtype=np.float64) for a in arrays]
+    shape = np.broadcast_shapes(*(a.shape for a in arrays))
+    arrays = [np.broadcast_to(a, shape) for a in arrays]
+    for axis in range(len(shape)):
+        if arrays[0].shape[axis] > 1:
+            firsts = [np.take(a, [0], axis=axis) for a in arrays]
+            if all(np.allclose(a, f, rtol=rtol, atol=0) for a, f in zip(arrays, firsts)):
+                arrays = firsts
+    return tuple(np.ascontiguousarray(a) for a in arrays)
+
+
 def centre(array: np.ndarray) -> float:
     """The value of an array of units at its centre (an interior unit, away from zero-padded borders)."""
     array = np.asarray(array)
@@ -155,6 +225,8 @@ def window_conditionals(law: Law, members: np.ndarray):
     grid, mean, std, functions = law.latent
     gather = np.where(members >= 0, members, 0)
     channels = law.probs.shape[0]
+    if math.prod(law.probs.shape[1:-1]) == 1:  # one law for every position (see :func:`collapse`)
+        gather = np.zeros_like(gather)
     mean = np.broadcast_to(mean, law.probs.shape[:-1]).reshape(channels, -1)[:, gather]
     std = np.broadcast_to(std, law.probs.shape[:-1]).reshape(channels, -1)[:, gather]
     rho = law.window_rho(members) if law.window_rho is not None else np.full(len(members), law.rho)
@@ -169,6 +241,37 @@ def sum_off_moment(x: Law, y: Law) -> float | None:
         return None
     return (x.c_off * centre(x.second_moment()) + y.c_off * centre(y.second_moment())
             + 2 * centre(x.mean()) * centre(y.mean()))
+
+
+def pair_gain(law: Law, slope: float = 0.0) -> float:
+    """``E[a_p a_q]`` for the gains ``a = 1`` (open) or ``slope`` (closed) of one gate at two distinct interior units.
+
+    The gates of two positions read correlated inputs: with equicorrelated
+    latent Gaussians (correlation ``rho``) they are independent given the
+    common factor, so ``E[a_p a_q] = E_g[E[a | g]^2]``, which for a centred
+    Gaussian input is ``1/4 + arcsin(rho) / (2 pi)``.  Without a known
+    correlation the gates are taken as independent.  An input that is a ReLU's
+    output passes everything the gate below it let through: gain 1.
+
+    Examples
+    --------
+    >>> round(pair_gain(gaussian_law(np.ones((1, 1)), rho=0.5)), 4), round(0.25 + math.asin(0.5) / (2 * math.pi), 4)
+    (0.3333, 0.3333)
+    """
+    if law.nonnegative():
+        return 1.0
+    if law.latent is None or law.rho is None:
+        p = float(centre(law.positive()))
+        return (p + slope * (1 - p)) ** 2
+    grid, mean, std, functions = law.latent
+    shape = law.probs.shape[:-1]
+    unit = Law(grid, np.ones((1, len(grid))), None, None,
+               (grid, np.array([centre(np.broadcast_to(mean, shape))]), np.array([centre(np.broadcast_to(std, shape))]), functions), law.rho)
+    total = 0.0
+    for w, conditional in equicorrelation(unit):
+        p = float(conditional.positive()[0])
+        total += w * (p + slope * (1 - p)) ** 2
+    return total
 
 
 def off_moment(law: Law) -> float | None:
@@ -202,8 +305,7 @@ def gaussian_law(std: np.ndarray, mean: np.ndarray | float = 0.0, bins: int = BI
     >>> law.positive().tolist(), np.round(law.second_moment(), 3).tolist()
     ([0.5, 0.5], [1.0, 4.0])
     """
-    std = np.maximum(np.asarray(std, dtype=np.float64), 1e-300)
-    mean = np.broadcast_to(np.asarray(mean, dtype=np.float64), std.shape).copy()
+    std, mean = collapse(np.maximum(np.asarray(std, dtype=np.float64), 1e-300), mean)
     edges = _edges(float((mean - SPAN * std).min()), float((mean + SPAN * std).max()), bins)
     cdf = ndtr((edges[1:-1] - mean[..., None]) / std[..., None])
     cdf = np.concatenate([np.zeros(std.shape + (1,)), cdf, np.ones(std.shape + (1,))], axis=-1)
@@ -224,10 +326,9 @@ def map_law(law: Law, function) -> tuple:
     if len(values) == len(law.values):
         probs = np.zeros_like(law.probs)
         probs[..., index] = law.probs
-    else:
-        stacked = np.zeros(values.shape + law.probs.shape[:-1])
-        np.add.at(stacked, index, np.moveaxis(law.probs, -1, 0))
-        probs = np.moveaxis(stacked, 0, -1)
+    else:  # ``function`` is non-decreasing: merged bins are runs of the grid
+        starts = np.flatnonzero(np.r_[True, index[1:] != index[:-1]])
+        probs = np.add.reduceat(law.probs, starts, axis=-1)
     latent = None if law.latent is None else law.latent[:3] + (law.latent[3] + (function,),)
     factors = None
     if law.factors is not None:

@@ -19,6 +19,7 @@ import operator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
@@ -33,7 +34,7 @@ from .functional import (
     symbolic_trace,
     unsupported_operation,
 )
-from .layers import MODULE_RULES, UnsupportedLayerError, add_rule
+from .layers import MODULE_RULES, AddRule, Scale, ScaleRule, UnsupportedLayerError, add_rule, scale_rule
 
 __all__ = ["LayerGraph", "read_model", "RELU_FUNCTIONS", "FLATTEN_FUNCTIONS", "FLATTEN_METHODS"]
 
@@ -142,6 +143,85 @@ def _annotate_shapes(traced: fx.GraphModule, model: nn.Module, input_shape: tupl
                 node.meta[key] = probed[node.name][key]
 
 
+def _carried(rules: dict, name: str) -> tuple:
+    """``(source, c)``: the tensor ``name`` is ``c * source`` through identity-like layers.
+
+    Identity, Dropout (eval) and multiplication by a constant change neither
+    which tensor a branch carries nor anything random about it; an empty
+    ``nn.Sequential`` is no node at all once traced.
+    """
+    coefficient = 1.0
+    while True:
+        rule = rules.get(name)
+        if rule is None or rule.kind != "pointwise" or rule.is_gate:
+            return name, coefficient
+        if isinstance(rule, ScaleRule):
+            coefficient *= float(np.asarray(rule.affine[0]).ravel()[0])
+        elif rule.affine is not None:  # BatchNorm: per-channel statistics, not one constant
+            return name, coefficient
+        name = rule.operands[0]
+
+
+def merge_identical_operands(rules: dict) -> dict:
+    """Rewrite additions whose operands carry one tensor: ``h + drop(h)`` is ``2 h``.
+
+    Two branches that are the same tensor are perfectly correlated: their
+    gradients add before squaring (``(2 delta)^2 = 4 delta^2``), not after
+    (``2 delta^2``), which the addition's rule (independent operands) would
+    give.  Operands are compared by the tensor they carry after identity-like
+    layers (:func:`_carried`); each group becomes one operand scaled by the
+    sum of its coefficients (a :class:`~pathstats.layers.ScaleRule`, exact in
+    every mode), and an addition left with one operand becomes that scaling.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> class Twice(nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.fc, self.drop, self.out = nn.Linear(4, 4), nn.Dropout(0.5), nn.Linear(4, 2)
+    ...     def forward(self, x):
+    ...         h = self.fc(x)
+    ...         return self.out(h + self.drop(h))
+    >>> graph = read_model(Twice().eval(), (4,))
+    >>> rule = graph.rules["add"]
+    >>> type(rule).__name__, rule.operands, rule.model_gain
+    ('ScaleRule', ['fc'], 4.0)
+    """
+    merged: dict = {}
+    for key, rule in rules.items():
+        if not isinstance(rule, AddRule):
+            merged[key] = rule
+            continue
+        groups: dict = {}
+        for operand in rule.operands:
+            source, coefficient = _carried(merged, operand)
+            groups.setdefault(source, []).append((operand, coefficient))
+        if all(len(members) == 1 for members in groups.values()):
+            merged[key] = rule
+            continue
+        shape = tuple(rule.out_shape)
+        operands = []
+        for j, (source, members) in enumerate(groups.items()):
+            if len(members) == 1:
+                operands.append(members[0][0])
+                continue
+            total = sum(c for _, c in members)
+            label = f"{rule.name}: {' + '.join(m for m, _ in members)} carry one tensor, read as {total:g} * {source}"
+            if len(groups) == 1:
+                merged[key] = scale_rule(rule.name, Scale(total), [source], [shape], shape, None)
+                merged[key].layer = label
+                break
+            name = f"{key}.{j}"
+            merged[name] = scale_rule(name, Scale(total), [source], [shape], shape, None)
+            merged[name].layer = label
+            operands.append(name)
+        else:
+            merged[key] = AddRule(rule.name, rule.layer, operands, [shape] * len(operands), shape, rule.category,
+                                  rule.variance, list(rule.notes))
+    return merged
+
+
 def read_model(model: nn.Module, input_shape: tuple, init: Any = "weights") -> LayerGraph:
     """Trace a module and make the rule of each of its layers.
 
@@ -200,5 +280,6 @@ def read_model(model: nn.Module, input_shape: tuple, init: Any = "weights") -> L
     logits_shape = _shape(next(n for n in traced.graph.nodes if n.name == output_name))
     if len(logits_shape) != 1:
         raise UnsupportedLayerError(f"the model's output has shape {logits_shape} per example; expected logits (K,)")
+    rules = merge_identical_operands(rules)
     notes = [note for rule in rules.values() if rule is not None for note in getattr(rule, "notes", [])]
     return LayerGraph(rules, placeholders[0].name, output_name, tuple(input_shape), logits_shape[0], notes)

@@ -13,8 +13,12 @@ from pathstats.nets.registry import _measured_gaps
 ENTRIES = _measured_gaps()
 
 
-def test_every_registered_net_has_a_measurement():
-    assert set(ENTRIES) == set(nets.ARCHITECTURES)
+def test_only_nets_outside_the_target_keep_a_stored_measurement():
+    """A net whose model mode is within 3% or 4 standard errors of the Monte Carlo needs no fallback
+    (benchmarks/registered_gaps.py --write-measured retires it); the others keep theirs."""
+    assert set(ENTRIES) <= set(nets.ARCHITECTURES)
+    for entry in ENTRIES.values():
+        assert abs(entry["measured"] / entry["predicted"] - 1) > 0.03 and abs(entry["z"]) > 4, entry["arch"]
 
 
 @pytest.mark.parametrize("arch", sorted(ENTRIES))

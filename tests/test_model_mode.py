@@ -19,6 +19,7 @@ from pathstats import predict
 from pathstats.cli import _predict_text
 from pathstats.layer_engine import model_map, propagate_laws
 from pathstats.layers import AssumptionError, Note
+from pathstats.nets.base import InitialisedNet, conv_bn_relu, spatial_after
 from pathstats.nets.probes import Probe
 from pathstats.trace import read_model
 from pathstats.verify.compare import compare
@@ -119,3 +120,113 @@ def test_laws_leave_the_graph_unchanged_and_are_deterministic():
     first, second = predict(model, (3, 8, 8)), predict(model, (3, 8, 8))
     np.testing.assert_array_equal(first.grad_sq_map, second.grad_sq_map)
     assert first.maxpool_routing == second.maxpool_routing
+
+
+class SelfAdd(InitialisedNet):
+    """``h + branch(h)`` where the branch carries ``h`` itself (perfectly correlated operands), then a conv block.
+
+    ``form``: "dropout" (``h + drop(h)``, eval), "identity" (``short(h) + branch(h)``
+    with ``nn.Identity`` and an empty ``nn.Sequential``), "scale" (``h + 0.5 * h``),
+    "twice" (``2 * h``: the reference).
+    """
+
+    def __init__(self, form, input_shape=(3, 8, 8), classes=10, channels=8):
+        super().__init__()
+        self.form = form
+        self.features = nn.Sequential(*conv_bn_relu(input_shape[0], channels, padding_mode="zeros"))
+        self.drop, self.short, self.branch = nn.Dropout(0.3), nn.Identity(), nn.Sequential()
+        self.head = nn.Sequential(*conv_bn_relu(channels, channels, padding_mode="zeros"))
+        self.classifier = nn.Linear(channels * input_shape[1] * input_shape[2], classes)
+        self.reset_parameters()
+
+    def forward(self, x):
+        h = self.features(x)
+        if self.form == "dropout":
+            h = h + self.drop(h)
+        elif self.form == "identity":
+            h = self.short(h) + self.branch(h)
+        elif self.form == "scale":
+            h = h + 0.5 * h
+        else:
+            h = 2 * h
+        return self.classifier(torch.flatten(self.head(h), 1))
+
+
+@pytest.mark.parametrize("form", ["dropout", "identity"])
+def test_self_addition_is_twice_the_tensor(form):
+    """Two branches that are one tensor: exactly the prediction of ``2 * h`` (gradient 2x, variance 4x)."""
+    twice = predict(SelfAdd("twice").eval(), (3, 8, 8)).grad_sq_map
+    np.testing.assert_allclose(predict(SelfAdd(form).eval(), (3, 8, 8)).grad_sq_map, twice, rtol=1e-12, atol=0)
+    scaled = predict(SelfAdd("scale").eval(), (3, 8, 8)).grad_sq_map
+    np.testing.assert_allclose(scaled, twice * (1.5 / 2) ** 2, rtol=1e-12, atol=0)
+
+
+def test_self_addition_keeps_the_other_operands():
+    """``x + x + y`` reads as ``2 x + y``: the repeated operand is scaled, the other one kept."""
+    class Three(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.drop, self.out = nn.Linear(4, 6), nn.Linear(4, 6), nn.Dropout(), nn.Linear(6, 2)
+
+        def forward(self, x):
+            h = self.a(x)
+            return self.out(h + self.drop(h) + self.b(x))
+
+    graph = read_model(Three().eval(), (4,), init="he")
+    adds = [r for r in graph.rules.values() if r is not None and r.kind == "node" and r.category == "add"]
+    scales = [r for r in graph.rules.values() if r is not None and type(r).__name__ == "ScaleRule"]
+    assert [r.operands for r in adds] == [["add", "b"]] and [r.model_gain for r in scales] == [4.0]
+
+
+@pytest.mark.parametrize("form", ["dropout", "identity"])
+def test_self_addition_agrees_with_the_monte_carlo(form):
+    model = SelfAdd(form).eval()
+    prediction = predict(model, (3, 8, 8))
+    total = compare(run_monte_carlo(model, (3, 8, 8), 800, seed=3, loss=False), prediction)["grad_sq_total"]
+    assert abs(total["z"]) < Z_MAX, total
+
+
+def _tap_counts(conv: nn.Conv2d, shape: tuple) -> np.ndarray:
+    """``N_k(p)``: how many outputs read input ``p`` through tap ``k`` (by torch: the gradient of the summed
+    output of the layer with a one-hot kernel at ``k``), shape ``(taps,) + spatial``."""
+    counts = []
+    for k in range(conv.kernel_size[0] * conv.kernel_size[1]):
+        probe = nn.Conv2d(1, 1, conv.kernel_size, conv.stride, conv.padding, conv.dilation, bias=False, padding_mode=conv.padding_mode)
+        with torch.no_grad():
+            probe.weight.zero_()
+            probe.weight.view(-1)[k] = 1.0
+        x = torch.zeros((1, 1) + shape[1:], dtype=torch.float64, requires_grad=True)
+        probe.double()(x).sum().backward()
+        counts.append(x.grad[0, 0].numpy())
+    return np.stack(counts)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular", "zeros"])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_covariance_through_a_shared_weight_is_exact_on_a_linear_pooled_net(mode, stride):
+    """conv -> global average pooling -> linear: ``do/dx_p = (1/n) sum_c v_c sum_k W[c, k] N_k(p)``, so
+    ``E[(do/dx_p)^2] = sigma_v^2 C sigma_w^2 / n^2 * sum_k N_k(p)^2`` exactly: paths through one tap add
+    coherently (``N_k(p) = 2`` where reflect padding folds two outputs onto ``p``)."""
+    shape, channels = (1, 7, 7), 4
+    conv = nn.Conv2d(1, channels, 3, stride=stride, padding=1, bias=False, padding_mode=mode)
+    net = nn.Sequential(conv, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, 2, bias=False)).eval()
+    variances = {"0": 0.3, "3": 0.7}
+    n = math.prod(spatial_after(nn.Sequential(conv), shape)[1:])
+    counts = _tap_counts(conv, shape)
+    expected = 0.7 * channels * 0.3 / n**2 * (counts**2).sum(axis=0)
+    got = model_map(read_model(net, shape, init=variances))[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0)
+
+
+def test_reflect_padding_before_global_pooling_agrees_with_the_monte_carlo():
+    """Mechanism 1 alone: 16 input channels (the first layer's fan-in is large, so its gates barely
+    correlate with its weights), reflect padding, strided blocks, global average pooling."""
+    from pathstats.nets.pooled import PooledConv6
+
+    shape = (16, 16, 16)
+    model = PooledConv6(input_shape=shape, channels=16, downsampling="strided").eval()
+    prediction = predict(model, shape)
+    diagonal = float(model_map(read_model(model, shape, init=model.init_variances()), covariance_between_positions=False).sum())
+    total = compare(run_monte_carlo(model, shape, 600, seed=5, loss=False), prediction)["grad_sq_total"]
+    assert total["predicted"] > 1.2 * diagonal  # the folds matter here ...
+    assert abs(total["z"]) < Z_MAX, total  # ... and the covariance recursion accounts for them

@@ -49,8 +49,9 @@ def test_relu_outputs_of_independent_units_win_when_open():
     """Four independent ReLU outputs: the open arg-max has probability (1 - 2^-4) / 4 per member."""
     law, _ = moments.map_law(moments.gaussian_law(np.ones((1, 4)), rho=0.0), _relu)
     members = np.array([[0, 1, 2, 3]])
-    _, routing = moments.max_law(law.probs[:, members], members >= 0)
-    open_win = (law.probs[:, members] * routing)[..., law.values > 0].sum(axis=-1)
+    probs = law.broadcast((1, 4)).probs  # alike units share one law (moments.collapse)
+    _, routing = moments.max_law(probs[:, members], members >= 0)
+    open_win = (probs[:, members] * routing)[..., law.values > 0].sum(axis=-1)
     np.testing.assert_allclose(open_win, (1 - 2**-4) / 4, atol=2e-4)
 
 

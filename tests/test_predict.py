@@ -207,8 +207,12 @@ def test_path_counts_beyond_64_bits_are_exact():
 
 
 def test_sweep_of_a_globally_pooled_net_follows_theorem_11(capsys):
-    """conv6-strided ends with a global average pooling over (s/8)^2 nodes: E||do/dx||^2 ~ 1/d."""
-    assert main(["sweep", "--arch", "conv6-strided", "--sizes", "16,32,64", "--json"]) == 0
+    """conv6-strided ends with a global average pooling over (s/8)^2 nodes: E||do/dx||^2 ~ 1/d under H5.
+
+    Theory mode: model mode adds the paths that reflect padding folds onto one
+    weight at the borders, a share of the total that shrinks with the size, so
+    its slope is not exactly -1/2 (the Monte Carlo's neither)."""
+    assert main(["sweep", "--arch", "conv6-strided", "--sizes", "16,32,64", "--mode", "theory", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["slopes"]["loss_l2"]["fitted"] == pytest.approx(-0.5, abs=1e-12)
 
 
