@@ -243,6 +243,28 @@ class TrainConfig:
         norm_name(self.opnorm_p), norm_name(self.opnorm_q)
         _check_device(self.device)
 
+    def units(self) -> dict:
+        """The run's strengths in both units: ``eps`` as given (pixel range [0, 1]) and the
+        l_p radius ``eps_p = eps d^(1/p)`` its method's loss takes (the regularisation
+        constant as it is for methods without a norm); the evaluation's ``eval_eps``.
+
+        Reads no data beyond the spec (``d`` from the images' native size and ``size``;
+        3 channels except for ``digits``).
+
+        Examples
+        --------
+        >>> TrainConfig("fc", method="grad-l2", eps=0.01, size=16).units()["eps_p"] == 0.01 * 256 ** 0.5
+        True
+        """
+        from .data import native_size
+
+        height, width = native_size(self.data)
+        d = (1 if self.data == "digits" else 3) * (self.size or height) * (self.size or width)
+        method = get_method(self.method)
+        return {"eps": self.eps, "eps_unit": "pixel range [0, 1]" if method.norm else "regularisation constant",
+                "p": method.norm, "d": d, "eps_p": method.strength(self.eps, d), "eval_eps": self.eval_eps,
+                "eval_eps_unit": "pixel range [0, 1]"}
+
 
 def _check_number(flag: str, value, low: float, strict: bool = False) -> None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
