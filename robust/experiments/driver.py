@@ -23,7 +23,7 @@ from pathstats.progress import progress as progress_bar
 from pathstats.provenance import provenance
 
 from . import catalogue
-from .executors import ExecutorError, GridInterrupted, check_slurm, run_local, run_slurm
+from .executors import ExecutorError, GridInterrupted, StopRequests, check_slurm, run_local, run_slurm
 from .grid import expand, run_id
 from .store import DEFAULT_RUN_FN, collect, is_finished, read_json, read_status, run_dir
 
@@ -356,7 +356,16 @@ def run_experiment(name: str, out: str, data: str = "digits", scale: str = "pape
             interrupted = exc.signal if isinstance(exc, GridInterrupted) else "SIGINT"
         finally:
             bar.close()
-    result = analyse(name, out, job_list, scale, interrupted=interrupted is not None)
+    if interrupted is None:
+        result = analyse(name, out, job_list, scale)
+    else:  # the analysis of what finished, marked incomplete; a second signal skips it
+        try:
+            with StopRequests(raise_in_run=True) as stop:
+                stop.in_run = True
+                result = analyse(name, out, job_list, scale, interrupted=True)
+        except KeyboardInterrupt:
+            records = collect(out, job_list)
+            result = {"records": records, "complete": False, "claims": [], "figures": []}
     records = result["records"]
     counts = {s: sum(r["status"] == s for r in records) for s in FINAL}
     return {

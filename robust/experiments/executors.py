@@ -19,7 +19,7 @@ from pathstats.errors import PathstatsError
 
 from .store import execute, execute_batch
 
-__all__ = ["ExecutorError", "GridInterrupted", "STOP_SIGNALS", "assign_devices", "run_local", "run_slurm", "check_slurm",
+__all__ = ["ExecutorError", "GridInterrupted", "StopRequests", "STOP_SIGNALS", "assign_devices", "run_local", "run_slurm", "check_slurm",
            "pack"]
 
 
@@ -76,7 +76,7 @@ class GridInterrupted(KeyboardInterrupt):
         self.signal = signal_name
 
 
-class _StopRequests:
+class StopRequests:
     """The grid's SIGINT/SIGTERM handler: remembers the first signal.
 
     While a run's own code executes (``in_run``; the trainer installs its own handler,
@@ -102,7 +102,7 @@ class _StopRequests:
             self.in_run = False
             raise GridInterrupted(name)
 
-    def __enter__(self) -> "_StopRequests":
+    def __enter__(self) -> "StopRequests":
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
                 self._previous[signum] = signal.signal(signum, self._handle)
@@ -120,7 +120,7 @@ def _stopped_by(status: dict) -> str | None:
     return name if name in STOP_SIGNALS else None
 
 
-def _execute_interruptible(stop: _StopRequests, task: tuple) -> dict:
+def _execute_interruptible(stop: StopRequests, task: tuple) -> dict:
     """:func:`execute` with ``stop.in_run`` set around it; the run is skipped if a stop came first."""
     if stop.signal:
         raise GridInterrupted(stop.signal)
@@ -138,7 +138,7 @@ def _worker(index: int, tasks, results, threads: int) -> None:
     task_index, signal_name)``.  A signal while the worker waits only marks it stopping.
     """
     _set_threads(threads)
-    with _StopRequests(raise_in_run=True) as stop:
+    with StopRequests(raise_in_run=True) as stop:
         while True:
             item = tasks.get()
             if item is None:
@@ -194,7 +194,7 @@ def _run_here(tasks: list, threads: int, progress) -> list:
     statuses = [None] * len(tasks)
     previous = _set_threads(threads)
     try:
-        with _StopRequests(raise_in_run=True) as stop:
+        with StopRequests(raise_in_run=True) as stop:
             for i, task in enumerate(tasks):
                 statuses[i] = _execute_interruptible(stop, task)
                 if progress:
@@ -233,7 +233,7 @@ def _run_workers(tasks: list, jobs: int, threads: int, progress) -> list:
         if progress:
             progress(status)
 
-    with _StopRequests(raise_in_run=False) as stop:
+    with StopRequests(raise_in_run=False) as stop:
         try:
             for index in range(jobs):
                 start(index)
