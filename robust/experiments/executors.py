@@ -259,8 +259,9 @@ def _run_workers(tasks: list, jobs: int, threads: int, progress) -> list:
                         code = workers[index][0].exitcode
                         finish(i, _mark_died(tasks[i], f"worker process died (exit code {code}); "
                                                        "out of memory, or killed"))
-                        start(index)
-                        feed(index)
+                        if todo:  # a fresh worker takes its place
+                            start(index)
+                            feed(index)
                     continue
                 busy.pop(index, None)
                 if kind == "stopped":
