@@ -155,7 +155,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
         return 0
     scale = explicit or "paper"
     if args.dry_run:
-        plan = dry_run(args.name, args.data, scale, out=args.out)
+        plan = dry_run(args.name, args.data, scale, out=args.out or default_out(args.name, scale, args.data))
         print(json.dumps(plan, indent=1) if args.json else _dry_text(plan))
         return 0
     out = args.out or default_out(args.name, scale, args.data)

@@ -181,6 +181,12 @@ def test_a_folder_of_another_experiment_scale_data_or_grid_is_refused(tmp_path, 
         assert f.read() == "the earlier report"
 
 
+def test_a_dry_run_refuses_the_folder_the_run_would_refuse(tmp_path, capsys):
+    out = str(tmp_path / "out")
+    _experiment_folder(out, name="fig1")
+    _refused(["experiment", "fig2", "--quick", "--dry-run", "--out", out], "experiment 'fig1' there", capsys, [out])
+
+
 def test_a_non_empty_folder_that_is_no_experiment_is_refused(tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()

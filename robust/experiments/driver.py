@@ -272,13 +272,17 @@ def dry_run(name: str, data: str = "digits", scale: str = "paper", out: str | No
     """Every run of the grid with its full resolved configuration, its strengths in both units
     (:meth:`TrainConfig.units`) and its evaluations, without training or loading data
     (the data spec is checked).  ``shared`` holds the settings equal across all runs,
-    ``varying`` names the others.  With ``out``, each run's status there (``new`` if none).
+    ``varying`` names the others.  With ``out`` (refused as :func:`run_experiment` refuses
+    it), each run's status there (``new`` if none).
     """
     from ..data import check_data_spec
     from ..train import TrainConfig
 
     experiment = catalogue.get(name)
     jobs = plan(name, data, scale)
+    if out is not None:
+        check_output_path(out, directory=True)
+        check_out_folder(out, name, scale, data, [job.id for job in jobs])
     runs = []
     for job in jobs:
         config = TrainConfig.from_dict(job.train).resolved()
@@ -320,14 +324,6 @@ def run_experiment(name: str, out: str, data: str = "digits", scale: str = "pape
     slurm = {"partition": partition, "gpus_per_job": gpus_per_job, "time_min": time_min, "runs_per_job": runs_per_job}
     validate(job_list, out, executor, jobs, slurm, run_fn, threads)
     check_out_folder(out, name, scale, data, [job.id for job in job_list])
-    if run_fn == DEFAULT_RUN_FN:
-        _check_data(job_list)
-    os.makedirs(out, exist_ok=True)
-    write_json(os.path.join(out, EXPERIMENT_FILE), {
-        "experiment": name, "title": experiment.title, "source": experiment.source, "data": data, "scale": scale,
-        "grid": experiment.grid(scale).axes(), "runs": [job.id for job in job_list],
-        "provenance": provenance(argv=sys.argv)})
-
     todo, skipped = [], 0
     for job in job_list:
         directory = run_dir(out, job)
@@ -335,6 +331,13 @@ def run_experiment(name: str, out: str, data: str = "digits", scale: str = "pape
             skipped += 1
         else:
             todo.append((job.to_dict(), directory, run_fn))
+    if todo and run_fn == DEFAULT_RUN_FN:
+        _check_data(job_list)
+    os.makedirs(out, exist_ok=True)
+    write_json(os.path.join(out, EXPERIMENT_FILE), {
+        "experiment": name, "title": experiment.title, "source": experiment.source, "data": data, "scale": scale,
+        "grid": experiment.grid(scale).axes(), "runs": [job.id for job in job_list],
+        "provenance": provenance(argv=sys.argv)})
     interrupted = None
     if todo:
         bar = progress_bar(total=len(todo), desc=f"{name}: runs", unit="run", disable=not progress)
