@@ -148,21 +148,19 @@ def _last_epochs(epochs) -> int:
     return min(20, max(1, int(epochs) // 2))
 
 
-def _analyse_tables(name: str, table_dir: str, out: str, context: dict) -> dict:
-    """``read_tables`` -> ``analyse_tables`` -> ``claims.json`` and ``report.md`` in ``out``."""
+def _analyse_tables(name: str, results: list, epochs: list, out: str, context: dict) -> dict:
+    """The tables' rows -> ``analyse_tables`` -> figures, ``claims.json`` and ``report.md`` in ``out``."""
     from . import analysis as _analysis
     from . import report as _report
-    from . import tables
 
     experiment = catalogue.get(name)
-    results, epochs = tables.read_tables(table_dir)
     if any(row.get("status", "done") == "done" for row in results):
         analysis = _analysis.analyse_tables(name, results, epochs, out, context)
     else:  # nothing finished: nothing to draw or test
         analysis = {"figures": [], "claims": []}
     write_json(os.path.join(out, "claims.json"), analysis["claims"])
     _report.write_report(os.path.join(out, "report.md"), experiment, results, analysis, context)
-    return {"results": results, **analysis}
+    return analysis
 
 
 def analyse(name: str, out: str, jobs: list, scale: str, interrupted: bool = False) -> dict:
@@ -189,7 +187,8 @@ def analyse(name: str, out: str, jobs: list, scale: str, interrupted: bool = Fal
     tables.write_tables(out, records)
     context = {"scale": scale, "complete": complete,
                "last_epochs": _last_epochs(experiment.grid(scale).train.get("epochs", 20))}
-    analysis = _analyse_tables(name, out, out, context)
+    results, epochs = tables.read_tables(out)  # the analysis sees exactly what --reanalyse would
+    analysis = _analyse_tables(name, results, epochs, out, context)
     write_json(os.path.join(out, "analysis.json"), {"fingerprint": fingerprint, "figures": analysis["figures"]})
     return {"records": records, "complete": complete, "figures": analysis["figures"], "claims": analysis["claims"]}
 
@@ -248,7 +247,7 @@ def reanalyse(name: str, directory: str, out: str | None = None, scale: str | No
         if not (isinstance(there, dict) and there.get("experiment") == name):
             raise ExperimentFolderError(f"{out} is not empty and holds no {name} experiment; use another --out")
     start = time.perf_counter()
-    results, _ = tables.read_tables(directory)
+    results, epochs_rows = tables.read_tables(directory)
     scale, complete = _grid_of_tables(name, results, scale)
     epochs = {row.get("epochs") for row in results if row.get("epochs") not in (None, "")}
     try:
@@ -258,8 +257,7 @@ def reanalyse(name: str, directory: str, out: str | None = None, scale: str | No
         last = _last_epochs(20)
     os.makedirs(out, exist_ok=True)
     context = {"scale": scale, "complete": complete, "last_epochs": last}
-    analysis = _analyse_tables(name, directory, out, context)
-    results = analysis["results"]
+    analysis = _analyse_tables(name, results, epochs_rows, out, context)
     return {"experiment": name, "reanalysed": os.path.abspath(directory), "out": os.path.abspath(out), "scale": scale,
             "complete": complete, "runs": len(results), "done": sum(r.get("status", "done") == "done" for r in results),
             "failed": sum(r.get("status") == "failed" for r in results), "claims": analysis["claims"],
