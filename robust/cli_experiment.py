@@ -18,7 +18,7 @@ from pathstats.errors import PathstatsError
 
 from .experiments import EXPERIMENTS, dry_run, get, reanalyse, run_experiment
 from .experiments.catalogue import SCALES
-from .experiments.driver import default_out
+from .experiments.driver import default_out, flatten
 from .experiments.executors import STOP_SIGNALS
 
 #: Exit status when some runs of the grid failed (the others done), and when every run failed.
@@ -115,18 +115,24 @@ def _cell(value) -> str:
 
 def _dry_text(plan: dict) -> str:
     """A table of the runs (id and the settings that vary) and the shared settings."""
-    first = plan["runs"][0]
-    # a strength whose unit leaves it unchanged is shown once, as the training setting
-    varying = [k for k in plan["varying"] if not (
-        k.startswith("units.") and k[6:] in first["train"]
-        and all(r["units"].get(k[6:]) == r["train"].get(k[6:]) for r in plan["runs"]))]
-    short = [k.split(".", 1)[1] for k in varying]
+    flat = [flatten({"train": r["train"], "units": r["units"]}) for r in plan["runs"]]
+    first = flat[0]
+
+    def shown(key: str) -> bool:
+        if key.startswith("train."):
+            return True
+        # the table keeps the numbers; a strength whose unit leaves it unchanged is shown once,
+        # as the training setting; the words (what a strength is taken as) are in --json
+        same = "train." + key.split(".", 1)[1]
+        if same in first and all(row.get(key) == row.get(same) for row in flat):
+            return False
+        return all(row.get(key) is None or isinstance(row.get(key), (int, float)) for row in flat)
+
+    varying = [k for k in plan["varying"] if shown(k)]
     has_status = any("status" in r for r in plan["runs"])
-    headers = ["id"] + short + (["status"] if has_status else [])
-    rows = []
-    for run in plan["runs"]:
-        flat = {**{f"train.{k}": v for k, v in run["train"].items()}, **{f"units.{k}": v for k, v in run["units"].items()}}
-        rows.append([run["id"]] + [_cell(flat.get(k)) for k in varying] + ([run.get("status", "")] if has_status else []))
+    headers = ["id"] + [k.split(".", 1)[1] for k in varying] + (["status"] if has_status else [])
+    rows = [[run["id"]] + [_cell(row.get(k, "")) for k in varying] + ([run.get("status", "")] if has_status else [])
+            for run, row in zip(plan["runs"], flat)]
     lines = [f"{plan['experiment']} at scale {plan['scale']} on {plan['data']}: {plan['n_runs']} runs "
              f"({plan['title']}; {plan['source']}); dry run, nothing trained", "",
              format_table(headers, rows, align="l" * len(headers)), "", "shared by every run:"]
@@ -134,6 +140,7 @@ def _dry_text(plan: dict) -> str:
     lines += [f"  {k.ljust(width)}  {_cell(v)}" for k, v in plan["shared"].items()]
     lines.append("evaluations of each trained network: " + (", ".join(json.dumps(e) for e in plan["evaluations"])
                                                             or "none (the per-epoch metrics only)"))
+    lines.append("every setting of every run, with what each strength is taken as: --json")
     return "\n".join(lines)
 
 

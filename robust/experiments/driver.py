@@ -28,7 +28,7 @@ from .grid import expand, run_id
 from .store import DEFAULT_RUN_FN, collect, is_finished, read_json, read_status, run_dir
 
 __all__ = ["plan", "validate", "run_experiment", "analyse", "reanalyse", "dry_run", "default_out", "data_name",
-           "check_out_folder", "ExperimentFolderError", "EXECUTORS", "EXPERIMENT_FILE"]
+           "check_out_folder", "flatten", "ExperimentFolderError", "EXECUTORS", "EXPERIMENT_FILE"]
 
 EXECUTORS = ("local", "slurm")
 EXPERIMENT_FILE = "experiment.json"
@@ -224,8 +224,6 @@ def reanalyse(name: str, directory: str, out: str | None = None, scale: str | No
     ``paper``); the report is marked incomplete unless the tables hold every run of that
     grid, each done or failed.
     """
-    from . import tables
-
     experiment = catalogue.get(name)
     if scale is not None and scale not in catalogue.SCALES:
         raise ExperimentFolderError(f"--scale must be one of {', '.join(catalogue.SCALES)}, got {scale!r}")
@@ -246,6 +244,8 @@ def reanalyse(name: str, directory: str, out: str | None = None, scale: str | No
         there = read_json(os.path.join(out, EXPERIMENT_FILE))
         if not (isinstance(there, dict) and there.get("experiment") == name):
             raise ExperimentFolderError(f"{out} is not empty and holds no {name} experiment; use another --out")
+    from . import tables
+
     start = time.perf_counter()
     results, epochs_rows = tables.read_tables(directory)
     scale, complete = _grid_of_tables(name, results, scale)
@@ -266,10 +266,27 @@ def reanalyse(name: str, directory: str, out: str | None = None, scale: str | No
             "elapsed_s": time.perf_counter() - start, "provenance": provenance(argv=sys.argv)}
 
 
+def flatten(value, prefix: str = "") -> dict:
+    """Nested dicts as one dict of dotted paths to their leaves (lists are leaves).
+
+    Examples
+    --------
+    >>> flatten({"train": {"eps": 0.1}, "units": {"eps": {"pixel": {"inf": 0.02}}, "d": 64}})
+    {'train.eps': 0.1, 'units.eps.pixel.inf': 0.02, 'units.d': 64}
+    """
+    if not isinstance(value, dict):
+        return {prefix: value}
+    out = {}
+    for key, item in value.items():
+        out.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
 def dry_run(name: str, data: str = "digits", scale: str = "paper", out: str | None = None) -> dict:
     """Every run of the grid with its full resolved configuration, its strengths in both units
     (:meth:`TrainConfig.units`) and its evaluations, without training or loading data
-    (the data spec is checked).  ``shared`` holds the settings equal across all runs,
+    (the data spec is checked).  ``shared`` holds the settings equal across all runs, as
+    dotted paths to their leaves (:func:`flatten`: ``train.epochs``, ``units.eps.pixel.inf``),
     ``varying`` names the others.  With ``out`` (refused as :func:`run_experiment` refuses
     it), each run's status there (``new`` if none).
     """
@@ -291,8 +308,7 @@ def dry_run(name: str, data: str = "digits", scale: str = "paper", out: str | No
         if out is not None:
             run["status"] = read_status(run_dir(out, job)).get("status")
         runs.append(run)
-    flat = [{**{f"train.{k}": v for k, v in r["train"].items()}, **{f"units.{k}": v for k, v in r["units"].items()}}
-            for r in runs]
+    flat = [flatten({"train": r["train"], "units": r["units"]}) for r in runs]
     keys = list(dict.fromkeys(k for row in flat for k in row))
     varying = [k for k in keys if any(row.get(k) != flat[0].get(k) for row in flat)]
     shared = {k: flat[0].get(k) for k in keys if k not in varying}
