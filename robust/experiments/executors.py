@@ -6,6 +6,7 @@ run_fn)`` tasks, so the bookkeeping is the same wherever a run executes.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
 import os
@@ -102,6 +103,17 @@ class StopRequests:
             self.in_run = False
             raise GridInterrupted(name)
 
+    @contextlib.contextmanager
+    def interruptible(self):
+        """Around a run function: the first signal raises :class:`GridInterrupted` there."""
+        if self.signal:
+            raise GridInterrupted(self.signal)
+        self.in_run = True
+        try:
+            yield
+        finally:
+            self.in_run = False
+
     def __enter__(self) -> "StopRequests":
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
@@ -121,14 +133,11 @@ def _stopped_by(status: dict) -> str | None:
 
 
 def _execute_interruptible(stop: StopRequests, task: tuple) -> dict:
-    """:func:`execute` with ``stop.in_run`` set around it; the run is skipped if a stop came first."""
+    """:func:`execute` that a signal interrupts in the run function (never in the bookkeeping);
+    a task is not started once a stop was asked for."""
     if stop.signal:
         raise GridInterrupted(stop.signal)
-    stop.in_run = True
-    try:
-        return execute(*task)
-    finally:
-        stop.in_run = False
+    return execute(*task, interruptible=stop.interruptible)
 
 
 def _worker(index: int, tasks, results, threads: int) -> None:

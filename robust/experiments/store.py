@@ -13,6 +13,7 @@ others, which resumes from the checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib
 import io
@@ -85,14 +86,15 @@ def _non_finite(value, where: str = "") -> str | None:
     return None
 
 
-def execute(job: dict, directory: str, run_fn: str = DEFAULT_RUN_FN) -> dict:
+def execute(job: dict, directory: str, run_fn: str = DEFAULT_RUN_FN, interruptible=contextlib.nullcontext) -> dict:
     """Run one job in ``directory`` through ``run_fn(job, directory)``, recording its status.
 
     Returns the status written to ``status.json``; never raises for a failing run
     (exception or non-finite number in its result): the failure is recorded with the
     error's last line and traceback.  A run the trainer stopped on a signal, or a
     :class:`KeyboardInterrupt` (re-raised), is recorded ``interrupted`` with ``stopped_by``;
-    the next attempt resumes it.
+    the next attempt resumes it.  ``interruptible()`` is entered around the run function
+    alone (the local executor lets a signal interrupt the run there, never the bookkeeping).
     """
     os.makedirs(directory, exist_ok=True)
     previous = read_status(directory)
@@ -102,7 +104,9 @@ def execute(job: dict, directory: str, run_fn: str = DEFAULT_RUN_FN) -> dict:
     write_json(os.path.join(directory, "status.json"), status)
     start = time.perf_counter()
     try:
-        summary = load_run_fn(run_fn)(job, directory)
+        function = load_run_fn(run_fn)
+        with interruptible():
+            summary = function(job, directory)
         bad = _non_finite(summary)
         if bad:
             raise FloatingPointError(f"non-finite {bad} in the run's result (diverged training?)")
