@@ -3,8 +3,8 @@
 The runs are the trainer's test double (``tests/fake_runs.py``), injected through the
 run-function seam; the signal tests run the command in a real subprocess.
 
-The tests named ``*_signal_*``, ``*_exits_4_*``, ``test_reanalyse_gives_*`` and
-``*_incomplete`` run the analysis (``tables.write_tables/read_tables``,
+The tests named ``*_signal_*``, ``*_exits_4_*``, ``test_reanalyse_gives_*``,
+``test_reanalyse_refuses_unreadable_*`` and ``*_incomplete`` run the analysis (``tables.write_tables/read_tables``,
 ``analysis.analyse_tables``, ``report.write_report(path, experiment, results, analysis,
 context)``), which the ``claims`` branch provides.
 """
@@ -227,6 +227,16 @@ def test_reanalyse_and_dry_run_refuse_bad_input(argv, message, capsys):
 def test_reanalyse_refuses_a_folder_without_the_tables(tmp_path, capsys):
     (tmp_path / "results.csv").write_text("id,status\n")
     _refused(["experiment", "fig2", "--reanalyse", str(tmp_path)], "no epochs.csv there", capsys, [str(tmp_path)])
+
+
+def test_reanalyse_refuses_unreadable_tables_and_writes_nothing(tmp_path, capsys):
+    (tmp_path / "results.csv").write_text('id,status\n"unterminated\n')
+    (tmp_path / "epochs.csv").write_bytes(b"\x00\x01\x02")
+    before = sorted(os.listdir(tmp_path))
+    assert main(["experiment", "fig2", "--reanalyse", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "results.csv" in err and len(err.strip().splitlines()) == 1
+    assert sorted(os.listdir(tmp_path)) == before
 
 
 def test_reanalyse_refuses_tables_of_another_experiment(tmp_path, capsys):
