@@ -173,7 +173,8 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     prefix = f"pathstats experiment {args.name}"
     if summary["interrupted"]:
         print(f"{prefix}: stopped by {summary['interrupted']} after the running runs checkpointed "
-              f"({summary['done']} of {summary['runs']} runs done); repeat the command to continue", file=sys.stderr)
+              f"({summary['done']} of {summary['runs']} runs done; their tables are in {out}, "
+              f"--reanalyse {out} analyses them); repeat the command to continue", file=sys.stderr)
         return STOP_SIGNALS[summary["interrupted"]]
     if summary["failed"] and not summary["done"]:
         print(f"{prefix}: error: every run failed ({summary['failed']} of {summary['runs']}), e.g. "

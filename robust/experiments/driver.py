@@ -23,7 +23,7 @@ from pathstats.progress import progress as progress_bar
 from pathstats.provenance import provenance
 
 from . import catalogue
-from .executors import ExecutorError, GridInterrupted, StopRequests, check_slurm, run_local, run_slurm
+from .executors import ExecutorError, GridInterrupted, check_slurm, run_local, run_slurm
 from .grid import expand, run_id
 from .store import DEFAULT_RUN_FN, collect, is_finished, read_json, read_status, run_dir
 
@@ -326,8 +326,9 @@ def run_experiment(name: str, out: str, data: str = "digits", scale: str = "pape
 
     Finished runs are skipped (never recomputed); interrupted ones resume from their
     checkpoints; failed ones are skipped unless ``retry_failed``.  SIGINT or SIGTERM stops
-    the whole grid after the running runs checkpoint; the analysis of what finished is
-    then written, marked incomplete, and ``interrupted`` names the signal.  Returns a
+    the whole grid after the running runs checkpoint; the tables of what finished are then
+    written (no figures, no report: :func:`reanalyse` gives them, marked incomplete) and
+    ``interrupted`` names the signal.  Returns a
     summary: ``experiment, out, data, scale, executor, runs, done, failed, pending,
     skipped, ran, complete, interrupted, failures, claims, figures, files, elapsed_s,
     provenance``.
@@ -375,14 +376,14 @@ def run_experiment(name: str, out: str, data: str = "digits", scale: str = "pape
             bar.close()
     if interrupted is None:
         result = analyse(name, out, job_list, scale)
-    else:  # the analysis of what finished, marked incomplete; a second signal skips it
-        try:
-            with StopRequests(raise_in_run=True) as stop:
-                stop.in_run = True
-                result = analyse(name, out, job_list, scale, interrupted=True)
-        except KeyboardInterrupt:
-            records = collect(out, job_list)
-            result = {"records": records, "complete": False, "claims": [], "figures": []}
+    else:
+        # stop within seconds (a scheduler kills what outlives its grace period): the tables of
+        # what finished, no figures; --reanalyse DIR analyses them, marked incomplete
+        from . import tables
+
+        records = collect(out, job_list)
+        tables.write_tables(out, records)
+        result = {"records": records, "complete": False, "claims": [], "figures": []}
     records = result["records"]
     counts = {s: sum(r["status"] == s for r in records) for s in FINAL}
     return {
