@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import time
 
 import torch
@@ -18,6 +17,7 @@ import torch
 from pathstats.errors import PathstatsError
 
 from .attacks import lp_radius
+from .runfolder import open_trained
 
 __all__ = ["register", "attack_command", "attack_text"]
 
@@ -76,7 +76,7 @@ def _validate(args: argparse.Namespace) -> None:
     check_device(args.device)
     check_seed(args.seed)
     if args.run is not None:
-        config = _read_run(args.run)["config"]
+        config = open_trained(args.run, f"--run {args.run}").config
         for flag, given, trained in (("--data", args.data, config.data), ("--size", args.size, config.size)):
             if given is not None and given != trained:
                 used = f"with {flag} {trained}" if trained is not None else f"without {flag}"
@@ -93,41 +93,12 @@ def _validate(args: argparse.Namespace) -> None:
     check_model_input(args.arch, (channels, args.size or height, args.size or width))
 
 
-def _read_run(run: str) -> dict:
-    """The training configuration of a run folder written by ``pathstats train`` (read, not loaded)."""
-    from . import train as training
-
-    config_path = os.path.join(run, training.CONFIG_FILE)
-    if not os.path.isdir(run):
-        raise PathstatsError(f"--run {run}: no such folder; give the --out folder of a pathstats train run")
-    if not os.path.isfile(config_path):
-        raise PathstatsError(f"--run {run}: no {training.CONFIG_FILE} there, so it is not the folder of a pathstats train run")
-    if not os.path.isfile(os.path.join(run, training.CHECKPOINT_FILE)):
-        raise PathstatsError(f"--run {run}: no {training.CHECKPOINT_FILE} yet (the run has not finished an epoch); "
-                             "train it first")
-    try:
-        with open(config_path) as f:
-            stored = json.load(f)
-        config = training.TrainConfig.from_dict(stored["config"])
-        shape, classes = tuple(int(n) for n in stored["input_shape"]), int(stored["classes"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise PathstatsError(f"--run {run}: {training.CONFIG_FILE} is unreadable ({exc}); was it written by pathstats train?") from None
-    return {"config": config, "input_shape": shape, "classes": classes}
-
-
-def _trained_model(run: str, info: dict, device: str):
+def _trained_model(run, device: str):
     """The run's network with the weights of its last checkpoint, and a description of it."""
-    from . import train as training
-
-    model, state = training.load_trained_model(run, device)
-    config = info["config"]
-    status = "unfinished"
-    result_path = os.path.join(run, training.RESULT_FILE)
-    if os.path.isfile(result_path):
-        with open(result_path) as f:
-            status = json.load(f).get("status", status)
-    source = (f"trained run {run} (method {config.method}, eps {config.eps:g}, seed {config.seed}; "
-              f"checkpoint after epoch {state['epoch']}, status {status})")
+    model, state = run.load_model(device)
+    config = run.config
+    source = (f"trained run {run.path} (method {config.method}, eps {config.eps:g}, seed {config.seed}; "
+              f"checkpoint after epoch {state['epoch']}, status {run.status})")
     return model, source
 
 
@@ -152,9 +123,9 @@ def attack_command(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     data = load_dataset(args.data, size=args.size, device=args.device)
     if args.run is not None:
-        info = _read_run(args.run)
-        model, source = _trained_model(args.run, info, args.device)
-        arch = info["config"].arch
+        run = open_trained(args.run, f"--run {args.run}")
+        model, source = _trained_model(run, args.device)
+        arch = run.config.arch
     else:
         model = _fresh_model(args.arch, data.input_shape, data.classes, args.seed, args.device)
         source, arch = f"freshly initialised (seed {args.seed})", args.arch

@@ -1,15 +1,32 @@
-"""``pathstats experiment NAME``: the papers' experiments as one command each."""
+"""``pathstats experiment NAME``: the papers' experiments as one command each.
+
+Exit status (also in ``pathstats experiment --help``): 0 every run of the grid done;
+2 bad input refused before any work (one line on stderr); 3 some runs failed (the others
+done; claims, figures and report from the finished runs); 4 every run failed (no claims);
+130 / 143 stopped by SIGINT / SIGTERM after the running runs checkpointed (repeat the
+command to continue; the report is marked incomplete).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from pathstats._format import format_table
 from pathstats.errors import PathstatsError
 
-from .experiments import EXPERIMENTS, get, run_experiment
+from .experiments import EXPERIMENTS, dry_run, get, reanalyse, run_experiment
 from .experiments.catalogue import SCALES
+from .experiments.driver import default_out, flatten
+from .experiments.executors import STOP_SIGNALS
+
+#: Exit status when some runs of the grid failed (the others done), and when every run failed.
+EXIT_SOME_FAILED, EXIT_ALL_FAILED = 3, 4
+
+_EPILOG = ("exit status: 0 every run done; 2 bad input (refused before any work); 3 some runs failed (claims from the "
+           "others); 4 every run failed; 130/143 stopped by SIGINT/SIGTERM after the running runs checkpointed "
+           "(repeat the command to continue)")
 
 __all__ = ["register"]
 
@@ -21,11 +38,15 @@ def register(commands) -> None:
         help="run one of the papers' experiments (grid, figures, claims table); 'experiment list' names them",
         description="Train the experiment's grid of networks (skipping finished runs, resuming interrupted ones), "
         "evaluate them, and write DIR/results.csv, the figures (PNG and PDF), DIR/claims.json and DIR/report.md. "
-        f"Experiments: {', '.join(EXPERIMENTS)}; 'pathstats experiment list' describes them.",
+        f"Experiments: {', '.join(EXPERIMENTS)}; 'pathstats experiment list' describes them. SIGINT or SIGTERM stops "
+        "the whole grid after the running runs checkpoint; the same command continues it.",
+        epilog=_EPILOG,
     )
     parser.add_argument("name", metavar="NAME", help=f"{' | '.join(EXPERIMENTS)} | list")
     parser.add_argument("--data", default="digits", help="digits (default, embedded), cifar10:DIR or folder:DIR")
-    parser.add_argument("--out", metavar="DIR", help="output folder (default: experiments/NAME, or experiments/NAME-quick)")
+    parser.add_argument("--out", metavar="DIR", help="output folder (default: experiments/NAME-SCALE-DATA, e.g. "
+                        "experiments/fig1-quick-digits); a folder holding another experiment, scale, data set or grid "
+                        "is refused")
     parser.add_argument("--scale", choices=SCALES, default=None,
                         help="quick: tests the pipeline in minutes; medium: decides the central claims in about an hour "
                         "on 2 CPU cores; paper: the papers' grid (default)")
@@ -48,6 +69,10 @@ def register(commands) -> None:
     parser.add_argument("--max-requeues", type=int, default=10, metavar="N", help="slurm: times an array task may be "
                         "requeued after reaching its time limit, resuming from its checkpoints (default 10)")
     parser.add_argument("--retry-failed", action="store_true", help="run failed runs again (default: keep their failure)")
+    parser.add_argument("--dry-run", action="store_true", help="print every run of the grid with its full configuration "
+                        "and its strengths in both units, without training")
+    parser.add_argument("--reanalyse", metavar="DIR", help="claims, figures and report from DIR/results.csv and "
+                        "DIR/epochs.csv alone (no run folders, no training); written to --out (default DIR)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(handler=_cmd_experiment)
 
@@ -63,17 +88,66 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _number(value) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
+
+
 def _text(summary: dict) -> str:
-    lines = [f"{summary['experiment']}: {summary['runs']} runs ({summary['done']} done, {summary['failed']} failed; "
-             f"{summary['ran']} run now, {summary['skipped']} skipped) in {summary['elapsed_s']:.1f} s", ""]
-    rows = [[c["claim"][:70], "n/a" if c["value"] is None else f"{c['value']:.3g}",
+    if "reanalysed" in summary:
+        head = (f"{summary['experiment']}: reanalysed {summary['runs']} runs ({summary['done']} done, "
+                f"{summary['failed']} failed) from the tables in {summary['reanalysed']}, scale {summary['scale']}")
+    else:
+        head = (f"{summary['experiment']}: {summary['runs']} runs ({summary['done']} done, {summary['failed']} failed, "
+                f"{summary['pending']} pending; {summary['ran']} run now, {summary['skipped']} skipped) "
+                f"in {summary['elapsed_s']:.1f} s")
+    lines = [head + ("" if summary["complete"] else "; INCOMPLETE grid: the claims are not final"), ""]
+    rows = [[c["claim"][:70], _number(c["value"]),
              "n/a" if c["ci_low"] is None else f"[{c['ci_low']:.3g}, {c['ci_high']:.3g}]", c["expected"], c["verdict"]]
             for c in summary["claims"]]
     if rows:
         lines += [format_table(["claim", "value", "95% CI", "expected", "verdict"], rows), ""]
-    for failure in summary["failures"]:
+    for failure in summary.get("failures", []):
         lines.append(f"failed run {failure['id']}: {failure['error']}")
     lines += [f"wrote {path}" for path in list(summary["files"].values()) + summary["figures"]]
+    return "\n".join(lines)
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value)
+    return str(value)
+
+
+def _dry_text(plan: dict) -> str:
+    """A table of the runs (id and the settings that vary) and the shared settings."""
+    flat = [flatten({"train": r["train"], "units": r["units"]}) for r in plan["runs"]]
+    first = flat[0]
+
+    def shown(key: str) -> bool:
+        if key.startswith("train."):
+            return True
+        # the table keeps the numbers; a strength whose unit leaves it unchanged is shown once,
+        # as the training setting; the words (what a strength is taken as) are in --json
+        same = "train." + key.split(".", 1)[1]
+        if same in first and all(row.get(key) == row.get(same) for row in flat):
+            return False
+        return all(row.get(key) is None or isinstance(row.get(key), (int, float)) for row in flat)
+
+    varying = [k for k in plan["varying"] if shown(k)]
+    has_status = any("status" in r for r in plan["runs"])
+    headers = ["id"] + [k.split(".", 1)[1] for k in varying] + (["status"] if has_status else [])
+    rows = [[run["id"]] + [_cell(row.get(k, "")) for k in varying] + ([run.get("status", "")] if has_status else [])
+            for run, row in zip(plan["runs"], flat)]
+    lines = [f"{plan['experiment']} at scale {plan['scale']} on {plan['data']}: {plan['n_runs']} runs "
+             f"({plan['title']}; {plan['source']}); dry run, nothing trained", "",
+             format_table(headers, rows, align="l" * len(headers)), "", "shared by every run:"]
+    width = max((len(k) for k in plan["shared"]), default=0)
+    lines += [f"  {k.ljust(width)}  {_cell(v)}" for k, v in plan["shared"].items()]
+    lines.append("evaluations of each trained network: " + (", ".join(json.dumps(e) for e in plan["evaluations"])
+                                                            or "none (the per-epoch metrics only)"))
+    lines.append("every setting of every run, with what each strength is taken as: --json")
     return "\n".join(lines)
 
 
@@ -85,23 +159,49 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
         raise PathstatsError(f"--executor must be local or slurm, got {args.executor!r}")
     if args.quick and args.scale not in (None, "quick"):
         raise PathstatsError(f"--quick is an alias of --scale quick; it contradicts --scale {args.scale}")
-    scale = "quick" if args.quick else (args.scale or "paper")
-    out = args.out or f"experiments/{args.name}{'' if scale == 'paper' else '-' + scale}"
+    if args.dry_run and args.reanalyse:
+        raise PathstatsError("--dry-run and --reanalyse exclude each other: a dry run trains nothing, a reanalysis "
+                             "reads finished tables")
+    explicit = "quick" if args.quick else args.scale
+    if args.reanalyse is not None:
+        summary = reanalyse(args.name, args.reanalyse, out=args.out, scale=explicit)
+        print(json.dumps(summary, indent=1) if args.json else _text(summary))
+        return 0
+    scale = explicit or "paper"
+    if args.dry_run:
+        plan = dry_run(args.name, args.data, scale, out=args.out or default_out(args.name, scale, args.data))
+        print(json.dumps(plan, indent=1) if args.json else _dry_text(plan))
+        return 0
+    out = args.out or default_out(args.name, scale, args.data)
     if args.status or args.detach:
         from .experiments import slurm
 
         if args.detach and args.executor != "slurm":
             raise PathstatsError("--detach needs --executor slurm (a local grid runs in this process)")
         if args.status:
-            summary = slurm.status(args.name, out, scale=args.scale or ("quick" if args.quick else None))
+            summary = slurm.status(args.name, out, scale=explicit)
             print(json.dumps(summary, indent=1) if args.json else slurm.format_status(summary))
             return 0
-    summary = run_experiment(args.name, out, data=args.data, scale=scale, executor=args.executor, jobs=args.jobs, threads=args.threads,
-                             partition=args.partition, gpus_per_job=args.gpus_per_job, time_min=args.time,
-                             runs_per_job=args.runs_per_job, retry_failed=args.retry_failed, detach=args.detach,
-                             max_requeues=args.max_requeues)
+    summary = run_experiment(args.name, out, data=args.data, scale=scale, executor=args.executor, jobs=args.jobs,
+                             threads=args.threads, partition=args.partition, gpus_per_job=args.gpus_per_job,
+                             time_min=args.time, runs_per_job=args.runs_per_job, retry_failed=args.retry_failed,
+                             detach=args.detach, max_requeues=args.max_requeues)
     if summary.get("detached"):
         print(json.dumps(summary, indent=1) if args.json else slurm.format_submission(summary))
         return 0
     print(json.dumps(summary, indent=1) if args.json else _text(summary))
+    prefix = f"pathstats experiment {args.name}"
+    if summary["interrupted"]:
+        print(f"{prefix}: stopped by {summary['interrupted']} after the running runs checkpointed "
+              f"({summary['done']} of {summary['runs']} runs done; their tables are in {out}, "
+              f"--reanalyse {out} analyses them); repeat the command to continue", file=sys.stderr)
+        return STOP_SIGNALS[summary["interrupted"]]
+    if summary["failed"] and not summary["done"]:
+        print(f"{prefix}: error: every run failed ({summary['failed']} of {summary['runs']}), e.g. "
+              f"{summary['failures'][0]['error']}; see {out}/results.csv", file=sys.stderr)
+        return EXIT_ALL_FAILED
+    if summary["failed"]:
+        print(f"{prefix}: {summary['failed']} of {summary['runs']} runs failed (listed above and in the report); "
+              "the claims use the others", file=sys.stderr)
+        return EXIT_SOME_FAILED
     return 0

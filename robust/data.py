@@ -55,6 +55,7 @@ __all__ = [
     "Dataset",
     "SPEC_FORMS",
     "check_data_spec",
+    "check_data_files",
     "load_dataset",
     "load_images",
     "ImageData",
@@ -718,3 +719,44 @@ def check_model_input(arch: str, input_shape: tuple, native_side: int | None = N
         f"{arch} reads images of at least {least} x {least} pixels, and the data are {input_shape[1]} x {side}: "
         f"up-sample with --size {suggestion} (or any multiple of {side} from {suggestion} on)"
     )
+
+
+def check_data_files(spec: str) -> None:
+    """Refuse, before any training, data whose files cannot be read, in one line.
+
+    :func:`check_data_spec` looks at names only; this reads the contents: every
+    CIFAR-10 batch is unpickled and its arrays checked (a truncated or damaged batch is
+    refused), every image of a folder is opened (its header: a readable format, an
+    8-bit mode and one size for all).  ``digits`` is embedded and always readable.
+
+    Examples
+    --------
+    >>> check_data_files("digits")
+    """
+    kind, path = _parse(spec)
+    if kind == "cifar10":
+        where = _cifar_dir(path)
+        _unpickle(os.path.join(where, "batches.meta"))
+        for name in CIFAR_FILES[:-1]:
+            _cifar_batch(os.path.join(where, name))
+    elif kind == "folder":
+        from PIL import Image
+
+        shape = None
+        for split in ("train", "test"):
+            for c in _folder_classes(path):
+                folder = os.path.join(path, split, c)
+                for f in _image_files(folder):
+                    file = os.path.join(folder, f)
+                    try:
+                        with Image.open(file) as image:
+                            mode, size = image.mode, image.size
+                    except OSError as exc:
+                        raise DataError(f"folder: cannot read image {file!r} ({exc})") from None
+                    if mode not in _GRAY_MODES + _COLOUR_MODES:
+                        raise DataError(f"folder: {file!r} has image mode {mode!r}; only 8-bit grayscale or colour "
+                                        f"images (modes {', '.join(_GRAY_MODES + _COLOUR_MODES)}) are read")
+                    if shape is not None and size != shape:
+                        raise DataError(f"folder: {file!r} is {size[1]} x {size[0]}, others are {shape[1]} x {shape[0]}: "
+                                        "all images must have one size")
+                    shape = size

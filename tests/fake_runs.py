@@ -10,9 +10,12 @@ metrics of KNOWN laws, so the claims computed from them have known answers:
 * ``vulnerability = grad_l1 / (4 sqrt(d_max))``, a function of the gradient norm;
 * ``accuracy = 0.95 - eps`` (no dependence on ``d``), ``test_grad_l2 = grad_l1 / 5``.
 
-Methods ``crash`` raise, ``nan`` return a non-finite metric.  ``FAKE_STOP_AFTER=N``
-stops after ``N`` new epochs (status ``interrupted``); every computed epoch is appended
-to ``directory/calls.log`` so tests can check what was (re)computed.
+Methods ``crash`` raise, ``nan`` return a non-finite metric, ``die`` ends its process at
+once (a worker killed).  ``FAKE_CRASH=m1,m2`` (or ``all``) makes those methods crash too.
+``FAKE_STOP_AFTER=N`` stops after ``N`` new epochs (status ``interrupted``);
+``FAKE_EPOCH_SLEEP=S`` sleeps ``S`` seconds before each epoch (a slow run, for the
+signal tests).  Every computed epoch is appended to ``directory/calls.log`` so tests can
+check what was (re)computed.
 
 Slow runs, for the Slurm time-limit test: the runs whose ids are in ``FAKE_SLOW_IDS``
 (comma-separated) take ``FAKE_EPOCH_S`` seconds per epoch, in 10 steps.  Like the
@@ -68,8 +71,11 @@ def _slow_epoch(directory: str, epoch: int, seconds: float, stopped: list, steps
 
 def fake_run(job: dict, directory: str) -> dict:
     train = job["train"]
-    if train["method"] == "crash":
+    crash = os.environ.get("FAKE_CRASH", "").split(",")
+    if train["method"] == "crash" or train["method"] in crash or "all" in crash:
         raise RuntimeError("simulated crash")
+    if train["method"] == "die":
+        os._exit(3)
     side = train.get("size") or 8
     write_json(os.path.join(directory, "config.json"),
                {"config": train, "input_shape": [1, side, side], "d": side * side, "classes": 10})
@@ -89,6 +95,7 @@ def fake_run(job: dict, directory: str) -> dict:
             return {"status": "interrupted", "reason": "FAKE_STOP_AFTER"}
         if slow and not _slow_epoch(directory, len(rows), float(os.environ.get("FAKE_EPOCH_S", "1")), stopped):
             return {"status": "interrupted", "reason": "stopped by SIGTERM after a checkpoint"}
+        time.sleep(float(os.environ.get("FAKE_EPOCH_SLEEP", "0")))
         rows.append(_laws(train, len(rows) + 1))
         new += 1
         with open(path, "w") as f:

@@ -10,8 +10,9 @@ executes the missing ones here or on Slurm (:mod:`.executors`) through one funct
 """
 
 from .catalogue import EXPERIMENTS, Experiment, UnknownExperimentError, get
-from .driver import analyse, plan, run_experiment
+from .driver import analyse, dry_run, plan, reanalyse, run_experiment
 from .grid import Grid, Job, expand, run_id
 
-__all__ = ["EXPERIMENTS", "Experiment", "UnknownExperimentError", "get", "plan", "run_experiment", "analyse", "Grid",
+__all__ = ["EXPERIMENTS", "Experiment", "UnknownExperimentError", "get", "plan", "run_experiment", "analyse", "reanalyse",
+           "dry_run", "Grid",
            "Job", "expand", "run_id"]

@@ -6,15 +6,21 @@ run_fn)`` tasks, so the bookkeeping is the same wherever a run executes.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import os
+import queue
+import signal
+import sys
+import threading
 
 from pathstats.errors import PathstatsError
 
 from .store import execute
 
-__all__ = ["ExecutorError", "assign_devices", "run_local", "run_slurm", "check_slurm", "pack"]
+__all__ = ["ExecutorError", "GridInterrupted", "StopRequests", "STOP_SIGNALS", "assign_devices", "run_local", "run_slurm", "check_slurm",
+           "pack"]
 
 
 class ExecutorError(PathstatsError, ValueError):
@@ -54,6 +60,119 @@ def _set_threads(threads: int) -> int:
     return previous
 
 
+#: The signals that stop a grid, and the exit status of a command they stopped (128 + the signal's number).
+STOP_SIGNALS = {"SIGINT": 130, "SIGTERM": 143}
+
+
+class GridInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped the grid (the running runs checkpointed first).
+
+    A :class:`KeyboardInterrupt`, so that :func:`~.store.execute` records the run as
+    ``interrupted`` and no ``except Exception`` on the way mistakes it for a failure.
+    """
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(signal_name)
+        self.signal = signal_name
+
+
+class StopRequests:
+    """The grid's SIGINT/SIGTERM handler: remembers the first signal.
+
+    While a run's own code executes (``in_run``; the trainer installs its own handler,
+    which checkpoints at the next step and returns ``interrupted``), the first signal
+    also raises :class:`GridInterrupted` there if ``raise_in_run``: an evaluation or a
+    test double stops at once, losing nothing written.  A second signal sets ``again``.
+    """
+
+    def __init__(self, raise_in_run: bool) -> None:
+        self.signal: str | None = None
+        self.again = False
+        self.in_run = False
+        self.raise_in_run = raise_in_run
+        self._previous: dict = {}
+
+    def _handle(self, signum, frame) -> None:
+        name = signal.Signals(signum).name
+        if self.signal is not None:
+            self.again = True
+            return
+        self.signal = name
+        if self.in_run and self.raise_in_run:
+            self.in_run = False
+            raise GridInterrupted(name)
+
+    @contextlib.contextmanager
+    def interruptible(self):
+        """Around a run function: the first signal raises :class:`GridInterrupted` there."""
+        if self.signal:
+            raise GridInterrupted(self.signal)
+        self.in_run = True
+        try:
+            yield
+        finally:
+            self.in_run = False
+
+    def __enter__(self) -> "StopRequests":
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+
+def _stopped_by(status: dict) -> str | None:
+    """The signal that interrupted a run (the trainer's ``stopped_by``), if any."""
+    name = status.get("stopped_by") if isinstance(status, dict) else None
+    return name if name in STOP_SIGNALS else None
+
+
+def _execute_interruptible(stop: StopRequests, task: tuple) -> dict:
+    """:func:`execute` that a signal interrupts in the run function (never in the bookkeeping);
+    a task is not started once a stop was asked for."""
+    if stop.signal:
+        raise GridInterrupted(stop.signal)
+    return execute(*task, interruptible=stop.interruptible)
+
+
+def _worker(index: int, tasks, results, threads: int) -> None:
+    """A local worker process: run the tasks main sends (``None`` ends it), report each status.
+
+    Messages to main: ``("done", index, task_index, status)`` or ``("stopped", index,
+    task_index, signal_name)``.  A signal while the worker waits only marks it stopping.
+    """
+    _set_threads(threads)
+    with StopRequests(raise_in_run=True) as stop:
+        while True:
+            item = tasks.get()
+            if item is None:
+                return
+            i, task = item
+            try:
+                status = _execute_interruptible(stop, task)
+            except GridInterrupted as exc:
+                results.put(("stopped", index, i, exc.signal))
+                continue
+            except KeyboardInterrupt:  # the trainer's answer to a second SIGINT
+                results.put(("stopped", index, i, stop.signal or "SIGINT"))
+                continue
+            results.put(("done", index, i, status))
+
+
+def _mark_died(task: tuple, message: str) -> dict:
+    """Record on disk that a worker process died in ``task`` (so the report and --retry-failed see it)."""
+    from .store import read_status
+
+    _, directory, _ = task
+    status = {**read_status(directory), "status": "failed", "error": message}
+    write_json(os.path.join(directory, "status.json"), status)
+    return status
+
+
 def run_local(tasks: list, jobs: int = 1, threads: int = 1, progress=None) -> list:
     """Execute ``tasks`` here: in this process for ``jobs == 1``, else in ``jobs`` spawned
     processes (and on the GPUs round-robin, :func:`assign_devices`).
@@ -62,35 +181,126 @@ def run_local(tasks: list, jobs: int = 1, threads: int = 1, progress=None) -> li
     small, and on a busy machine more threads per small run are many times slower; fill
     the cores with ``jobs``).  ``progress`` (optional) is called with each finished
     status.  Returns the statuses in the order of ``tasks``.
+
+    SIGINT or SIGTERM stops the whole grid: no new run starts, the running ones (here or
+    in the workers, to which the signal is passed on) checkpoint and stop, then
+    :class:`GridInterrupted` is raised with the signal's name.  A second signal kills
+    the workers at once.  A worker process that dies in a run (killed, out of memory)
+    records that run as failed and is replaced.
     """
     if jobs < 1:
         raise ExecutorError(f"--jobs must be at least 1, got {jobs}")
     if threads < 1:
         raise ExecutorError(f"--threads must be at least 1, got {threads}")
     tasks = assign_devices(tasks)
-    statuses = [None] * len(tasks)
     if jobs == 1 or len(tasks) <= 1:
-        previous = _set_threads(threads)
-        try:
+        return _run_here(tasks, threads, progress)
+    return _run_workers(tasks, min(jobs, len(tasks)), threads, progress)
+
+
+def _run_here(tasks: list, threads: int, progress) -> list:
+    statuses = [None] * len(tasks)
+    previous = _set_threads(threads)
+    try:
+        with StopRequests(raise_in_run=True) as stop:
             for i, task in enumerate(tasks):
-                statuses[i] = execute(*task)
+                statuses[i] = _execute_interruptible(stop, task)
                 if progress:
                     progress(statuses[i])
-        finally:
-            _set_threads(previous)
-        return statuses
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_set_threads, initargs=(threads,)) as pool:
-        futures = {pool.submit(execute, *task): i for i, task in enumerate(tasks)}
-        for future in as_completed(futures):
-            i = futures[future]
-            try:
-                statuses[i] = future.result()
-            except Exception as exc:  # the worker process itself died (killed, out of memory)
-                statuses[i] = {"status": "failed", "error": f"worker process died: {type(exc).__name__}: {exc}"}
-            if progress:
-                progress(statuses[i])
+                name = stop.signal or _stopped_by(statuses[i])
+                if name:
+                    raise GridInterrupted(name)
+    finally:
+        _set_threads(previous)
     return statuses
+
+
+def _run_workers(tasks: list, jobs: int, threads: int, progress) -> list:
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    workers: dict = {}  # index -> (process, its task queue)
+    busy: dict = {}  # worker index -> task index
+    statuses = [None] * len(tasks)
+    todo = list(range(len(tasks)))[::-1]
+
+    def start(index: int) -> None:
+        queue_ = context.Queue()
+        process = context.Process(target=_worker, args=(index, queue_, results, threads), daemon=True,
+                                  name=f"pathstats-run-{index}")
+        process.start()
+        workers[index] = (process, queue_)
+
+    def feed(index: int) -> None:
+        if todo and not stop.signal:
+            i = todo.pop()
+            busy[index] = i
+            workers[index][1].put((i, tasks[i]))
+
+    def finish(i: int, status: dict) -> None:
+        statuses[i] = status
+        if progress:
+            progress(status)
+
+    with StopRequests(raise_in_run=False) as stop:
+        try:
+            for index in range(jobs):
+                start(index)
+                feed(index)
+            forwarded = False
+            while busy:
+                if stop.again:
+                    raise GridInterrupted(stop.signal)
+                if stop.signal and not forwarded:
+                    # the runs checkpoint and stop; SIGTERM whatever the signal, because a terminal's
+                    # Ctrl-C already reached the workers and a second SIGINT would stop the trainer
+                    # without its checkpoint
+                    for index in busy:
+                        _signal_process(workers[index][0], signal.SIGTERM)
+                    forwarded = True
+                try:
+                    kind, index, i, payload = results.get(timeout=0.2)
+                except queue.Empty:
+                    for index in [k for k in busy if not workers[k][0].is_alive()]:
+                        i = busy.pop(index)
+                        if stop.signal:  # killed on the way out: the run resumes next time
+                            continue
+                        code = workers[index][0].exitcode
+                        finish(i, _mark_died(tasks[i], f"worker process died (exit code {code}); "
+                                                       "out of memory, or killed"))
+                        if todo:  # a fresh worker takes its place
+                            start(index)
+                            feed(index)
+                    continue
+                busy.pop(index, None)
+                if kind == "stopped":
+                    stop.signal = stop.signal or payload
+                    continue
+                finish(i, payload)
+                if _stopped_by(payload):
+                    stop.signal = stop.signal or _stopped_by(payload)
+                feed(index)
+        finally:
+            for process, queue_ in workers.values():
+                if process.is_alive():
+                    try:
+                        queue_.put(None)
+                    except (OSError, ValueError):
+                        pass
+            for process, _ in workers.values():
+                process.join(timeout=0 if stop.again else 10)
+                if process.is_alive():
+                    process.kill()
+                    process.join(timeout=5)
+        if stop.signal:
+            raise GridInterrupted(stop.signal)
+    return statuses
+
+
+def _signal_process(process, signum) -> None:
+    try:
+        os.kill(process.pid, signum)
+    except (ProcessLookupError, TypeError):
+        pass
 
 
 def pack(tasks: list, per_job: int) -> list:

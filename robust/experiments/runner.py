@@ -22,16 +22,8 @@ from pathstats._io import write_json
 
 from .store import evaluation_file
 
-__all__ = ["run_one", "load_trained", "EVALUATIONS", "evaluate_attacks", "evaluate_bounds", "evaluate_alignment",
+__all__ = ["run_one", "EVALUATIONS", "evaluate_attacks", "evaluate_bounds", "evaluate_alignment",
            "logit_jacobian"]
-
-
-def load_trained(directory: str, device: str = "cpu"):
-    """The trained network of a run folder (its last checkpoint) and its data set, on ``device``."""
-    from ..train import load_run_dataset, load_trained_model
-
-    model, _ = load_trained_model(directory, device)
-    return model, load_run_dataset(directory, device)  # the run's units: normalised if it was
 
 
 def _subset(data, n: int):
@@ -159,6 +151,7 @@ def run_one(job: dict, directory: str) -> dict:
     FloatingPointError
         The training loss diverged (the trainer's reason in the message).
     """
+    from ..runfolder import open_trained
     from ..train import TrainConfig, train
 
     config = TrainConfig.from_dict(job["train"])
@@ -166,10 +159,12 @@ def run_one(job: dict, directory: str) -> dict:
     if result.get("status") == "diverged":
         raise FloatingPointError(result.get("reason", "training diverged"))
     if result.get("status") != "done":
-        return {"status": "interrupted", "reason": result.get("reason")}
+        return {"status": "interrupted", "reason": result.get("reason"), "stopped_by": result.get("stopped_by")}
     pending = [e for e in job.get("evaluations", []) if not os.path.exists(evaluation_file(directory, e))]
     if pending:
-        model, data = load_trained(directory, config.device)
+        run = open_trained(directory)
+        model, _ = run.load_model(config.device)
+        data = run.load_data(config.device)
         for evaluation in pending:
             options = {k: v for k, v in evaluation.items() if k != "name"}
             out = EVALUATIONS[evaluation["name"]](model, data, options, seed=config.seed)

@@ -13,6 +13,7 @@ others, which resumes from the checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib
 import io
@@ -25,6 +26,7 @@ import traceback
 
 from pathstats._io import atomic_write, write_json
 
+from ..runfolder import read_json, read_run
 from .grid import Job, canonical_json, run_id
 
 __all__ = ["DEFAULT_RUN_FN", "run_dir", "evaluation_file", "read_json", "read_status", "is_finished", "execute",
@@ -48,15 +50,6 @@ def evaluation_file(directory: str, evaluation: dict) -> str:
     'r/evaluations/bounds-...json'
     """
     return os.path.join(directory, "evaluations", f"{evaluation['name']}-{run_id(evaluation)[:10]}.json")
-
-
-def read_json(path: str, default=None):
-    """The JSON in ``path``, or ``default`` if it is missing or unreadable (half-written by a crash)."""
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return default
 
 
 def read_status(directory: str) -> dict:
@@ -93,13 +86,15 @@ def _non_finite(value, where: str = "") -> str | None:
     return None
 
 
-def execute(job: dict, directory: str, run_fn: str = DEFAULT_RUN_FN) -> dict:
+def execute(job: dict, directory: str, run_fn: str = DEFAULT_RUN_FN, interruptible=contextlib.nullcontext) -> dict:
     """Run one job in ``directory`` through ``run_fn(job, directory)``, recording its status.
 
     Returns the status written to ``status.json``; never raises for a failing run
     (exception or non-finite number in its result): the failure is recorded with the
-    error's last line and traceback.  KeyboardInterrupt leaves the run ``running``, so
-    the next attempt resumes it.
+    error's last line and traceback.  A run the trainer stopped on a signal, or a
+    :class:`KeyboardInterrupt` (re-raised), is recorded ``interrupted`` with ``stopped_by``;
+    the next attempt resumes it.  ``interruptible()`` is entered around the run function
+    alone (the local executor lets a signal interrupt the run there, never the bookkeeping).
     """
     os.makedirs(directory, exist_ok=True)
     previous = read_status(directory)
@@ -109,15 +104,20 @@ def execute(job: dict, directory: str, run_fn: str = DEFAULT_RUN_FN) -> dict:
     write_json(os.path.join(directory, "status.json"), status)
     start = time.perf_counter()
     try:
-        summary = load_run_fn(run_fn)(job, directory)
+        function = load_run_fn(run_fn)
+        with interruptible():
+            summary = function(job, directory)
         bad = _non_finite(summary)
         if bad:
             raise FloatingPointError(f"non-finite {bad} in the run's result (diverged training?)")
         if isinstance(summary, dict) and summary.get("status") == "interrupted":
-            status.update(status="interrupted", error=summary.get("reason"))
+            status.update(status="interrupted", error=summary.get("reason"), stopped_by=summary.get("stopped_by"))
         else:
             status.update(status="done", error=None)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # a signal stopped the grid: resumed by the next attempt
+        status.update(status="interrupted", error="stopped by a signal", stopped_by=getattr(exc, "signal", "SIGINT"),
+                      elapsed_s=time.perf_counter() - start)
+        write_json(os.path.join(directory, "status.json"), status)
         raise
     except BaseException as exc:  # noqa: BLE001 - a failed run is recorded, the grid goes on
         status.update(status="failed", error=f"{type(exc).__name__}: {exc}".splitlines()[0][:500],
@@ -133,34 +133,19 @@ def execute_batch(tasks: list) -> list:
     return [execute(job, directory, run_fn) for job, directory, run_fn in tasks]
 
 
-def _metrics(directory: str) -> list:
-    rows = []
-    try:
-        with open(os.path.join(directory, "metrics.jsonl")) as f:
-            for line in f:
-                line = line.strip()
-                if line:
-                    try:
-                        rows.append(json.loads(line))
-                    except ValueError:  # a torn last line of an interrupted run
-                        break
-    except OSError:
-        pass
-    return rows
-
-
 def collect(out: str, jobs: list) -> list:
-    """One record per job: ``id, train, status, error, result, metrics, evaluations`` (by name)."""
+    """One record per job: ``id, dir, train, status, error, attempts, elapsed_s, result, run_config, metrics,
+    evaluations`` (by name); the trainer's files read by :func:`pathstats.robust.runfolder.read_run`."""
     records = []
     for job in jobs:
         directory = run_dir(out, job)
         status = read_status(directory)
+        run = read_run(directory)
         evaluations = {e["name"]: read_json(evaluation_file(directory, e)) for e in job.evaluations}
         records.append({"id": job.id, "dir": directory, "train": dict(job.train), "status": status.get("status"),
                         "error": status.get("error"), "attempts": status.get("attempts", 0),
-                        "elapsed_s": status.get("elapsed_s"), "result": read_json(os.path.join(directory, "result.json")),
-                        "run_config": read_json(os.path.join(directory, "config.json")),
-                        "metrics": _metrics(directory), "evaluations": evaluations})
+                        "elapsed_s": status.get("elapsed_s"), "result": run["result"], "run_config": run["config"],
+                        "metrics": run["metrics"], "evaluations": evaluations})
     return records
 
 
