@@ -14,7 +14,7 @@ from . import catalogue
 from .executors import ExecutorError, check_slurm, run_local, run_slurm
 from .grid import expand, run_id
 from .report import write_report
-from .store import DEFAULT_RUN_FN, collect, is_finished, read_json, read_status, run_dir, write_results_csv
+from .store import DEFAULT_RUN_FN, collect, is_finished, read_json, read_status, run_dir
 
 __all__ = ["plan", "validate", "run_experiment", "analyse", "EXECUTORS"]
 
@@ -77,17 +77,20 @@ def analyse(name: str, out: str, jobs: list, scale: str) -> dict:
     files = [os.path.join(out, f) for f in ("results.csv", "report.md")] + previous.get("figures", [])
     if previous.get("fingerprint") == fingerprint and claims is not None and all(os.path.exists(f) for f in files):
         return {"records": records, "figures": previous["figures"], "claims": claims}
-    write_results_csv(os.path.join(out, "results.csv"), records)
-    epochs = int(experiment.grid(scale).train.get("epochs", 20))
-    context = {"last_epochs": min(20, max(1, epochs // 2)), "quick": scale == "quick", "scale": scale}
-    if any(r["status"] == "done" for r in records):
-        from . import analysis as _analysis
+    from .analysis import analyse_tables
+    from .tables import read_tables, write_tables
 
-        analysis = getattr(_analysis, name)(records, out, context)
+    write_tables(out, records)
+    results, epochs_rows = read_tables(out)  # the analysis reads nothing but the tables (as --reanalyse does)
+    epochs = int(experiment.grid(scale).train.get("epochs", 20))
+    context = {"last_epochs": min(20, max(1, epochs // 2)), "scale": scale,
+               "complete": all(r["status"] == "done" for r in records)}
+    if any(r["status"] == "done" for r in records):
+        analysis = analyse_tables(name, results, epochs_rows, out, context)
     else:
         analysis = {"figures": [], "claims": []}
     write_json(os.path.join(out, "claims.json"), analysis["claims"])
-    write_report(os.path.join(out, "report.md"), experiment, records, analysis, scale == "quick")
+    write_report(os.path.join(out, "report.md"), experiment, results, analysis, context)
     write_json(os.path.join(out, "analysis.json"), {"fingerprint": fingerprint, "figures": analysis["figures"]})
     return {"records": records, **analysis}
 
