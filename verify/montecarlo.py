@@ -31,30 +31,12 @@ from torch import nn
 
 from pathstats._validate import check_seed
 from pathstats.progress import progress as progress_bar
+from pathstats.stats import Estimate, standard_error
 
 from .batched import WEIGHT_LAYERS, BatchedInitialisations
 from .reduction import ClassifierReduction, plan_reduction, reduction_factors
 
 __all__ = ["Estimate", "MonteCarloResult", "default_batch", "sample_gradients", "run_monte_carlo"]
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A Monte Carlo mean with its standard error and sample size."""
-
-    estimate: float
-    stderr: float
-    samples: int
-
-    @classmethod
-    def of(cls, values: np.ndarray) -> "Estimate":
-        values = np.asarray(values, dtype=np.float64)
-        n = len(values)
-        return cls(float(values.mean()), float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else math.inf, n)
-
-    def z(self, predicted: float) -> float:
-        """``(estimate - predicted) / stderr``."""
-        return (self.estimate - predicted) / self.stderr if self.stderr > 0 else math.inf
 
 
 @dataclass
@@ -92,7 +74,7 @@ class MonteCarloResult:
     def map_estimate(self) -> tuple:
         """Per-coordinate mean and standard error of ``(do/dx)^2``."""
         flat = self.grad_sq_samples
-        return flat.mean(axis=0), flat.std(axis=0, ddof=1) / math.sqrt(self.samples)
+        return flat.mean(axis=0), standard_error(flat, axis=0)
 
 
 def _sample_weights(model: nn.Module, variances: dict, batch: int, seeds: list, device, pool=None) -> dict:
