@@ -202,8 +202,9 @@ def degenerate_reason(row: dict) -> str:
 
 
 def _normalise(rows: list) -> list:
-    """What reading the written table gives back: every cell through text and back."""
-    return [{k: _parse(_cell(v)) for k, v in row.items()} for row in rows]
+    """What reading the written table gives back: every cell through text and back, every column on every row."""
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    return [{k: _parse(_cell(row.get(k))) for k in columns} for row in rows]
 
 
 def records_to_tables(records: list) -> tuple:
