@@ -23,6 +23,25 @@ from pathstats.robust.experiments.report import write_report
 from pathstats.robust.experiments.tables import read_tables, records_to_tables, write_tables
 
 CONTEXT = {"scale": "medium", "complete": True, "last_epochs": 3}
+
+
+@pytest.fixture(autouse=True)
+def unsaved_figures(request, monkeypatch):
+    """The figures are drawn but not rendered to files (rendering dominates the time; test_figures.py
+    and the report test check real ones)."""
+    if request.node.name.startswith("test_report_"):
+        yield
+        return
+    import matplotlib.pyplot as plt
+
+    from pathstats.robust.experiments.figures import Figure
+
+    def save(self, base):
+        plt.close(self.fig)
+        return [f"{base}.png", f"{base}.pdf"]
+
+    monkeypatch.setattr(Figure, "save", save)
+    yield
 FIG1_STRENGTHS = (0.01, 0.03, 0.1, 0.3)
 
 
@@ -256,3 +275,4 @@ def test_report_of_an_incomplete_grid_is_provisional_and_its_tables_render(tmp_p
         cells = [len(re.findall(r"(?<!\\)\|", row)) for row in rows]
         assert len(set(cells)) == 1, block  # every row has the header's number of cells: E||dL/dx||_1 is escaped
     assert "E\\|\\|dL/dx\\|\\|_1" in text and "Rule: a run is kept out" in text
+    assert "![fig1.png](fig1.png)" in text and (tmp_path / "fig1.png").stat().st_size > 0
