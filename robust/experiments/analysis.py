@@ -954,7 +954,9 @@ def analyse_tables(name: str, results: list, epochs: list, out_dir: str, context
     [...], "excluded": [{"id", "reason"}], "rule": DEGENERATE_RULE}``.
     """
     if name not in ANALYSES:
-        raise KeyError(f"no analysis for experiment {name!r}; experiments: {', '.join(ANALYSES)}")
+        from .catalogue import UnknownExperimentError
+
+        raise UnknownExperimentError(f"no analysis for experiment {name!r}; experiments: {', '.join(ANALYSES)}")
     tables = Tables(results, epochs, context)
     os.makedirs(out_dir, exist_ok=True)
     out = ANALYSES[name](tables, out_dir, context)
