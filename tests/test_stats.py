@@ -155,3 +155,15 @@ def test_sphere_null_matches_a_simulation():
     u /= np.linalg.norm(u, axis=1, keepdims=True)
     sim = np.abs(u[:, 0])
     assert stats.sphere_abs_cosine_mean(10) == pytest.approx(sim.mean(), abs=4 * sim.std() / math.sqrt(len(sim)))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.floats(-3, 3), min_size=3, max_size=3), st.floats(-1, 1), st.integers(0, 2**31 - 1))
+def test_curve_match_is_antisymmetric_and_shift_equivariant(centres, shift, seed):
+    rng = np.random.default_rng(seed)
+    a = {e: list(c + 0.05 * rng.standard_normal(3)) for e, c in zip((0.1, 0.3, 1.0), centres)}
+    b = {e: list(c + 0.05 * rng.standard_normal(3)) for e, c in zip((0.1, 0.3, 1.0), centres)}
+    ab, ba = stats.curve_match(a, b, -MARGIN, MARGIN), stats.curve_match(b, a, -MARGIN, MARGIN)
+    assert ab["verdict"] == ba["verdict"] and ab.value == pytest.approx(-ba.value)
+    moved = stats.curve_match({e: [v + shift for v in vs] for e, vs in a.items()}, b, -MARGIN + shift, MARGIN + shift)
+    assert moved["verdict"] == ab["verdict"]
