@@ -96,7 +96,9 @@ def write_report(path: str, experiment, results: list, analysis: dict, context: 
     if skipped:
         lines += ["## Untested claims", "", _untested_table(skipped), ""]
     excluded = analysis.get("excluded", [])
-    lines += ["## Degenerate runs", "", f"Rule: {analysis.get('rule', '')}.", ""]
+    from .analysis import DEGENERATE_RULE
+
+    lines += ["## Degenerate runs", "", f"Rule: {analysis.get('rule') or DEGENERATE_RULE}.", ""]
     if excluded:
         lines += [f"{len(excluded)} run(s) kept out of the statistics:", ""]
         lines += [f"* `{e['id']}` ({e.get('method')}, eps {e.get('eps')}): {e['reason']}" for e in excluded] + [""]
