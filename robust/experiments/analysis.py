@@ -395,7 +395,7 @@ def fig2(t: Tables, out_dir: str, context: dict) -> dict:
     for d, rs in by_d.items():
         fig.curve(ax, {e: [t.median(r, "test_accuracy") for r in rs if eps(r) == e] for e in {eps(r) for r in rs}},
                   f"d = {d:g}")
-    ax = fig.panel(3, "(d) accuracy-vulnerability trade-off (per-strength means, 95% intervals)", "vulnerability",
+    ax = fig.panel(3, "(d) accuracy-vulnerability trade-off (per-strength means)", "vulnerability",
                    "accuracy")
     for d, rs in by_d.items():
         cells = [([t.median(r, "vulnerability") for r in rs if eps(r) == e],

@@ -98,6 +98,7 @@ class Figure:
         x0 = min(positive) / 10**0.75
         ax.zero_x = x0
         ax.axvline(x0 * 10**0.4, color="0.6", ls=(0, (1, 2)), lw=0.8)
+        ax.axvline(x0 / 10**0.35, alpha=0.0)  # invisible: widens the x limits so the label fits
         ax.text(x0 / 10**0.15, 0.02, "eps = 0", transform=ax.get_xaxis_transform(), ha="left", va="bottom", fontsize=6,
                 color="0.3")
         return x0
