@@ -60,6 +60,7 @@ import torch  # noqa: E402
 from pathstats import nets  # noqa: E402
 from pathstats._format import format_table
 from pathstats._io import write_json  # noqa: E402
+from pathstats.stats import standard_error  # noqa: E402
 from pathstats.trace import read_model  # noqa: E402
 from pathstats.verify.montecarlo import run_monte_carlo  # noqa: E402
 
@@ -99,7 +100,7 @@ def until_one_percent(draw_chunk, target: float, max_samples: int) -> dict:
         values += draw_chunk(chunk)
         chunk += 1
         v = np.asarray(values)
-        rse = v.std(ddof=1) / math.sqrt(len(v)) / v.mean() if len(v) > 2 else math.inf
+        rse = standard_error(v) / v.mean() if len(v) > 2 else math.inf
         if rse <= target or len(v) >= max_samples:
             return {"samples": len(v), "seconds": time.perf_counter() - start, "estimate": float(v.mean()),
                     "rse": float(rse), "cv": float(v.std(ddof=1) / v.mean())}

@@ -14,6 +14,7 @@ def make_figures(directory: str) -> None:
     from torch import nn
 
     from pathstats import predict
+    from pathstats.stats import loglog_slope
 
     os.makedirs(directory, exist_ok=True)
 
@@ -44,7 +45,7 @@ def make_figures(directory: str) -> None:
         ps = [predict(arch, (3, s, s)) for s in sizes]
         d = np.array([p.d for p in ps], dtype=float)
         l1 = np.array([p.loss_grad["l1"] for p in ps])
-        slope = np.polyfit(np.log(d), np.log(l1), 1)[0]
+        slope = loglog_slope(d, l1).value
         ax.loglog(d, l1, "o-", label=f"{arch}: slope {slope:+.3f}")
     ax.set_xlabel("input dimension d = 3 s^2 (log scale)")
     ax.set_ylabel("predicted E||dL/dx||_1, Gaussian approx. (log scale)")

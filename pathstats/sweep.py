@@ -12,25 +12,12 @@ from ._io import pyplot, save_figure
 from .errors import InvalidArgumentError
 from .prediction import Prediction, predict
 from .progress import progress as progress_bar
+from .stats import loglog_slope
 
-__all__ = ["SweepResult", "loglog_slope", "run_sweep", "save_sweep_figure"]
+__all__ = ["SweepResult", "run_sweep", "save_sweep_figure"]
 
 #: Slopes of log(quantity) against log(d) that the paper predicts under (S).
 THEORY_SLOPES = {"loss_l1": 0.5, "loss_l2": 0.0, "grad_sq_mean": -1.0}
-
-
-def loglog_slope(d, values) -> float:
-    """Least-squares slope of ``log(values)`` against ``log(d)``.
-
-    Examples
-    --------
-    >>> round(loglog_slope([1, 4, 16], [2, 4, 8]), 12)
-    0.5
-    """
-    d, values = np.asarray(d, dtype=float), np.asarray(values, dtype=float)
-    if len(d) < 2:
-        raise ValueError("a slope needs at least two sizes")
-    return float(np.polyfit(np.log(d), np.log(values), 1)[0])
 
 
 @dataclass
@@ -57,7 +44,7 @@ class SweepResult:
         if len(rows) < 2:
             return {}
         d = [r["d"] for r in rows]
-        return {key: {"fitted": loglog_slope(d, [r[key] for r in rows]), "theory": theory} for key, theory in THEORY_SLOPES.items()}
+        return {key: {"fitted": loglog_slope(d, [r[key] for r in rows]).value, "theory": theory} for key, theory in THEORY_SLOPES.items()}
 
     def to_dict(self) -> dict:
         rows = self.rows()
@@ -142,7 +129,8 @@ def save_sweep_figure(result: SweepResult, path: str) -> None:
         values = np.array([r[key] for r in rows])
         slope = slopes[key]["fitted"]
         points = right.loglog(d, values, marker, label=f"{label}: slope {slope:+.3f} (theory {THEORY_SLOPES[key]:+.1f})")
-        fit = np.exp(np.polyval(np.polyfit(np.log(d), np.log(values), 1), np.log(d)))
+        line = loglog_slope(d, values)
+        fit = np.exp(line["intercept"]) * d ** line.value
         right.loglog(d, fit, "-", color=points[0].get_color(), alpha=0.6)
     right.set_xlabel("input dimension d (log scale)")
     right.set_ylabel("predicted norm at initialisation (log scale)")

@@ -103,3 +103,87 @@ def test_comparison_plot_is_points_with_error_bars(drawn, tmp_path):
     assert sum(isinstance(c, ErrorbarContainer) for c in containers) == 2  # totals and ratios
     for ax in fig.axes:
         assert [t.get_text() for t in ax.get_xticklabels()] == ["conv6-strided", "conv6-avgpool"]
+
+
+# ----------------------------------------------------------------------------- experiment figures
+
+
+def _experiment_figures(monkeypatch, name, results, tmp_path):
+    from pathstats.robust.experiments.analysis import analyse_tables
+    from pathstats.robust.experiments.figures import Figure
+
+    figures = []
+
+    def save(self, base):
+        figures.append(self.fig)
+        return [f"{base}.png"]
+
+    monkeypatch.setattr(Figure, "save", save)
+    analyse_tables(name, results, [], str(tmp_path), {"scale": "medium", "complete": True, "last_epochs": 1})
+    return figures
+
+
+def _fig1_results():
+    rows = []
+    for method in ("none", "grad-l1", "fgsm", "pgd", "crosslip"):
+        for eps in ((0.0,) if method == "none" else (0.01, 0.1, 1.0)):
+            for seed in (0, 1):
+                g = 30 * 2.0 ** (-eps * 3) * (1 + 0.01 * seed)
+                rows.append({"id": f"{method}{eps}{seed}", "status": "done", "method": method, "eps": eps, "seed": seed,
+                             "d": 3072, "classes": 10, "degenerate": "", "test_grad_l1": g, "test_grad_l2": g / 5,
+                             "vulnerability": g / 100, "test_accuracy": 0.9 - 0.1 * eps})
+    return rows
+
+
+def _handle_colour(handle):
+    from matplotlib.colors import to_hex
+
+    if isinstance(handle, ErrorbarContainer):
+        return to_hex(handle.lines[0].get_color())
+    if hasattr(handle, "get_facecolor") and not hasattr(handle, "get_xdata"):
+        return to_hex(handle.get_facecolor()[0])
+    return to_hex(handle.get_color())
+
+
+def test_experiment_figures_keep_one_colour_per_method_across_panels(monkeypatch, tmp_path):
+    import matplotlib.pyplot as plt
+
+    from pathstats.robust.experiments.figures import colour
+
+    (fig,) = _experiment_figures(monkeypatch, "fig1", _fig1_results(), tmp_path)
+    try:
+        _check_readable(fig, "Figure 1")
+        seen = {}
+        for ax in fig.axes:
+            for handle, label in zip(*ax.get_legend_handles_labels()):
+                seen.setdefault(label, set()).add(_handle_colour(handle))
+        methods = {"none", "grad-l1", "fgsm", "pgd", "crosslip"}
+        assert methods <= set(seen)
+        for method in methods:
+            assert seen[method] == {colour(method)}, (method, seen[method])
+        assert len({colour(m) for m in methods}) == len(methods)
+    finally:
+        plt.close(fig)
+
+
+def test_eps_zero_is_drawn_on_log_axes(monkeypatch, tmp_path):
+    import matplotlib.pyplot as plt
+
+    (fig,) = _experiment_figures(monkeypatch, "fig1", _fig1_results(), tmp_path)
+    try:
+        log_panels = [ax for ax in fig.axes if ax.get_xscale() == "log" and "strength" in ax.get_xlabel()]
+        assert len(log_panels) == 3
+        for ax in log_panels:
+            x0 = ax.zero_x
+            assert 0 < x0 < 0.01  # left of the smallest positive strength
+            at_zero = [line for line in ax.get_lines() if list(line.get_xdata()) == [x0]]
+            assert at_zero, "the eps = 0 runs are not drawn"
+            assert any("eps = 0" in text.get_text() for text in ax.texts)
+    finally:
+        plt.close(fig)
+
+
+def test_experiment_figures_draw_no_smoothing_splines():
+    from pathstats.robust.experiments.figures import Figure
+
+    assert not hasattr(Figure, "spline")

@@ -15,10 +15,10 @@ from pathstats import nets
 from pathstats.nets.base import InitialisedNet, conv_bn_relu, spatial_after
 from pathstats.cli import main
 from pathstats.prediction import predict
-from pathstats.sweep import loglog_slope
 from pathstats.verify.compare import compare
 from pathstats.verify.batched import BatchedInitialisations
-from pathstats.verify.montecarlo import Estimate, run_monte_carlo, sample_gradients
+from pathstats.stats import Estimate, loglog_slope
+from pathstats.verify.montecarlo import run_monte_carlo, sample_gradients
 
 Z_MAX = 4.0  # |z| below 4 standard errors: a false alarm has probability 6e-5 per check
 
@@ -138,16 +138,16 @@ def test_runs_are_deterministic_for_a_seed():
 def test_standard_error_is_the_sample_standard_deviation_over_root_n():
     values = np.array([1.0, 2.0, 4.0, 7.0])
     estimate = Estimate.of(values)
-    assert estimate.estimate == 3.5 and estimate.stderr == pytest.approx(values.std(ddof=1) / 2)
+    assert estimate.value == 3.5 and estimate.stderr == pytest.approx(values.std(ddof=1) / 2)
     assert estimate.z(3.0) == pytest.approx(0.5 / estimate.stderr)
 
 
 def test_slope_fit_recovers_a_known_slope():
     d = np.array([3072, 12288, 49152, 196608])
     rng = np.random.default_rng(0)
-    assert loglog_slope(d, 3 * d**0.5) == pytest.approx(0.5, abs=1e-12)
+    assert loglog_slope(d, 3 * d**0.5).value == pytest.approx(0.5, abs=1e-12)
     noisy = 3 * d**0.5 * np.exp(rng.normal(0, 0.01, d.size))
-    assert abs(loglog_slope(d, noisy) - 0.5) < 0.05
+    assert abs(loglog_slope(d, noisy).value - 0.5) < 0.05
 
 
 def test_map_fit_rejects_a_wrong_map_and_accepts_the_right_one():

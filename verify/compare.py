@@ -10,7 +10,9 @@ from scipy import special  # not scipy.stats: its import alone costs pathstats v
 from pathstats.errors import PathstatsError
 from pathstats.prediction import Prediction
 
-from .montecarlo import Estimate, MonteCarloResult
+from pathstats.stats import Estimate
+
+from .montecarlo import MonteCarloResult
 
 __all__ = ["map_fit", "map_test_min_samples", "map_test_bin_bounds", "compare"]
 
@@ -99,9 +101,10 @@ def _bin_labels(shape: tuple, flat_pred: np.ndarray, bins: int) -> np.ndarray:
 
 
 def _entry(estimate: Estimate, predicted: float, upper: float | None = None) -> dict:
-    entry = {"estimate": estimate.estimate, "stderr": estimate.stderr, "samples": estimate.samples,
-             "predicted": predicted, "z": estimate.z(predicted),
-             "relative_error": (estimate.estimate - predicted) / predicted if predicted else math.nan}
+    stderr = estimate.stderr if estimate.stderr is not None else math.inf  # one sample: no spread known
+    z = (estimate.value - predicted) / stderr if stderr > 0 else math.inf
+    entry = {"estimate": estimate.value, "stderr": stderr, "samples": estimate.n, "predicted": predicted, "z": z,
+             "relative_error": (estimate.value - predicted) / predicted if predicted else math.nan}
     if upper is not None:
         entry["predicted_upper"] = upper
     return entry

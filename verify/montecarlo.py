@@ -36,30 +36,12 @@ from pathstats.errors import PathstatsError
 from pathstats.layers import weight_variance
 from pathstats.prediction import _init_policy
 from pathstats.progress import progress as progress_bar
+from pathstats.stats import Estimate, standard_error
 
 from .batched import WEIGHT_LAYERS, BatchedInitialisations
 from .reduction import ClassifierReduction, plan_reduction, reduction_factors
 
 __all__ = ["Estimate", "MonteCarloResult", "InitLaw", "init_law", "weight_layers", "default_batch", "sample_gradients", "run_monte_carlo"]
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A Monte Carlo mean with its standard error and sample size."""
-
-    estimate: float
-    stderr: float
-    samples: int
-
-    @classmethod
-    def of(cls, values: np.ndarray) -> "Estimate":
-        values = np.asarray(values, dtype=np.float64)
-        n = len(values)
-        return cls(float(values.mean()), float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else math.inf, n)
-
-    def z(self, predicted: float) -> float:
-        """``(estimate - predicted) / stderr``."""
-        return (self.estimate - predicted) / self.stderr if self.stderr > 0 else math.inf
 
 
 @dataclass
@@ -98,7 +80,7 @@ class MonteCarloResult:
     def map_estimate(self) -> tuple:
         """Per-coordinate mean and standard error of ``(do/dx)^2``."""
         flat = self.grad_sq_samples
-        return flat.mean(axis=0), flat.std(axis=0, ddof=1) / math.sqrt(self.samples)
+        return flat.mean(axis=0), standard_error(flat, axis=0)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from pathstats._validate import (check_classes, check_device, check_int, check_m
 from pathstats.errors import InvalidArgumentError, PathstatsError
 from pathstats.prediction import Prediction, predict
 from pathstats.provenance import provenance
+from pathstats.stats import standard_error
 
 from .compare import compare, map_test_bin_bounds, map_test_min_samples
 from .montecarlo import MonteCarloResult, default_batch, init_law, run_monte_carlo
@@ -265,7 +266,7 @@ def channel_mean_map(result: MonteCarloResult, prediction: Prediction) -> tuple:
         samples, predicted = samples.mean(axis=1), predicted.mean(axis=0)
     samples = samples.reshape(result.samples, *predicted.shape)
     measured = samples.mean(axis=0)
-    stderr = samples.std(axis=0, ddof=1) / np.sqrt(result.samples)
+    stderr = standard_error(samples, axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(stderr > 0, (measured - predicted) / stderr, 0.0)
     return predicted, measured, stderr, z

@@ -12,6 +12,7 @@ from pathstats._io import pyplot, save_figure
 from pathstats._validate import check_seed
 from pathstats.errors import InvalidArgumentError
 from pathstats.provenance import provenance
+from pathstats.stats import loglog_slope
 
 from .report import check_verify_samples, plan_verify, verify
 
@@ -23,11 +24,8 @@ THEORY = {"loss_grad_l1": 0.5, "loss_grad_l2": 0.0}
 
 
 def fit_loglog(d, estimates, stderrs) -> dict:
-    """Weighted least-squares slope of ``log(estimate)`` against ``log(d)``, with a 95% interval.
-
-    Each point's variance on the log scale is ``(stderr / estimate)^2`` (delta
-    method); the slope's standard error follows from the weighted normal
-    equations, and the interval is ``slope +- 1.96 stderr`` (normal limit).
+    """The sweep's JSON form of :func:`pathstats.stats.loglog_slope` weighted by the Monte Carlo
+    standard errors (``slope``, ``stderr``, ``ci95``; normal interval: the standard errors are known).
 
     Examples
     --------
@@ -35,14 +33,8 @@ def fit_loglog(d, estimates, stderrs) -> dict:
     >>> round(fit["slope"], 12), round(fit["ci95"][1] - fit["slope"], 4)
     (0.5, 0.01)
     """
-    x = np.log(np.asarray(d, dtype=float))
-    y = np.log(np.asarray(estimates, dtype=float))
-    w = (np.asarray(estimates, dtype=float) / np.asarray(stderrs, dtype=float)) ** 2
-    x_bar = (w * x).sum() / w.sum()
-    sxx = (w * (x - x_bar) ** 2).sum()
-    slope = float((w * (x - x_bar) * (y - (w * y).sum() / w.sum())).sum() / sxx)
-    stderr = float(1 / math.sqrt(sxx))
-    return {"slope": slope, "stderr": stderr, "ci95": [slope - 1.96 * stderr, slope + 1.96 * stderr]}
+    e = loglog_slope(d, estimates, stderr=stderrs)
+    return {"slope": e.value, "stderr": e.stderr, "ci95": [e.ci_low, e.ci_high]}
 
 
 def verify_sweep(arch: str, shapes: list, samples: int, seed: int = 0, device: str = "cpu", batch: int | None = None,
@@ -117,7 +109,7 @@ def _sweep_data(arch: str, samples: int, seed: int, device: str, rows: list, sha
     slopes = {}
     for key, theory in THEORY.items() if len(rows) >= 2 else ():
         measured = fit_loglog(d, [r[key]["estimate"] for r in rows], [r[key]["stderr"] for r in rows])
-        predicted = float(np.polyfit(np.log(d), np.log([r[key]["predicted"] for r in rows]), 1)[0])
+        predicted = loglog_slope(d, [r[key]["predicted"] for r in rows]).value
         slopes[key] = {**measured, "predicted": predicted, "theory": theory,
                        "theory_in_ci95": measured["ci95"][0] <= theory <= measured["ci95"][1]}
     return {"arch": arch, "samples": samples, "device": device, "options": options, "rows": rows, "slopes": slopes,

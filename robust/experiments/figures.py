@@ -1,15 +1,53 @@
-"""A small grid of panels with the plot types the papers' figures use, saved as PNG and PDF."""
+"""A small grid of panels with the plot types the papers' figures use, saved as PNG and PDF.
+
+Rules every experiment figure keeps: one colour per method (or input dimension, or
+attack) across all panels and figures (:func:`colour`, a fixed map from the name);
+measurements as per-strength means with 95% intervals over seeds (no smoothing splines
+through noisy points); on a log x axis the ``eps = 0`` runs are drawn at a separate
+position left of a dotted break, labelled ``eps = 0`` (never silently dropped).
+"""
 
 from __future__ import annotations
 
 import math
-import warnings
+import zlib
 
 import numpy as np
 
+from pathstats import stats
 from pathstats._io import atomic_write, figure_format, pyplot, save_figure
 
-__all__ = ["Figure"]
+__all__ = ["Figure", "colour", "COLOURS"]
+
+#: The fixed colour of each training method (and of the other names the figures group by).
+COLOURS = {
+    "none": "#000000", "grad-l1": "#1f77b4", "grad-l2": "#ff7f0e", "fgsm": "#2ca02c", "fgm-l2": "#d62728",
+    "pgd": "#9467bd", "crosslip": "#8c564b", "fgsm-through": "#e377c2", "fd-l2": "#17becf", "fd-l1": "#bcbd22",
+    "opnorm": "#7f7f7f", "pgd-inf": "#9467bd", "pgd-l2": "#c5b0d5", "fgm-l2 attack": "#d62728", "deepfool": "#8c564b",
+}
+_SPARE = ["#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5", "#393b79", "#637939",
+          "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354"]
+
+
+def colour(name) -> str:
+    """The colour of ``name``: fixed for known methods, otherwise a stable hash of the name (the same in
+    every panel, figure and run of the program).
+
+    Examples
+    --------
+    >>> colour("pgd"), colour("d = 1024") == colour("d = 1024")
+    ('#9467bd', True)
+    """
+    name = str(name)
+    if name in COLOURS:
+        return COLOURS[name]
+    return _SPARE[zlib.crc32(name.encode()) % len(_SPARE)]
+
+
+def _mean_interval(values) -> tuple:
+    est = stats.mean_ci(values)
+    half = (est["ci_high"] - est["value"]) if est["ci_high"] is not None else 0.0
+    return est["value"], half
 
 
 class Figure:
@@ -20,7 +58,9 @@ class Figure:
     >>> import tempfile, os
     >>> fig = Figure(1, 1, "demo")
     >>> ax = fig.panel(0, "a curve", "eps", "accuracy", logx=True)
-    >>> fig.curve(ax, {0.01: [0.9, 0.92], 0.1: [0.8, 0.78]}, "grad-l1")
+    >>> fig.curve(ax, {0.0: [0.95, 0.96], 0.01: [0.9, 0.92], 0.1: [0.8, 0.78]}, "grad-l1")
+    >>> ax.zero_x < 0.01
+    True
     >>> [os.path.basename(p) for p in fig.save(os.path.join(tempfile.mkdtemp(), "demo"))]
     ['demo.png', 'demo.pdf']
     """
@@ -45,64 +85,89 @@ class Figure:
         return ax
 
     @staticmethod
-    def curve(ax, points: dict, label: str) -> None:
-        """Mean over seeds against x, with standard-error bars (``points``: x -> values);
-        x = 0 is left out on a log axis."""
-        xs = sorted(x for x in points if x > 0 or ax.get_xscale() != "log")
-        means = [np.nanmean(points[x]) for x in xs]
-        errs = [np.nanstd(points[x], ddof=1) / math.sqrt(len(points[x])) if len(points[x]) > 1 else 0 for x in xs]
-        ax.errorbar(xs, means, yerr=errs, marker="o", ms=3, capsize=2, label=label)
+    def zero_position(ax, xs) -> float | None:
+        """Where ``x = 0`` is drawn on the log x axis ``ax``: half a decade left of the smallest positive
+        x of ``xs``, behind a dotted break labelled ``eps = 0``; set once per panel (``ax.zero_x``)."""
+        if ax.get_xscale() != "log":
+            return 0.0
+        if getattr(ax, "zero_x", None) is not None:
+            return ax.zero_x
+        positive = [x for x in xs if x > 0]
+        if not positive:
+            return None
+        x0 = min(positive) / 10**0.75
+        ax.zero_x = x0
+        ax.axvline(x0 * 10**0.4, color="0.6", ls=(0, (1, 2)), lw=0.8)
+        ax.axvline(x0 / 10**0.35, alpha=0.0)  # invisible: widens the x limits so the label fits
+        ax.text(x0 / 10**0.15, 0.02, "eps = 0", transform=ax.get_xaxis_transform(), ha="left", va="bottom", fontsize=6,
+                color="0.3")
+        return x0
+
+    @classmethod
+    def curve(cls, ax, points: dict, label: str, name: str | None = None, **style) -> None:
+        """Mean over seeds against x with 95% t intervals (``points``: x -> values); on a log x axis
+        x = 0 is drawn at :meth:`zero_position` with an open marker, never dropped."""
+        c = colour(name or label)
+        xs = sorted(points)
+        pos = [x for x in xs if x > 0 or ax.get_xscale() != "log"]
+        if pos:
+            mi = [_mean_interval(points[x]) for x in pos]
+            ax.errorbar(pos, [m for m, _ in mi], yerr=[h for _, h in mi], marker="o", ms=3, capsize=2, color=c,
+                        label=label, **style)
+        if ax.get_xscale() == "log" and 0 in points:
+            x0 = cls.zero_position(ax, xs)
+            if x0 is not None:
+                m, h = _mean_interval(points[0])
+                ax.errorbar([x0], [m], yerr=[h], marker="s", mfc="none", ms=4, capsize=2, color=c,
+                            label=None if pos else label)
 
     @staticmethod
-    def band(ax, xs, series, label: str, positive_x: bool = False) -> None:
-        """Median and 10-90% band of the pooled ``series`` (arrays of values over epochs) at each x."""
+    def points(ax, xs, ys, label: str, name: str | None = None, marker: str = "o") -> None:
+        """One point per run."""
+        ax.scatter(xs, ys, s=12, alpha=0.75, color=colour(name or label), marker=marker, label=label)
+
+    @staticmethod
+    def band(ax, xs, series, label: str, name: str | None = None) -> None:
+        """Median and 10-90% band of the pooled ``series`` (arrays of values over the last epochs) at each x,
+        as the paper's Figure 2 summarises its last 20 epochs."""
         pooled = {}
         for x, values in zip(xs, series):
-            if positive_x and x <= 0:
-                continue
             pooled.setdefault(x, []).extend(v for v in np.asarray(values, float) if np.isfinite(v))
         xs = sorted(x for x in pooled if pooled[x])
         if not xs:
             return
         q = np.array([np.quantile(pooled[x], [0.1, 0.5, 0.9]) for x in xs])
-        line, = ax.plot(xs, q[:, 1], "o--", ms=3, label=label)
-        ax.fill_between(xs, q[:, 0], q[:, 2], alpha=0.2, color=line.get_color())
+        ax.errorbar(xs, q[:, 1], yerr=[q[:, 1] - q[:, 0], q[:, 2] - q[:, 1]], fmt="o--", ms=3, capsize=2,
+                    color=colour(name or label), label=label)
 
     @staticmethod
-    def prediction(ax, points: dict) -> None:
+    def trade_off(ax, cells: list, label: str, name: str | None = None) -> None:
+        """A curve through per-strength means (``cells``: ``(x values, y values)`` per strength, in the
+        order of the strengths) with 95% intervals in both directions: the summary the paper's
+        smoothing splines stood for, without inventing wiggles between noisy points."""
+        mx, my, ex, ey = [], [], [], []
+        for xv, yv in cells:
+            (a, ha), (b, hb) = _mean_interval(xv), _mean_interval(yv)
+            if a is None or b is None:
+                continue
+            mx.append(a), my.append(b), ex.append(ha), ey.append(hb)
+        if mx:
+            ax.errorbar(mx, my, xerr=ex, yerr=ey, fmt="o-", ms=3, capsize=2, color=colour(name or label), label=label)
+
+    @staticmethod
+    def prediction(ax, points: dict, label: str = "pathstats.predict at init") -> None:
         """The initialisation-time prediction of ``pathstats.predict`` (x -> value), as a black line."""
-        xs = sorted(x for x in points if np.isfinite(points[x]))
+        xs = sorted(x for x in points if points[x] is not None and math.isfinite(points[x]))
         if xs:
-            ax.plot(xs, [points[x] for x in xs], "k-", lw=1.5, label="pathstats.predict at init")
-
-    @staticmethod
-    def spline(ax, xs, ys, label: str) -> None:
-        """Points and scipy's smoothing spline ``UnivariateSpline`` (the paper's Figure 2d fit)."""
-        from scipy.interpolate import UnivariateSpline
-
-        xs, ys = np.asarray(xs, float), np.asarray(ys, float)
-        keep = np.isfinite(xs) & np.isfinite(ys)
-        xs, ys = xs[keep], ys[keep]
-        points = ax.scatter(xs, ys, s=5, alpha=0.4)
-        ux = np.unique(xs)
-        if len(ux) < 4:
-            return
-        # average duplicate x values (the spline needs increasing x), weights sqrt(count); the
-        # smoothing s = m * (residual variance of a straight-line fit), a conservative noise level
-        ym = np.array([ys[xs == u].mean() for u in ux])
-        w = np.array([np.sqrt((xs == u).sum()) for u in ux])
-        noise = float(np.var(ys - np.polyval(np.polyfit(xs, ys, 1), xs)))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fit = UnivariateSpline(ux, ym, w=w, k=min(3, len(ux) - 1), s=len(ux) * max(noise, 1e-12))
-        grid = np.linspace(ux.min(), ux.max(), 100)
-        ax.plot(grid, fit(grid), color=points.get_facecolor()[0][:3], label=label)
+            ax.plot(xs, [points[x] for x in xs], "k-", lw=1.5, label=label)
 
     def save(self, base: str) -> list:
         """Write ``base.png`` and ``base.pdf``; return their paths."""
         for ax in self.axes:
             if not ax.has_data():
                 ax.set_visible(False)
+            elif ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=6)
         paths = [f"{base}.png", f"{base}.pdf"]
         self.fig.tight_layout()  # once: both files share the layout
         for path in paths[:-1]:
