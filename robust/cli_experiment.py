@@ -41,6 +41,8 @@ def register(commands) -> None:
     parser.add_argument("--runs-per-job", type=int, default=1, metavar="K",
                         help="slurm: small runs packed into one array task (default 1)")
     parser.add_argument("--retry-failed", action="store_true", help="run failed runs again (default: keep their failure)")
+    parser.add_argument("--plan", action="store_true", help="measure a few steps of each run type on this device and "
+                        "print the projected wall time, device-hours and memory per run and in total; runs nothing")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(handler=_cmd_experiment)
 
@@ -80,6 +82,15 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
         raise PathstatsError(f"--quick is an alias of --scale quick; it contradicts --scale {args.scale}")
     scale = "quick" if args.quick else (args.scale or "paper")
     out = args.out or f"experiments/{args.name}{'' if scale == 'paper' else '-' + scale}"
+    if args.plan:  # measured on this device, nothing run or written
+        import torch
+
+        from .experiments.plan import format_plan, plan_grid
+
+        planned = plan_grid(args.name, data=args.data, scale=scale, jobs=args.jobs,
+                            device="cuda" if torch.cuda.is_available() else "cpu")
+        print(json.dumps(planned, indent=1) if args.json else format_plan(planned))
+        return 0
     summary = run_experiment(args.name, out, data=args.data, scale=scale, executor=args.executor, jobs=args.jobs, threads=args.threads,
                              partition=args.partition, gpus_per_job=args.gpus_per_job, time_min=args.time,
                              runs_per_job=args.runs_per_job, retry_failed=args.retry_failed)
