@@ -82,6 +82,18 @@ def run_local(tasks: list, jobs: int = 1, threads: int = 1, progress=None) -> li
         finally:
             _set_threads(previous)
         return statuses
+    from ..data import DATA_CACHE_ENV
+
+    if not os.environ.get(DATA_CACHE_ENV):  # one memory-mapped copy of the data for all the workers, then removed
+        import shutil
+        import tempfile
+
+        os.environ[DATA_CACHE_ENV] = cache = tempfile.mkdtemp(prefix="pathstats-data-")
+        try:
+            return run_local(tasks, jobs, threads, progress)
+        finally:
+            del os.environ[DATA_CACHE_ENV]
+            shutil.rmtree(cache, ignore_errors=True)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_set_threads, initargs=(threads,)) as pool:
         futures = {pool.submit(execute, *task): i for i, task in enumerate(tasks)}
