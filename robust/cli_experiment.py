@@ -73,6 +73,8 @@ def register(commands) -> None:
                         "and its strengths in both units, without training")
     parser.add_argument("--reanalyse", metavar="DIR", help="claims, figures and report from DIR/results.csv and "
                         "DIR/epochs.csv alone (no run folders, no training); written to --out (default DIR)")
+    parser.add_argument("--plan", action="store_true", help="measure a few steps of each run type on this device and "
+                        "print the projected wall time, device-hours and memory per run and in total; runs nothing")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(handler=_cmd_experiment)
 
@@ -171,6 +173,15 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     if args.dry_run:
         plan = dry_run(args.name, args.data, scale, out=args.out or default_out(args.name, scale, args.data))
         print(json.dumps(plan, indent=1) if args.json else _dry_text(plan))
+        return 0
+    if args.plan:  # measured on this device, nothing run or written
+        import torch
+
+        from .experiments.plan import format_plan, plan_grid
+
+        planned = plan_grid(args.name, data=args.data, scale=scale, jobs=args.jobs,
+                            device="cuda" if torch.cuda.is_available() else "cpu")
+        print(json.dumps(planned, indent=1) if args.json else format_plan(planned))
         return 0
     out = args.out or default_out(args.name, scale, args.data)
     if args.status or args.detach:

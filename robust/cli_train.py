@@ -94,6 +94,12 @@ def register(commands) -> None:
                           help="random start of the evaluation PGD (default yes; the authors: no)")
     protocol.add_argument("--opnorm-form", choices=("eq13", "squared"), default="eq13",
                           help="opnorm's penalty: eq13 ||J v||_q (default) or squared (Roth et al. eq. 7)")
+    speed = parser.add_argument_group("execution (not part of a run's identity)")
+    speed.add_argument("--amp", choices=("bf16",), default=None,
+                       help="autocast the training forward passes in bfloat16 (default off: float32; the evaluation "
+                       "stays float32)")
+    speed.add_argument("--compile", action="store_true", default=None,
+                       help="train through torch.compile (falls back to the eager model with a one-line message)")
     parser.add_argument("--out", required=True, metavar="DIR", help="run folder: config.json, metrics.jsonl, "
                         "checkpoint.pt, result.json")
     parser.add_argument("--json", action="store_true", help="print result.json's object")
@@ -113,7 +119,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         native_side=args.native_side, limit_train=args.limit_train,
         limit_test=args.limit_test, eval_batch=args.eval_batch, eval_every=args.eval_every, adv_mode=args.adv_mode,
         adv_clip=args.adv_clip, eval_steps=args.eval_steps, eval_step_frac=args.eval_step_frac,
-        eval_random_start=args.eval_random_start, opnorm_form=args.opnorm_form,
+        eval_random_start=args.eval_random_start, opnorm_form=args.opnorm_form, amp=args.amp,
+        compile=args.compile,
     )
 
 

@@ -427,6 +427,57 @@ class ImageData:
         return train.to(self.train_u8.device), val.to(self.train_u8.device)
 
 
+#: Environment variable naming a folder where :func:`load_images` keeps the uint8 arrays of
+#: ``cifar10:``/``folder:`` data as ``.npy`` files, memory-mapped by every process that loads
+#: them: the local executor sets it for ``--jobs N`` so the N workers share one copy (the
+#: pages of the mapping are shared through the page cache).
+DATA_CACHE_ENV = "PATHSTATS_DATA_CACHE"
+
+
+def _source_key(kind: str, path: str) -> str:
+    """A hash of the data's files (paths, sizes, modification times): a changed file gets a new cache entry."""
+    import hashlib
+
+    root = _cifar_dir(path) if kind == "cifar10" else path
+    entries = []
+    for folder, _, files in sorted(os.walk(root)):
+        for f in sorted(files):
+            st = os.stat(os.path.join(folder, f))
+            entries.append(f"{os.path.relpath(os.path.join(folder, f), root)}:{st.st_size}:{st.st_mtime_ns}")
+    return hashlib.sha256("\n".join([kind, os.path.realpath(root)] + entries).encode()).hexdigest()[:24]
+
+
+def _shared(cache: str, kind: str, path: str, loader) -> tuple:
+    """The loader's arrays, memory-mapped from ``cache`` (written once, atomically, by the first process)."""
+    folder = os.path.join(cache, _source_key(kind, path))
+    names = ("train_x", "train_y", "test_x", "test_y")
+    meta_path = os.path.join(folder, "meta.json")
+    if not os.path.exists(meta_path):
+        import json
+        import tempfile
+
+        arrays = loader()
+        os.makedirs(cache, exist_ok=True)
+        tmp = tempfile.mkdtemp(dir=cache, prefix=".partial-")
+        for name, array in zip(names, arrays[:4]):
+            np.save(os.path.join(tmp, name + ".npy"), np.ascontiguousarray(array))
+        with open(os.path.join(tmp, "meta.json"), "w") as f:
+            json.dump({"names": list(arrays[4]), "how": arrays[5]}, f)
+        try:
+            os.rename(tmp, folder)  # atomic: a folder that exists is complete
+        except OSError:  # another process got there first: use its copy
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+    import json
+
+    with open(meta_path) as f:
+        meta = json.load(f)
+    # copy-on-write mappings: the pages stay shared between processes as long as nobody writes them
+    mapped = [np.load(os.path.join(folder, name + ".npy"), mmap_mode="c") for name in names]
+    return (*mapped, tuple(meta["names"]), meta["how"])
+
+
 def load_images(spec: str, seed: int = 0, device="cpu") -> ImageData:
     """Load ``spec`` at its native size as uint8 levels on ``device`` (no up-sampled copy).
 
@@ -440,8 +491,13 @@ def load_images(spec: str, seed: int = 0, device="cpu") -> ImageData:
     native = native_size(spec)
     _check_memory(kind, path, native, 1, device)
     loader = {"digits": lambda: _digits(seed), "cifar10": lambda: _cifar(path), "folder": lambda: _folder(path)}[kind]
-    train_x, train_y, test_x, test_y, names, how = loader()
-    tensors = [torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in (train_x, train_y, test_x, test_y)]
+    cache = os.environ.get(DATA_CACHE_ENV)
+    if cache and kind != "digits" and torch.device(device).type == "cpu":
+        train_x, train_y, test_x, test_y, names, how = _shared(cache, kind, path, loader)
+    else:
+        train_x, train_y, test_x, test_y, names, how = loader()
+    tensors = [torch.from_numpy(a if isinstance(a, np.memmap) else np.ascontiguousarray(a)).to(device)
+               for a in (train_x, train_y, test_x, test_y)]
     return ImageData(name=spec, train_u8=tensors[0], train_y=tensors[1], test_u8=tensors[2], test_y=tensors[3],
                      classes=len(names), levels=16 if kind == "digits" else 255, class_names=names, description=how)
 
@@ -540,10 +596,25 @@ def channel_stats(data: ImageData, idx: torch.Tensor | None = None) -> tuple:
     >>> mean.shape, 0.2 < float(mean) < 0.4
     (torch.Size([1]), True)
     """
-    u8 = data.train_u8 if idx is None else data.train_u8[idx]
-    x = u8.to(torch.float64) / float(data.levels)
-    mean = x.mean(dim=(0, 2, 3))
-    std = x.std(dim=(0, 2, 3), unbiased=False)
+    idx = torch.arange(data.train_u8.shape[0], device=data.train_u8.device) if idx is None else idx
+    if idx.numel() * math.prod(data.train_u8.shape[1:]) * 8 <= 2**28:
+        # small splits (digits, smoke runs): one float64 pass, exactly as runs started before the chunked sums
+        x = data.train_u8[idx].to(torch.float64) / float(data.levels)
+        mean, std = x.mean(dim=(0, 2, 3)), x.std(dim=(0, 2, 3), unbiased=False)
+        return mean.to(torch.float32), std.clamp_min(1e-12).to(torch.float32)
+    # sums of levels and squared levels in float64, chunk by chunk: no float copy of the whole split
+    # (CIFAR-10's would be 1.2 GB); the levels are integers, so the sums are exact
+    total = torch.zeros(data.train_u8.shape[1], dtype=torch.float64)
+    squares = torch.zeros_like(total)
+    for start in range(0, int(idx.numel()), 4096):
+        chunk = data.train_u8[idx[start:start + 4096]].to(torch.float64)
+        total += chunk.sum(dim=(0, 2, 3)).cpu()
+        squares += chunk.square().sum(dim=(0, 2, 3)).cpu()
+    count = int(idx.numel()) * data.train_u8.shape[2] * data.train_u8.shape[3]
+    mean_level = total / count
+    var_level = (squares / count - mean_level.square()).clamp_min(0.0)
+    mean = mean_level / float(data.levels)
+    std = var_level.sqrt() / float(data.levels)
     return mean.to(torch.float32), std.clamp_min(1e-12).to(torch.float32)
 
 

@@ -30,6 +30,7 @@ each batch is augmented, up-sampled and normalised on the training device
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import functools
@@ -39,6 +40,7 @@ import math
 import os
 import random
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -54,6 +56,8 @@ from pathstats._io import atomic_write, check_output_path, write_json
 from pathstats.errors import PathstatsError
 from pathstats.progress import progress as progress_bar
 from pathstats.provenance import provenance
+from pathstats.resources import (SAFETY, ResourceError, activation_bytes, fitting_batch, format_bytes, free_memory,
+                                 measure_peak)
 
 from .attacks import lp_radius, norm_name
 from .data import (BatchTransform, DataError, Dataset, channel_stats, check_data_spec, check_model_input, load_images,
@@ -74,6 +78,9 @@ __all__ = [
     "DATA_DEFAULTS",
     "SCHEDULES",
     "default_eval_batch",
+    "memory_per_image",
+    "plan_memory",
+    "AMP_MODES",
 ]
 
 CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE, RESULT_FILE = "config.json", "metrics.jsonl", "checkpoint.pt", "result.json"
@@ -93,8 +100,22 @@ DATA_DEFAULTS = {
 #: restarting from the weights of the best validation accuracy so far).
 SCHEDULES = ("cosine", "step", "constant", "halving")
 
-#: Fields that may differ between two commands on the same folder.
-_NOT_IDENTITY = ("device",)
+#: Fields that may differ between two commands on the same folder: where and how fast a run
+#: executes, not what it computes (``amp`` changes the arithmetic of the training forward
+#: passes only; its effect on the measured gradient norms is in docs/train.rst).
+_NOT_IDENTITY = ("device", "amp", "compile")
+
+#: ``--amp`` values: None (float32) or ``"bf16"`` (autocast of the training forward passes).
+AMP_MODES = ("bf16",)
+
+#: Bytes per image of an evaluation batch (clean pass, input gradient, PGD steps) and of a
+#: training step, as multiples of the bytes of one forward pass's module outputs
+#: (:func:`pathstats.resources.activation_bytes`).  Measured on CPU (peak RSS growth,
+#: conv8 width 8 at 64 px, batch 32): evaluation 2.5, plain and PGD steps 2.3-2.5,
+#: double backpropagation (grad-l1) 4.9; rounded up.
+EVAL_MEMORY_FACTOR = 3.0
+TRAIN_MEMORY_FACTOR = {"plain": 3.0, "double": 6.0}
+_DOUBLE_BACKPROP = ("grad-l1", "grad-l2", "fgsm-through", "crosslip", "fd-l1", "fd-l2", "opnorm")
 
 
 class TrainError(PathstatsError, ValueError):
@@ -202,6 +223,13 @@ class TrainConfig:
         ``"eq13"`` (default, the penalty ``||J v||_q`` of Roth et al.'s eq. 13, as
         before) or ``"squared"`` (its square: eq. 7, the squared data-dependent
         spectral norm their experiments penalise).
+    amp : str, optional
+        ``"bf16"``: the training loss's forward passes under ``torch.autocast`` in
+        bfloat16 (the evaluation stays float32).  An execution option: not part of the
+        run's identity (a run may be resumed with or without it).
+    compile : bool, optional
+        Train through ``torch.compile(model)``; if compiling fails, say so in one line
+        and train the eager model.  An execution option, as ``amp``.
     """
 
     arch: str
@@ -242,6 +270,8 @@ class TrainConfig:
     eval_step_frac: float = 0.2
     eval_random_start: bool = True
     opnorm_form: str = "eq13"
+    amp: str | None = None
+    compile: bool | None = None
 
     def to_dict(self) -> dict:
         """The configuration as a JSON-ready dict.
@@ -402,6 +432,10 @@ class TrainConfig:
         if self.opnorm_form not in OPNORM_FORMS:
             raise TrainError(f"--opnorm-form must be one of {', '.join(OPNORM_FORMS)}, got {self.opnorm_form!r}")
         _check_number("--eval-step-frac", self.eval_step_frac, low=0.0, strict=True)
+        if self.amp is not None and self.amp not in AMP_MODES:
+            raise TrainError(f"--amp must be one of {', '.join(AMP_MODES)} (or absent: float32), got {self.amp!r}")
+        if self.compile is not None and not isinstance(self.compile, bool):
+            raise TrainError(f"--compile must be true or false, got {self.compile!r}")
 
 
 def _check_number(flag: str, value, low: float, strict: bool = False) -> None:
@@ -548,6 +582,118 @@ def default_eval_batch(d: int) -> int:
     (256, 10)
     """
     return min(256, max(8, 2**21 // d))
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def memory_per_image(arch: str, input_shape: tuple, classes: int = 10, channels: int | None = None,
+                     native_side: int | None = None, method: str = "none") -> dict:
+    """Estimated bytes per image of an evaluation batch and of a training step of ``method``
+    (:data:`EVAL_MEMORY_FACTOR`, :data:`TRAIN_MEMORY_FACTOR` times the forward pass's module
+    outputs, found on the meta device: instant at any size), and the model's parameter bytes.
+
+    >>> m = memory_per_image("conv8", (3, 256, 256), channels=8)
+    >>> round(m["activations"] / 2**20, 1), m["eval"] == 3 * m["activations"]
+    (16.6, True)
+    """
+    with torch.device("meta"):
+        model = nets.build(arch, tuple(input_shape), classes, channels=channels, native_side=native_side)
+    act = activation_bytes(model, tuple(input_shape))
+    params = sum(p.numel() * 4 for p in model.parameters())
+    kind = "double" if method in _DOUBLE_BACKPROP else "plain"
+    return {"activations": act, "eval": EVAL_MEMORY_FACTOR * act, "train": TRAIN_MEMORY_FACTOR[kind] * act,
+            "params": params}
+
+
+def plan_memory(config: TrainConfig, input_shape: tuple, classes: int, native_side: int, *, free: int | None,
+                source: str, measured_eval: float | None = None) -> dict:
+    """The evaluation batch of run ``config`` and the bytes its steps need, or a
+    :class:`~pathstats.resources.ResourceError` saying what would fit.
+
+    ``free`` bytes (from :func:`~pathstats.resources.free_memory`, named by ``source``)
+    bound the training step (``batch`` images, all of ``free``) and the evaluation batch
+    (:data:`~pathstats.resources.SAFETY` of ``free``).  The evaluation batch is
+    ``config.eval_batch`` if given (refused if it does not fit), else
+    :func:`default_eval_batch` lowered to what fits.  ``measured_eval`` (bytes per
+    image, e.g. CUDA's peak of a small evaluation batch) replaces the estimate.
+
+    >>> c = TrainConfig("conv8", data="cifar10:/x", size=256, channels=8).resolved()
+    >>> plan_memory(c, (3, 256, 256), 10, 32, free=64 * 2**30, source="test")["eval_batch"]
+    10
+    >>> plan_memory(c, (3, 256, 256), 10, 32, free=2 * 2**30, source="test")
+    Traceback (most recent call last):
+    ...
+    pathstats.resources.ResourceError: conv8 at 256 x 256 (width 8), method none: a training step of --batch 128 needs about 6.2 GiB, more than the 2.0 GiB free here (test); what fits: --batch 41, or --size 128 or --channels 2
+    """
+    d = math.prod(input_shape)
+    per = memory_per_image(config.arch, input_shape, classes, config.channels, native_side, config.method)
+    eval_per = float(measured_eval) if measured_eval else per["eval"]
+    fixed = 4 * per["params"]  # weights, gradients, momentum, a copy in the checkpoint
+    need_train = fixed + config.batch * per["train"]
+    where = (f"{config.arch} at {input_shape[-2]} x {input_shape[-1]}"
+             + (f" (width {config.channels})" if config.channels else "") + f", method {config.method}")
+    out = {"eval_per_image": eval_per, "train_per_image": per["train"], "train_bytes": need_train,
+           "free": free, "free_source": source}
+    if free is not None and need_train > free:
+        largest = fitting_batch(per["train"], free, fixed, fraction=1.0)
+        raise ResourceError(f"{where}: a training step of --batch {config.batch} needs about "
+                            f"{format_bytes(need_train)}, more than the {format_bytes(free)} free here ({source}); "
+                            f"what fits: {_what_fits(config, input_shape, classes, native_side, free, largest)}")
+    fits = fitting_batch(eval_per, free, fixed)
+    if config.eval_batch is not None:
+        if fits is not None and config.eval_batch > fits:
+            raise ResourceError(f"{where}: --eval-batch {config.eval_batch} needs about "
+                                f"{format_bytes(fixed + config.eval_batch * eval_per)}, more than the "
+                                f"{format_bytes(free)} free here ({source}) allows; the largest --eval-batch that "
+                                f"fits is {max(fits, 1) if fits else 'none: ' + _what_fits(config, input_shape, classes, native_side, free, 0)}")
+        out["eval_batch"] = config.eval_batch
+    else:
+        if fits is not None and fits < 1:
+            raise ResourceError(f"{where}: one evaluation image needs about {format_bytes(eval_per)}, more than "
+                                f"the {format_bytes(free)} free here ({source}) allows; what fits: "
+                                f"{_what_fits(config, input_shape, classes, native_side, free, 0)}")
+        out["eval_batch"] = default_eval_batch(d) if fits is None else min(default_eval_batch(d), fits)
+    out["eval_bytes"] = fixed + out["eval_batch"] * eval_per
+    return out
+
+
+def _what_fits(config: TrainConfig, input_shape: tuple, classes: int, native_side: int, free: int,
+               largest_batch: int) -> str:
+    """``--batch B, or --size S or --channels C``: the largest of each that fits ``free`` (the others unchanged)."""
+    parts = [f"--batch {largest_batch}"] if largest_batch >= 2 else []
+
+    def fits(shape: tuple, channels: int | None) -> bool:
+        try:
+            per = memory_per_image(config.arch, shape, classes, channels, native_side, config.method)
+        except Exception:  # a net that cannot read that shape
+            return False
+        return 4 * per["params"] + config.batch * per["train"] <= free and per["eval"] <= SAFETY * free
+
+    side, native = input_shape[-1], native_side
+    factor = max(side // max(native, 1), 1)
+    sizes = [s * (side // factor) for s in range(factor - 1, 0, -1)]
+    size = next((s for s in sizes if fits((input_shape[0], s, s), config.channels)), None)
+    if size is not None:
+        parts.append(f"--size {size}")
+    width = config.channels or _default_width(config.arch, input_shape, classes, native_side)
+    if width:
+        width_fit = next((w for w in range(width - 1, 0, -1) if fits(input_shape, w)), None)
+        if width_fit is not None:
+            parts.append(f"--channels {width_fit}")
+    if not parts:
+        return "nothing at this size and width; use a machine with more memory"
+    return parts[0] + (", or " + " or ".join(parts[1:]) if len(parts) > 1 else "")
+
+
+def _default_width(arch: str, input_shape: tuple, classes: int, native_side: int) -> int | None:
+    """The registered net's default width, read from its first layer's output channels (None if it has none)."""
+    with torch.device("meta"):
+        model = nets.build(arch, tuple(input_shape), classes, native_side=native_side)
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            return module.out_channels if isinstance(module, nn.Conv2d) else module.out_features
+    return None
 
 
 # --------------------------------------------------------------------------- files
@@ -720,6 +866,41 @@ class _StopRequests:
 # --------------------------------------------------------------------------- training
 
 
+def _compile_failed(exc: BaseException) -> None:
+    first = (str(exc).strip().splitlines() or [""])[0][:160]
+    print(f"pathstats train: torch.compile failed ({type(exc).__name__}: {first}); training the eager model",
+          file=sys.stderr)
+
+
+def _sized_eval_batch(config: TrainConfig, model: nn.Module, input_shape: tuple, classes: int, native_side: int,
+                      device: torch.device, transform: BatchTransform, bounds, resumed_dir: str | None) -> int:
+    """The run's evaluation batch (:func:`plan_memory`); a resumed run keeps the one its
+    ``config.json`` recorded when that still fits, so its evaluations stay comparable."""
+    free, source = free_memory(device)
+    measured = None
+    if device.type == "cuda":
+        # measured, not estimated: the peak of the evaluation of 2 images (random pixels)
+        x = torch.rand((2,) + tuple(input_shape), device=device)
+        y = torch.zeros(2, dtype=torch.long, device=device)
+        measured = measure_peak(lambda: evaluate(model, x, y, config.eval_eps, seed=0, bounds=bounds,
+                                                 steps=min(config.eval_steps, 1), batch=2), device) / 2
+    stored = None
+    if resumed_dir is not None and config.eval_batch is None:
+        try:
+            with open(os.path.join(resumed_dir, CONFIG_FILE)) as f:
+                stored = json.load(f).get("eval_batch")
+        except (OSError, ValueError):
+            stored = None
+    if isinstance(stored, int) and stored >= 1:
+        try:
+            return plan_memory(dataclasses.replace(config, eval_batch=stored), input_shape, classes, native_side,
+                               free=free, source=source, measured_eval=measured)["eval_batch"]
+        except ResourceError:
+            pass  # memory is tighter than when the run started: size the batch afresh
+    return plan_memory(config, input_shape, classes, native_side, free=free, source=source,
+                       measured_eval=measured)["eval_batch"]
+
+
 def _make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_steps: int, steps_per_epoch: int = 1,
                     halve_every: int = 30):
     if schedule == "halving":
@@ -834,8 +1015,17 @@ def train(config: TrainConfig, out_dir: str, *, progress: bool = True, max_steps
     d = math.prod(input_shape)
     strength = method.strength(config.eps, d)
     bounds = tuple(b.to(device) if torch.is_tensor(b) else b for b in transform.bounds)
-    eval_batch = config.eval_batch or default_eval_batch(d)
+    eval_batch = _sized_eval_batch(config, model, input_shape, images.classes, config.native_side or native[-1],
+                                   device, transform, bounds, out_dir if has_config else None)
     units = config.units(std=None if std is None else [float(v) for v in std], d=d)
+    train_model = model
+    if config.compile:
+        try:
+            train_model = torch.compile(model)
+        except Exception as exc:  # torch.compile raises many types; a failure only costs speed
+            _compile_failed(exc)
+    autocast = (functools.partial(torch.autocast, device.type, dtype=torch.bfloat16) if config.amp == "bf16"
+                else contextlib.nullcontext)
 
     subset = train_idx[torch.randperm(n_train, generator=torch.Generator().manual_seed(0))[:config.train_eval_n].to(device)]
     n_test = min(x for x in (config.eval_n, config.limit_test, images.test_u8.shape[0]) if x is not None)
@@ -899,7 +1089,7 @@ def train(config: TrainConfig, out_dir: str, *, progress: bool = True, max_steps
             "best": best,
         })
 
-    steps_this_call = 0
+    steps_this_call, compile_checked = 0, False
     start = time.perf_counter() - elapsed
     bar = progress_bar(total=total_steps - global_step, desc=f"train {config.arch} {config.method} eps={config.eps:g}",
                        unit="step", disable=not progress)
@@ -924,8 +1114,29 @@ def train(config: TrainConfig, out_dir: str, *, progress: bool = True, max_steps
                         x = x.contiguous(memory_format=torch.channels_last)
                     model.train()
                     optimizer.zero_grad(set_to_none=True)
-                    loss = method.loss(model, x, y, strength, config, bounds=bounds,
-                                       seed=_derived_seed(config.seed, _TRAIN_STEP, epoch, step_in_epoch))
+                    step_seed = _derived_seed(config.seed, _TRAIN_STEP, epoch, step_in_epoch)
+
+                    def step_loss(net: nn.Module) -> torch.Tensor:
+                        with autocast():
+                            out = method.loss(net, x, y, strength, config, bounds=bounds, seed=step_seed)
+                        out.backward()
+                        return out
+
+                    if train_model is not model and not compile_checked:
+                        # a compiled model fails, if at all, on its first forward or backward: then the eager
+                        # model takes this step again from the same weights and BatchNorm statistics
+                        saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                        try:
+                            loss = step_loss(train_model)
+                        except Exception as exc:  # the compiler's errors have many types
+                            _compile_failed(exc)
+                            model.load_state_dict(saved)
+                            optimizer.zero_grad(set_to_none=True)
+                            train_model = model
+                            loss = step_loss(model)
+                        compile_checked = True
+                    else:
+                        loss = step_loss(train_model)
                     value = float(loss.detach())
                     if not math.isfinite(value):
                         elapsed = time.perf_counter() - start
@@ -934,7 +1145,6 @@ def train(config: TrainConfig, out_dir: str, *, progress: bool = True, max_steps
                                   "lower --eps or --lr, then use another --out")
                         return _result(config, out_dir, "diverged", rows, global_step, elapsed, reason=reason,
                                        epochs_done=epoch)
-                    loss.backward()
                     optimizer.step()
                     scheduler.step()
                     objective_sum, objective_count = objective_sum + value, objective_count + 1

@@ -195,7 +195,20 @@ def run_local(tasks: list, jobs: int = 1, threads: int = 1, progress=None) -> li
     tasks = assign_devices(tasks)
     if jobs == 1 or len(tasks) <= 1:
         return _run_here(tasks, threads, progress)
-    return _run_workers(tasks, min(jobs, len(tasks)), threads, progress)
+    from ..data import DATA_CACHE_ENV
+
+    if os.environ.get(DATA_CACHE_ENV):
+        return _run_workers(tasks, min(jobs, len(tasks)), threads, progress)
+    # one memory-mapped copy of the data for all the workers (they inherit the variable), then removed
+    import shutil
+    import tempfile
+
+    os.environ[DATA_CACHE_ENV] = cache = tempfile.mkdtemp(prefix="pathstats-data-")
+    try:
+        return _run_workers(tasks, min(jobs, len(tasks)), threads, progress)
+    finally:
+        del os.environ[DATA_CACHE_ENV]
+        shutil.rmtree(cache, ignore_errors=True)
 
 
 def _run_here(tasks: list, threads: int, progress) -> list:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 __all__ = ["Grid", "Job", "expand", "run_id", "canonical_json", "EXECUTION_KEYS"]
 
 #: Training settings that say where a run executes, not what it computes: left out of the id.
-EXECUTION_KEYS = ("device",)
+EXECUTION_KEYS = ("device", "amp", "compile")
 
 
 def canonical_json(config: dict) -> str:
