@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 
+from pathstats._io import write_json
 from pathstats.errors import PathstatsError
 
 from .store import execute
