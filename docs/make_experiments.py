@@ -2,7 +2,8 @@
 
 At every docs build, :func:`write_sections` writes ``_generated/experiments.rst`` from
 :data:`pathstats.robust.experiments.EXPERIMENTS` (commands, grids) and from the quick
-runs' results kept in ``docs/experiments/NAME/`` (claims table, figures), and
+and medium runs' results kept in ``docs/experiments/NAME/`` and ``docs/experiments/NAME-medium/``
+(claims table, figures), and
 ``_generated/protocols.inc`` (included by ``protocols.rst``): per experiment, the
 settings table (setting / paper / authors' code / pathstats / medium / reason) rendered by
 :func:`pathstats.robust.experiments.catalogue.settings_rows` from the same records and
@@ -10,10 +11,10 @@ grids that run, the three scales' grids and the medium grid's projected cost.  T
 take minutes to compute, longer than a docs build should, so they are kept in the
 repository; regenerate them with::
 
-    python docs/make_experiments.py --regenerate [NAME ...] [--jobs 2] [--work DIR]
+    python docs/make_experiments.py --regenerate [NAME ...] [--scale quick|medium] [--jobs 2] [--work DIR]
 
-which runs ``pathstats experiment NAME --data digits --quick`` for each experiment into
-``DIR/NAME`` (resuming what is there) and copies its figures (PNG), ``claims.json`` and
+which runs ``pathstats experiment NAME --data digits --scale SCALE`` for each experiment into
+``DIR/NAME-SCALE`` (resuming what is there) and copies its figures (PNG), its tables, ``claims.json`` and
 ``report.md`` into ``docs/experiments/NAME/``.
 """
 
@@ -71,19 +72,38 @@ def section(experiment) -> list:
     lines += _table(["grid", "architectures", "sizes", "methods and strengths", "seeds", "runs", "training", "evaluations"],
                     [[f"``--scale {scale}``"] + _grid_rows(experiment.grid(scale)) for scale in SCALES])
     lines += [f"The settings of each scale against the paper and the authors' code: :ref:`protocol-{name}`.", ""]
-    claims_file = os.path.join(KEPT, name, "claims.json")
-    if os.path.exists(claims_file):
-        with open(claims_file) as f:
-            claims = json.load(f)
-        lines += [f"Claims of the quick run (kept in ``docs/experiments/{name}/``):", ""]
-        lines += _table(["claim", "statistic", "value [95% CI]", "n", "expected", "verdict"],
-                        [[_text(c["claim"]), _text(c["statistic"]), f"{_number(c['value'])} [{_number(c['ci_low'])}, {_number(c['ci_high'])}]",
-                          str(c.get("n", "")), _text(c["expected"]), f"**{c['verdict']}**"] for c in claims])
-        for png in sorted(glob.glob(os.path.join(KEPT, name, "*.png"))):
-            lines += [f".. image:: /experiments/{name}/{os.path.basename(png)}", f"   :alt: {name} quick run, "
-                      f"{os.path.basename(png)[:-4]}", ""]
-    else:
-        lines += [f"No quick run kept yet: ``python docs/make_experiments.py --regenerate {name}``.", ""]
+    for scale in ("medium", "quick"):
+        lines += kept_run_section(name, scale)
+    return lines
+
+
+def kept_folder(name: str, scale: str) -> str:
+    """Where the docs keep an experiment's results at ``scale`` (the quick runs keep their historical folder)."""
+    return os.path.join(KEPT, name if scale == "quick" else f"{name}-{scale}")
+
+
+def kept_run_section(name: str, scale: str) -> list:
+    """The claims table (the paper's statement and its source next to our statistic and verdict)
+    and the figures of the run kept for ``scale``, with the command that regenerates them."""
+    folder = kept_folder(name, scale)
+    rel = os.path.relpath(folder, HERE)
+    command = f"python docs/make_experiments.py --regenerate {name} --scale {scale}"
+    claims_file = os.path.join(folder, "claims.json")
+    if not os.path.exists(claims_file):
+        return [f"No {scale} run kept yet: ``{command}``.", ""]
+    with open(claims_file) as f:
+        claims = json.load(f)
+    counts = {v: sum(c["verdict"] == v for c in claims) for v in ("holds", "fails", "inconclusive", "untested")}
+    lines = [f"**The {scale} run** (kept in ``docs/{rel}/``: ``results.csv``, ``epochs.csv``, ``claims.json``, "
+             f"``report.md``, figures; regenerate with ``{command}``): "
+             + ", ".join(f"{n} {v}" for v, n in counts.items()) + ".", ""]
+    lines += _table(["the paper's statement", "source", "statistic", "value [95% CI]", "n", "expected", "verdict"],
+                    [[_text(c["claim"]), _text(c.get("source", "")), _text(c["statistic"]),
+                      f"{_number(c['value'])} [{_number(c['ci_low'])}, {_number(c['ci_high'])}]",
+                      str(c.get("n", "")), _text(c["expected"]), f"**{c['verdict']}**"] for c in claims])
+    for png in sorted(glob.glob(os.path.join(folder, "*.png"))):
+        lines += [f".. image:: /{os.path.relpath(png, HERE)}", f"   :alt: {name} {scale} run, "
+                  f"{os.path.basename(png)[:-4]}", ""]
     return lines
 
 
@@ -135,28 +155,35 @@ def write_sections(directory: str) -> str:
     return path
 
 
-def regenerate(names: list, work: str, jobs: int) -> None:
-    """Run the quick grids of ``names`` into ``work/NAME`` and keep their results in ``docs/experiments``."""
+KEPT_FILES = ("results.csv", "epochs.csv", "claims.json", "report.md")
+
+
+def regenerate(names: list, work: str, jobs: int, scale: str = "quick") -> None:
+    """Run the ``scale`` grids of ``names`` on digits into ``work/NAME-SCALE`` (resuming what is
+    there) and keep their tables, claims, report and figures (PNG) in ``docs/experiments``."""
     from pathstats.robust.experiments import run_experiment
 
     for name in names:
-        out = os.path.join(work, name)
-        summary = run_experiment(name, out, data="digits", scale="quick", jobs=jobs)
-        keep = os.path.join(KEPT, name)
+        out = os.path.join(work, f"{name}-{scale}")
+        summary = run_experiment(name, out, data="digits", scale=scale, jobs=jobs)
+        keep = kept_folder(name, scale)
         os.makedirs(keep, exist_ok=True)
-        for path in glob.glob(os.path.join(out, "*.png")) + [os.path.join(out, "claims.json"), os.path.join(out, "report.md")]:
-            shutil.copy(path, keep)
+        for path in glob.glob(os.path.join(out, "*.png")) + [os.path.join(out, f) for f in KEPT_FILES]:
+            if os.path.exists(path):
+                shutil.copy(path, keep)
         print(f"{name}: {summary['done']} done, {summary['failed']} failed; kept in {keep}")
 
 
 if __name__ == "__main__":
     from pathstats.robust.experiments import EXPERIMENTS
 
-    parser = argparse.ArgumentParser(description="Regenerate the quick runs shown on the experiments page.")
+    parser = argparse.ArgumentParser(description="Regenerate the runs shown on the experiments page.")
     parser.add_argument("--regenerate", nargs="*", metavar="NAME", help=f"experiments (default: all of {', '.join(EXPERIMENTS)})")
     parser.add_argument("--work", default="experiments-quick", help="where the runs go (default experiments-quick)")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--scale", default="quick", choices=("quick", "medium"),
+                        help="quick (minutes) or medium (about an hour per experiment on 2 cores)")
     args = parser.parse_args()
     if args.regenerate is None:
         parser.error("nothing to do: give --regenerate [NAME ...]")
-    regenerate(args.regenerate or list(EXPERIMENTS), args.work, args.jobs)
+    regenerate(args.regenerate or list(EXPERIMENTS), args.work, args.jobs, args.scale)

@@ -124,10 +124,23 @@ def verdict(estimate: Mapping, low: float = -math.inf, high: float = math.inf) -
     'inconclusive'
     >>> verdict({"ci_low": None, "ci_high": None}, 0.25, 0.75)
     'inconclusive'
+
+    A one-sided region (a direction: ``> 0`` is ``low=0, high=inf``) is strict: an interval
+    must exclude the boundary to show the direction, and one wholly at or beyond it on the
+    wrong side contradicts it (no effect at all is not a positive effect).
+
+    >>> verdict({"ci_low": 0.0, "ci_high": 0.0}, 0.0, math.inf), verdict({"ci_low": 0.0, "ci_high": 0.2}, 0.0, math.inf)
+    ('fails', 'inconclusive')
+    >>> verdict({"ci_low": 0.01, "ci_high": 0.2}, 0.0, math.inf)
+    'holds'
     """
     lo, hi = estimate.get("ci_low"), estimate.get("ci_high")
     if lo is None or hi is None:
         return "inconclusive"
+    if math.isfinite(low) and not math.isfinite(high):  # a direction: > low
+        return "holds" if lo > low else "fails" if hi <= low else "inconclusive"
+    if math.isfinite(high) and not math.isfinite(low):  # a direction: < high
+        return "holds" if hi < high else "fails" if lo >= high else "inconclusive"
     if low <= lo and hi <= high:
         return "holds"
     if hi < low or lo > high:

@@ -771,7 +771,7 @@ def check_model_input(arch: str, input_shape: tuple, native_side: int | None = N
     >>> check_model_input("conv8", (1, 32, 32), native_side=8)
     Traceback (most recent call last):
     ...
-    pathstats.robust.data.DataError: conv8 cannot read 32 x 32 images with its dilation relative to an 8-pixel side (its last maps are narrower than their reflect padding); use a larger --native-side, e.g. 16
+    pathstats.robust.data.DataError: conv8 cannot read 32 x 32 images with its dilation relative to a side of 8 pixels (its last maps are narrower than their reflect padding); use a larger --native-side, e.g. 16
     """
     if _reads(arch, input_shape, native_side):
         return
@@ -779,7 +779,7 @@ def check_model_input(arch: str, input_shape: tuple, native_side: int | None = N
     if native_side is not None and _reads(arch, input_shape):
         larger = next((n for n in (2 * native_side * 2**k for k in range(12)) if _reads(arch, input_shape, n)), None)
         raise DataError(
-            f"{arch} cannot read {input_shape[1]} x {side} images with its dilation relative to a {native_side}-pixel side "
+            f"{arch} cannot read {input_shape[1]} x {side} images with its dilation relative to a side of {native_side} pixels "
             f"(its last maps are narrower than their reflect padding); use a larger --native-side"
             + (f", e.g. {larger}" if larger else ""))
     if len(input_shape) != 3:
