@@ -10,7 +10,6 @@ position left of a dotted break, labelled ``eps = 0`` (never silently dropped).
 from __future__ import annotations
 
 import math
-import zlib
 
 import numpy as np
 
@@ -29,19 +28,27 @@ _SPARE = ["#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c49c94", "#f7b6d2", "#db
           "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354"]
 
 
+_ASSIGNED: dict = {}  # other names -> their spare colour, in the order first drawn
+
+
 def colour(name) -> str:
-    """The colour of ``name``: fixed for known methods, otherwise a stable hash of the name (the same in
-    every panel, figure and run of the program).
+    """The colour of ``name``: fixed for known methods; any other name (an input size, an
+    architecture) gets the next spare colour no other name has, the first time it is drawn,
+    and keeps it in every later panel and figure of the program (no two groups share one).
 
     Examples
     --------
-    >>> colour("pgd"), colour("d = 1024") == colour("d = 1024")
-    ('#9467bd', True)
+    >>> colour("pgd"), colour("d = 1024") == colour("d = 1024"), colour("d = 256") != colour("d = 4096")
+    ('#9467bd', True, True)
     """
     name = str(name)
     if name in COLOURS:
         return COLOURS[name]
-    return _SPARE[zlib.crc32(name.encode()) % len(_SPARE)]
+    if name not in _ASSIGNED:
+        taken = set(_ASSIGNED.values())
+        free = [c for c in _SPARE if c not in taken]
+        _ASSIGNED[name] = free[0] if free else _SPARE[len(_ASSIGNED) % len(_SPARE)]
+    return _ASSIGNED[name]
 
 
 def _mean_interval(values) -> tuple:

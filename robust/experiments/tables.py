@@ -109,16 +109,24 @@ def _dimension(record: dict):
 
 
 @lru_cache(maxsize=None)
-def _predicted(arch: str, shape: tuple, classes: int) -> float:
+def _predicted(arch: str, shape: tuple, classes: int, channels: int | None, native_side: int | None) -> float:
+    """Model mode's E||dL/dx||_1 at initialisation for the network the run trained: its width
+    (``channels``) and, for conv8, the side its dilation is relative to, with its declared
+    initialisation."""
+    from pathstats import nets
     from pathstats.prediction import predict
 
-    return float(predict(arch, shape, classes=classes).loss_grad["l1"])
+    model = nets.build(arch, shape, classes, channels=channels, native_side=native_side)
+    return float(predict(model, shape, classes=classes).loss_grad["l1"])
 
 
 def _predicted_l1(record: dict) -> float | None:
     info = record.get("run_config") or {}
+    config = info.get("config") or record.get("train") or {}
+    native = info.get("native_shape")
     try:
-        return _predicted(record["train"]["arch"], tuple(info["input_shape"]), int(info.get("classes", 10)))
+        return _predicted(record["train"]["arch"], tuple(info["input_shape"]), int(info.get("classes", 10)),
+                          config.get("channels"), config.get("native_side") or (int(native[-1]) if native else None))
     except Exception:  # noqa: BLE001 - an unsupported layer or a run without config.json: no prediction
         return None
 
