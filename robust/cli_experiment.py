@@ -177,7 +177,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     if args.plan:  # measured on this device, nothing run or written
         import torch
 
-        from .experiments.plan import format_plan, plan_grid
+        from .experiments.planning import format_plan, plan_grid
 
         planned = plan_grid(args.name, data=args.data, scale=scale, jobs=args.jobs,
                             device="cuda" if torch.cuda.is_available() else "cpu")

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from pathstats.robust.experiments import catalogue
-from pathstats.robust.experiments.plan import format_plan, measure_run_type, plan_grid, run_type
+from pathstats.robust.experiments.planning import format_plan, measure_run_type, plan_grid, run_type
 
 
 def _fake(calls):
@@ -45,7 +45,7 @@ def test_measurement_runs_on_a_real_tiny_run_type():
 
 
 def test_plan_flag_prints_json(capsys, monkeypatch):
-    from pathstats.robust.experiments import plan as plan_module
+    from pathstats.robust.experiments import planning as plan_module
     from pathstats.cli import main
 
     monkeypatch.setattr(plan_module, "measure_run_type", lambda *a, **k: {"step_s": 1.0, "eval_image_s": 0.1})

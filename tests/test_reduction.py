@@ -42,7 +42,7 @@ class ScaledLogits(InitialisedNet):
     "build, flip_layer, reason",
     [
         (lambda: nets.build("fc", (24,), widths=(16, 16)), "features.3", "one filter per feature"),
-        (lambda: nets.build("conv6", (3, 32, 32)), "features.15", "one filter per feature"),
+        (lambda: nets.build("conv6", (3, 32, 32)), "features.16", "one filter per feature"),
         (lambda: nets.build("conv6", (3, 64, 64)), None, "shares each filter among 4 features"),
         (lambda: SmallNet((2, 6, 6), "zeros"), None, "shares each filter"),
         (lambda: SmallNet((2, 6, 6), "zeros", residual="linear"), None, "not the ReLU of one layer"),
@@ -58,7 +58,7 @@ def test_plan_finds_the_classifier_and_where_the_flip_symmetry_holds(build, flip
 def test_no_reduction_when_the_output_is_not_the_classifier_or_a_batchnorm_shifts():
     assert _plan(ScaledLogits().eval()) is None
     model = nets.build("conv6", (3, 32, 32))
-    model.features[16].running_mean.fill_(0.1)  # the last BatchNorm now shifts: signs are no longer symmetric
+    model.features[17].running_mean.fill_(0.1)  # the last BatchNorm now shifts: signs are no longer symmetric
     plan = _plan(model)
     assert plan.flip_layer is None and "BatchNorm" in plan.reason
 

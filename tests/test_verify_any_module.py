@@ -80,10 +80,10 @@ def test_torch_init_draws_each_layers_own_reset_parameters():
     assert torch.equal(state, torch.get_rng_state())
     he = run_monte_carlo(net, (12,), 400, init="he", seed=2, loss=False)
     a, b = own.total(), he.total()
-    assert abs(a.estimate - b.estimate) < Z_MAX * np.hypot(a.stderr, b.stderr), (a, b)
+    assert abs(a.value - b.value) < Z_MAX * np.hypot(a.stderr, b.stderr), (a, b)
     stock = run_monte_carlo(nn.Sequential(nn.Linear(12, 24), nn.ReLU(), nn.Linear(24, 3)), (12,), 400, init="torch", seed=1,
                             loss=False).total()
-    assert stock.estimate < a.estimate / 3  # PyTorch's default variance is 1/(3 fan_in), He's 2/fan_in
+    assert stock.value < a.value / 3  # PyTorch's default variance is 1/(3 fan_in), He's 2/fan_in
 
 
 def test_batched_biases_equal_the_module_one_initialisation_at_a_time():
