@@ -407,6 +407,8 @@ class ConvRule(NodeRule):
         the same tap, which adds to the input's diagonal."""
         if off is None:
             return [None], [None]
+        if math.prod(tuple(self.in_shapes[0][1:])) > COVARIANCE_POSITIONS:
+            return None  # too many positions for a dense covariance: dropped, and the notes say so
         scale = self.variance * (self.out_shape[0] // self.groups)
         cov = sum(_sandwich(a, off) for a in self.tap_matrices())
         new_off, diag = _split(scale * cov)
