@@ -18,7 +18,8 @@ from pathstats.cli import main
 from pathstats.robust.experiments import EXPERIMENTS, analyse, expand, get, plan, run_experiment, run_id
 from pathstats.robust.experiments.executors import run_local
 from pathstats.robust.experiments.grid import Grid, canonical_json
-from pathstats.robust.experiments.store import collect, execute, read_status, write_results_csv
+from pathstats.robust.experiments.store import collect, execute, read_status
+from pathstats.robust.experiments.tables import write_tables
 
 FAKE = "fake_runs:fake_run"
 
@@ -137,9 +138,10 @@ def test_results_csv_has_one_row_per_run_with_config_status_and_metrics(tmp_path
 
     jobs = [Job(t[0]["train"]) for t in tasks]
     records = collect(str(tmp_path), jobs)
-    columns = write_results_csv(str(tmp_path / "results.csv"), records)
+    write_tables(str(tmp_path), records)
     with open(tmp_path / "results.csv") as f:
         rows = list(csv.DictReader(f))
+    columns = set(rows[0])
     assert [r["status"] for r in rows] == ["done", "failed"]
     assert rows[1]["error"] == "RuntimeError: simulated crash"
     assert {"id", "method", "eps", "seed", "test_grad_l1", "vulnerability"} <= set(columns)

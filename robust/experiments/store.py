@@ -14,23 +14,20 @@ others, which resumes from the checkpoint.
 from __future__ import annotations
 
 import contextlib
-import csv
 import importlib
-import io
-import json
 import math
 import os
 import socket
 import time
 import traceback
 
-from pathstats._io import atomic_write, write_json
+from pathstats._io import write_json
 
 from ..runfolder import read_json, read_run
-from .grid import Job, canonical_json, run_id
+from .grid import Job, run_id
 
 __all__ = ["DEFAULT_RUN_FN", "run_dir", "evaluation_file", "read_json", "read_status", "is_finished", "execute",
-           "execute_batch", "load_run_fn", "collect", "write_results_csv", "RUNS"]
+           "execute_batch", "load_run_fn", "collect", "RUNS"]
 
 RUNS = "runs"
 DEFAULT_RUN_FN = "pathstats.robust.experiments.runner:run_one"
@@ -149,29 +146,3 @@ def collect(out: str, jobs: list) -> list:
     return records
 
 
-def _cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, (dict, list, tuple)):
-        return canonical_json(value)
-    return str(value)
-
-
-def write_results_csv(path: str, records: list) -> list:
-    """Write one row per run (configuration, status, last-epoch metrics) to ``path`` atomically;
-    return the column names."""
-    rows = []
-    for r in records:
-        last = r["metrics"][-1] if r["metrics"] else {}
-        row = {"id": r["id"], "status": r["status"], "error": r["error"], "attempts": r["attempts"],
-               "wall_s": r["elapsed_s"], **r["train"], "epochs_done": len(r["metrics"])}
-        row.update({k: v for k, v in last.items() if k not in row and not isinstance(v, (dict, list))})
-        rows.append(row)
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, columns, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _cell(row.get(k)) for k in columns})
-    atomic_write(path, lambda f: f.write(buffer.getvalue().encode()))
-    return columns
