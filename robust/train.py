@@ -31,7 +31,6 @@ each batch is augmented, up-sampled and normalised on the training device
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import functools
 import io
@@ -41,7 +40,6 @@ import os
 import random
 import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +54,7 @@ from pathstats._io import atomic_write, check_output_path, write_json
 from pathstats.errors import PathstatsError
 from pathstats.progress import progress as progress_bar
 from pathstats.provenance import provenance
+from pathstats.signals import SignalCatcher
 from pathstats.resources import (SAFETY, ResourceError, activation_bytes, fitting_batch, format_bytes, free_memory,
                                  measure_peak)
 
@@ -840,27 +839,17 @@ def load_run_dataset(out_dir: str, device: str = "cpu") -> Dataset:
 # --------------------------------------------------------------------------- signals
 
 
-class _StopRequests:
+class _StopRequests(SignalCatcher):
     """SIGINT/SIGTERM set a flag (the loop checkpoints and stops); a second SIGINT interrupts at once."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.signal: str | None = None
-        self._previous: dict = {}
 
     def _handle(self, signum, frame) -> None:
         if self.signal is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.signal = signal.Signals(signum).name
-
-    def __enter__(self) -> "_StopRequests":
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
 
 
 # --------------------------------------------------------------------------- training

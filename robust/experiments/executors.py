@@ -12,11 +12,10 @@ import multiprocessing
 import os
 import queue
 import signal
-import sys
-import threading
 
 from pathstats._io import write_json
 from pathstats.errors import PathstatsError
+from pathstats.signals import SignalCatcher
 
 from .store import execute
 
@@ -77,7 +76,7 @@ class GridInterrupted(KeyboardInterrupt):
         self.signal = signal_name
 
 
-class StopRequests:
+class StopRequests(SignalCatcher):
     """The grid's SIGINT/SIGTERM handler: remembers the first signal.
 
     While a run's own code executes (``in_run``; the trainer installs its own handler,
@@ -87,11 +86,11 @@ class StopRequests:
     """
 
     def __init__(self, raise_in_run: bool) -> None:
+        super().__init__()
         self.signal: str | None = None
         self.again = False
         self.in_run = False
         self.raise_in_run = raise_in_run
-        self._previous: dict = {}
 
     def _handle(self, signum, frame) -> None:
         name = signal.Signals(signum).name
@@ -114,16 +113,6 @@ class StopRequests:
         finally:
             self.in_run = False
 
-    def __enter__(self) -> "StopRequests":
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        self._previous = {}
 
 
 def _stopped_by(status: dict) -> str | None:
