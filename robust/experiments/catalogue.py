@@ -468,7 +468,7 @@ _register(
         medium=Grid(("conv6",), (32,),
                     (("none", (0.0,)),) + tuple((m, (0.0056, 0.018, 0.056))
                                                 for m in ("grad-l1", "grad-l2", "fgsm", "fgm-l2", "pgd", "crosslip")),
-                    (0, 1, 2), {**_MEDIUM, "channels": 8, "epochs": 8, "eval_every": 4}),
+                    (0, 1, 2, 3, 4), {**_MEDIUM, "channels": 8, "epochs": 8, "eval_every": 4}),
         medium_note="fgsm-through is left out of the medium grid: its gradient through the attack is zero "
                     "almost everywhere (the sign's derivative), so it trains as fgsm does (Appendix E) at the "
                     "cost of a PGD run",
@@ -481,7 +481,7 @@ _register(
         "gradient norms over epochs.",
         _FIG2,
         quick=Grid(("fc",), (8, 16, 32), (("none", (0.0,)), ("pgd", (0.02, 0.1))), (0, 1), _QUICK),
-        medium=Grid(("conv8",), (16, 32, 64), (("none", (0.0,)), ("pgd", (0.01,))), (0, 1, 2),
+        medium=Grid(("conv8",), (16, 32, 64), (("none", (0.0,)), ("pgd", (0.001, 0.003, 0.01))), (0, 1, 2),
                     {**_MEDIUM, "channels": 8, "native_side": 16, "epochs": 10, "eval_every": 2, "eval_n": 200,
                      "train_eval_n": 100}),
         medium_note="one PGD strength, 10 epochs and 200 test / 100 training images per evaluation: a PGD step of "
