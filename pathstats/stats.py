@@ -364,19 +364,39 @@ def spearman_ci(x, y, level: float = LEVEL) -> Estimate:
     return Estimate(rho, lo, hi, n)
 
 
+def _replicates(values) -> tuple:
+    """``(ids, values)`` of one cell of a curve: a mapping replicate id -> value keeps its ids,
+    a plain sequence has none (``ids`` is ``None``); non-finite values are dropped."""
+    if isinstance(values, Mapping):
+        items = [(k, float(v)) for k, v in values.items() if v is not None and math.isfinite(float(v))]
+        return [k for k, _ in items], np.array([v for _, v in items], float)
+    (v,) = _finite(values)
+    return None, v
+
+
 def curve_match(curves_a: Mapping, curves_b: Mapping, low: float, high: float, level: float = LEVEL) -> Estimate:
     """Do two curves match?  Judged at every x both have, never on an average.
 
-    ``curves_a``, ``curves_b`` map an x value (a strength) to the list of y values of its
-    replicates (seeds); pass log values for multiplicative quantities.  At each common x:
-    the difference of the means, its standard error from the seed spread pooled over
-    all x and both curves (seed noise of a log quantity is about the same at every
-    strength; pooling gives the intervals their degrees of freedom), and a t interval
-    at the simultaneous level ``1 - (1 - level) / k`` (Bonferroni over the ``k`` x values).
-    The verdict (field ``verdict``) is :func:`all_within` ``[low, high]``: the match holds
-    only if every difference lies inside, and fails as soon as one lies wholly outside.
-    ``value`` is the difference at the worst x (largest ``|difference|``), ``ci_low`` /
-    ``ci_high`` the envelope of all intervals; ``per_x`` lists each x.
+    ``curves_a``, ``curves_b`` map an x value (a strength) to its replicates (seeds): a
+    list of y values, or a mapping seed -> y value; pass log values for multiplicative
+    quantities.  At each common x: the difference of the means and a t interval at the
+    simultaneous level ``1 - (1 - level) / k`` (Bonferroni over the ``k`` x values).
+
+    * **Paired** (both curves give mappings, and at every x at least two common seeds;
+      a seed only one curve has is left out):
+      a seed is a common random number of the two runs (in ``pathstats train`` it fixes
+      the initialisation, the data order and the augmentation whatever the method), so
+      the difference at x is the mean of the per-seed differences and its standard error
+      comes from their spread, pooled over all x (degrees of freedom ``sum(n_x - 1)``).
+    * **Unpaired** otherwise: the standard error comes from the seed spread of each curve,
+      pooled over all x and both curves (seed noise of a log quantity is about the same at
+      every strength; pooling gives the intervals their degrees of freedom).
+
+    Field ``paired`` says which.  The verdict (field ``verdict``) is :func:`all_within`
+    ``[low, high]``: the match holds only if every difference lies inside, and fails as
+    soon as one lies wholly outside.  ``value`` is the difference at the worst x (largest
+    ``|difference|``), ``ci_low`` / ``ci_high`` the envelope of all intervals; ``per_x``
+    lists each x.
 
     Examples
     --------
@@ -386,35 +406,59 @@ def curve_match(curves_a: Mapping, curves_b: Mapping, low: float, high: float, l
     'fails'
     >>> curve_match(a, a, -0.405, 0.405)["verdict"]
     'holds'
+
+    Seeds that move both curves alike cancel in a paired match and not in an unpaired one:
+
+    >>> seed_effect = {0: -0.3, 1: 0.0, 2: 0.3}
+    >>> pa = {x: {s: e + 0.01 * s for s, e in seed_effect.items()} for x in (1, 2)}
+    >>> pb = {x: {s: e - 0.01 * s for s, e in seed_effect.items()} for x in (1, 2)}
+    >>> r = curve_match(pa, pb, -0.1, 0.1); r["paired"], r["verdict"]
+    (True, 'holds')
+    >>> curve_match({x: list(v.values()) for x, v in pa.items()}, {x: list(v.values()) for x, v in pb.items()},
+    ...             -0.1, 0.1)["verdict"]
+    'inconclusive'
     """
     xs = sorted(set(curves_a) & set(curves_b))
     cells = []
     for x in xs:
-        (a,), (b,) = _finite(curves_a[x]), _finite(curves_b[x])
+        (ia, a), (ib, b) = _replicates(curves_a[x]), _replicates(curves_b[x])
         if len(a) and len(b):
-            cells.append((x, a, b))
+            cells.append((x, ia, a, ib, b))
     k = len(cells)
-    n = int(sum(len(a) + len(b) for _, a, b in cells))
+    n = int(sum(len(a) + len(b) for _, _, a, _, b in cells))
     if k == 0:
-        return Estimate(None, None, None, 0, verdict="inconclusive", per_x=[])
-    ss = sum(((v - v.mean()) ** 2).sum() for _, a, b in cells for v in (a, b))
-    dof = sum(len(v) - 1 for _, a, b in cells for v in (a, b))
+        return Estimate(None, None, None, 0, verdict="inconclusive", per_x=[], paired=False)
+    paired = all(ia is not None and ib is not None and len(set(ia) & set(ib)) >= 2 for _, ia, _, ib, _ in cells)
+    if paired:  # a seed run by only one of the two methods has no partner: it is left out
+        diffs, kept = [], []
+        for x, ia, a, ib, b in cells:
+            av, bv = dict(zip(ia, a)), dict(zip(ib, b))
+            common = [s for s in ia if s in bv]
+            diffs.append((x, np.array([av[s] - bv[s] for s in common])))
+            kept.append((x, None, np.array([av[s] for s in common]), None, np.array([bv[s] for s in common])))
+        cells = kept
+        n = 2 * sum(len(d) for _, d in diffs)
+        ss = sum(((d - d.mean()) ** 2).sum() for _, d in diffs)
+        dof = sum(len(d) - 1 for _, d in diffs)
+    else:
+        ss = sum(((v - v.mean()) ** 2).sum() for _, _, a, _, b in cells for v in (a, b))
+        dof = sum(len(v) - 1 for _, _, a, _, b in cells for v in (a, b))
     sd = math.sqrt(ss / dof) if dof > 0 else None
     t = t_quantile(dof, 1 - (1 - level) / k) if dof > 0 else None
     per = []
-    for x, a, b in cells:
+    for i, (x, _, a, _, b) in enumerate(cells):
         diff = float(a.mean() - b.mean())
         if sd is None:
             per.append(Estimate(diff, None, None, len(a) + len(b), x=x))
-        else:
-            se = sd * math.sqrt(1 / len(a) + 1 / len(b))
-            per.append(Estimate(diff, diff - t * se, diff + t * se, len(a) + len(b), stderr=se, x=x))
+            continue
+        se = sd / math.sqrt(len(diffs[i][1])) if paired else sd * math.sqrt(1 / len(a) + 1 / len(b))
+        per.append(Estimate(diff, diff - t * se, diff + t * se, len(a) + len(b), stderr=se, x=x))
     worst = max(per, key=lambda e: abs(e["value"]))
     lows = [e["ci_low"] for e in per if e["ci_low"] is not None]
     highs = [e["ci_high"] for e in per if e["ci_high"] is not None]
     return Estimate(worst["value"], min(lows) if len(lows) == k else None, max(highs) if len(highs) == k else None, n,
                     verdict=all_within(per, low, high), worst_x=worst["x"], per_x=[dict(e) for e in per],
-                    pooled_sd=sd, dof=dof)
+                    pooled_sd=sd, dof=dof, paired=paired)
 
 
 def _design(x, degree: int, centre: float, scale: float):

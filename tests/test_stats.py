@@ -167,3 +167,43 @@ def test_curve_match_is_antisymmetric_and_shift_equivariant(centres, shift, seed
     assert ab["verdict"] == ba["verdict"] and ab.value == pytest.approx(-ba.value)
     moved = stats.curve_match({e: [v + shift for v in vs] for e, vs in a.items()}, b, -MARGIN + shift, MARGIN + shift)
     assert moved["verdict"] == ab["verdict"]
+
+
+def _paired_curves(rng, shift, seeds=5, seed_sd=0.3, noise_sd=0.03):
+    """Two curves over four strengths whose seeds share a large common effect (a seed fixes
+    the initialisation and the data order of both runs) and differ by ``shift`` at every
+    strength, plus small independent noise."""
+    effect = {s: seed_sd * (s - (seeds - 1) / 2) for s in range(seeds)}  # spread seed_sd * 1.58 at 5 seeds
+    xs = (0.1, 0.3, 1.0, 3.0)
+    a = {x: {s: e + noise_sd * rng.standard_normal() for s, e in effect.items()} for x in xs}
+    b = {x: {s: e + shift(x) + noise_sd * rng.standard_normal() for s, e in effect.items()} for x in xs}
+    return a, b
+
+
+def test_paired_match_removes_the_common_seed_effect():
+    rng = np.random.default_rng(7)
+    a, b = _paired_curves(rng, lambda x: 0.0)
+    paired = stats.curve_match(a, b, -MARGIN, MARGIN)
+    unpaired = stats.curve_match({x: list(v.values()) for x, v in a.items()},
+                                 {x: list(v.values()) for x, v in b.items()}, -MARGIN, MARGIN)
+    assert paired["paired"] and not unpaired["paired"]
+    assert paired["verdict"] == "holds"
+    assert unpaired["verdict"] == "inconclusive"  # the seed effect (sd 0.47) swamps the unpaired interval
+    assert paired["pooled_sd"] == pytest.approx(0.03 * math.sqrt(2), rel=0.35)  # the spread of the differences
+
+
+def test_paired_curves_apart_in_opposite_directions_fail():
+    rng = np.random.default_rng(8)
+    a, b = _paired_curves(rng, lambda x: (1 if x < 0.5 else -1) * math.log(1.65))
+    e = stats.curve_match(a, b, -MARGIN, MARGIN)
+    assert e["paired"] and e["verdict"] == "fails"
+    assert abs(e.value) == pytest.approx(math.log(1.65), abs=0.05)
+
+
+def test_paired_match_drops_seeds_without_a_partner():
+    rng = np.random.default_rng(9)
+    a, b = _paired_curves(rng, lambda x: 0.0)
+    del b[0.3][4]  # one run missing (e.g. degenerate): its partner is left out, the rest stays paired
+    e = stats.curve_match(a, b, -MARGIN, MARGIN)
+    assert e["paired"] and e.n == 2 * (4 * 5 - 1)
+    assert [p["n"] for p in e["per_x"]] == [10, 8, 10, 10]

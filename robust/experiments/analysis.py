@@ -233,10 +233,12 @@ _FIG1_PAIRS = (
 
 
 def _curves(rows: list, method: str, value) -> dict:
-    out = defaultdict(list)
+    """strength -> {(seed, arch, size): value} of one method, so that
+    :func:`pathstats.stats.curve_match` pairs the two methods' runs of the same seed (and network)."""
+    out = defaultdict(dict)
     for r in rows:
         if r.get("method") == method:
-            out[eps(r)].append(value(r))
+            out[eps(r)][(r.get("seed"), r.get("arch"), r.get("size"))] = value(r)
     return dict(out)
 
 
@@ -258,8 +260,10 @@ def _match(t: Tables, a: str, b: str, key: str, label: str, log: bool, text: str
     if not est["per_x"]:
         return untested(f"{text}: {label}", source, f"{a} and {b} share no strength")
     return claim(f"{text}: {label}", source,
-                 f"{what} at each common strength (worst shown; interval envelope; seed spread pooled over strengths, "
-                 f"Bonferroni over {len(est['per_x'])} strengths)", est, low, high, region, why)
+                 f"{what} at each common strength (worst shown; interval envelope; "
+                 + ("seed-paired: a seed fixes the initialisation, data order and augmentation of both methods' runs; "
+                    "spread of the per-seed differences" if est["paired"] else "seed spread")
+                 + f" pooled over strengths, Bonferroni over {len(est['per_x'])} strengths)", est, low, high, region, why)
 
 
 def fig1(t: Tables, out_dir: str, context: dict) -> dict:

@@ -52,7 +52,8 @@ def colour(name) -> str:
 
 
 def _mean_interval(values) -> tuple:
-    est = stats.mean_ci(values)
+    """Mean and half-width of the 95% t interval of replicates (a sequence, or a mapping seed -> value)."""
+    est = stats.mean_ci(list(values.values()) if isinstance(values, dict) else values)
     half = (est["ci_high"] - est["value"]) if est["ci_high"] is not None else 0.0
     return est["value"], half
 
@@ -112,7 +113,7 @@ class Figure:
 
     @classmethod
     def curve(cls, ax, points: dict, label: str, name: str | None = None, **style) -> None:
-        """Mean over seeds against x with 95% t intervals (``points``: x -> values); on a log x axis
+        """Mean over seeds against x with 95% t intervals (``points``: x -> values or seed -> value); on a log x axis
         x = 0 is drawn at :meth:`zero_position` with an open marker, never dropped."""
         c = colour(name or label)
         xs = sorted(points)
