@@ -95,6 +95,22 @@ def test_equal_curves_with_seed_noise_match(tmp_path):
                   "E||dL/dx||_1"]["verdict"] == "holds"
 
 
+def test_a_seed_effect_shared_by_all_methods_cancels_in_the_paired_match(tmp_path):
+    # a seed moves every method's gradients alike (it fixes the initialisation and the data order):
+    # the runs of one seed are paired, so a large seed effect does not blur the match
+    effect = {0: 0.7, 1: 1.0, 2: 1.45}
+    rows = _fig1_rows(lambda m, e: 30 * math.exp(-5 * e), sd=0.02)
+    for r in rows:
+        r["test_grad_l1"] *= effect[r["seed"]]
+    claims, _ = _claims("fig1", rows, tmp_path=tmp_path)
+    assert claims[PROP3]["verdict"] == "holds" and "seed-paired" in claims[PROP3]["statistic"]
+    # the same runs with the seeds' labels shuffled within each method and strength are no longer paired
+    for i, r in enumerate(rows):
+        r["seed"] = f"{r['method']}-{i}"
+    claims, _ = _claims("fig1", rows, tmp_path=tmp_path)
+    assert claims[PROP3]["verdict"] == "inconclusive" and "seed-paired" not in claims[PROP3]["statistic"]
+
+
 def test_one_seed_cannot_decide_a_match(tmp_path):
     claims, _ = _claims("fig1", _fig1_rows(lambda m, e: 30 * math.exp(-5 * e), seeds=1), tmp_path=tmp_path)
     assert claims[PROP3]["verdict"] == "inconclusive"
