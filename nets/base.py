@@ -11,8 +11,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["InitialisedNet", "conv_bn_relu"]
+__all__ = ["InitialisedNet", "conv_bn_relu", "WEIGHT_LAYERS", "spatial_after"]
 
+#: The layers whose weights an initialisation draws (and model mode and Monte Carlo redraw):
+#: the one home of this tuple (``pathstats.verify`` imports it).
 WEIGHT_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
