@@ -160,7 +160,7 @@ def attack_command(args: argparse.Namespace) -> int:
 
 
 def _row(label: str, report: dict, key: str, note: str = "", digits: int = 4) -> list:
-    value, se = report[key], report.get(f"{key}_stderr")
+    value, se = report[key], report.get(f"{key}_se")
     return [label, f"{value:.{digits}g}", "" if se is None else f"{se:.2g}", note]
 
 

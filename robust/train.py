@@ -571,7 +571,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eval_eps: float
                                  seed=seed + index,  # as vulnerability() seeds its own batches
                                  steps=steps, step_size=step_frac * eval_eps,
                                  random_start=random_start, batch_size=batch, check=False)
-        parts.append((measured["n"], {key: (measured[key], measured[key + "_stderr"]) for key in EVAL_FIELDS.values()}))
+        parts.append((measured["n"], {key: (measured[key], measured[key + "_se"]) for key in EVAL_FIELDS.values()}))
     out: dict[str, Any] = {"n": n}
     for name, key in EVAL_FIELDS.items():
         out[name], out[name + "_se"] = _pooled([(m, mean_se[key]) for m, mean_se in parts])

@@ -32,7 +32,7 @@ def _subset(data, n: int):
 
 
 def _summary(result: dict) -> dict:
-    keep = ("vulnerability", "vulnerability_stderr", "accuracy_adv", "accuracy_clean", "loss_damage", "loss_damage_stderr",
+    keep = ("vulnerability", "vulnerability_se", "accuracy_adv", "accuracy_clean", "loss_damage", "loss_damage_se",
             "first_order_damage", "first_order_ratio", "eps", "n", "grad_l1", "grad_l2")
     return {k: result[k] for k in keep if k in result}
 
@@ -117,11 +117,11 @@ def evaluate_alignment(model, data, options: dict, seed: int = 0) -> dict:
         if eps == 0:
             with torch.no_grad():
                 acc = float((model(x).argmax(1) == y).double().mean())
-            curve.append({"eps": 0.0, "accuracy_adv": acc, "accuracy_adv_stderr": math.sqrt(acc * (1 - acc) / len(y))})
+            curve.append({"eps": 0.0, "accuracy_adv": acc, "accuracy_adv_se": math.sqrt(acc * (1 - acc) / len(y))})
         else:
             r = vulnerability(model, x, y, attack="pgd", norm="inf", eps=float(eps), seed=seed, check=False,
                               bounds=tuple(data.bounds))
-            curve.append({"eps": float(eps), "accuracy_adv": r["accuracy_adv"], "accuracy_adv_stderr": r.get("accuracy_adv_stderr")})
+            curve.append({"eps": float(eps), "accuracy_adv": r["accuracy_adv"], "accuracy_adv_se": r.get("accuracy_adv_se")})
     return {"n": int(x.shape[0]), "d": d, "align_radius": radius, "singular_values": sing.cpu().tolist(),
             "cos_by_rank": cos[moved].cpu().tolist(), "cos_random": cos_random[moved].cpu().tolist(),
             "robust_accuracy": curve}
