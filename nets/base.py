@@ -8,11 +8,15 @@ which variances to use, so the two cannot drift apart.
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import torch
 from torch import nn
 
-__all__ = ["InitialisedNet", "conv_bn_relu"]
+__all__ = ["InitialisedNet", "conv_bn_relu", "WEIGHT_LAYERS", "spatial_after", "meta_copy", "meta_forward"]
 
+#: The layers whose weights an initialisation draws (and model mode and Monte Carlo redraw):
+#: the one home of this tuple (``pathstats.verify`` imports it).
 WEIGHT_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
@@ -65,8 +69,43 @@ def conv_bn_relu(c_in: int, c_out: int, *, stride: int = 1, dilation: int = 1, p
 
 def spatial_after(features: nn.Module, input_shape: tuple) -> tuple:
     """Output shape of ``features`` for one input, computed without arithmetic (meta device)."""
+    return tuple(meta_forward(features, input_shape).shape[1:])
+
+
+def meta_copy(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of ``model`` on the meta device: shapes without weights or arithmetic
+    (eval mode, so BatchNorm does not need a batch); ``model`` itself is untouched."""
     import copy
 
-    probe = copy.deepcopy(features).to("meta").eval()
-    with torch.no_grad():
-        return tuple(probe(torch.empty((1,) + tuple(input_shape), device="meta")).shape[1:])
+    return copy.deepcopy(model).to("meta").eval()
+
+
+def meta_forward(model: nn.Module, input_shape: tuple, *, copy: bool = True,
+                 leaf_hook: Callable[[nn.Module, Any], None] | None = None) -> torch.Tensor:
+    """The output of one input of shape ``input_shape`` through ``model`` on the meta device.
+
+    The one shape probe: no weights drawn, no arithmetic, instant at any size.  With
+    ``copy`` (default) it runs :func:`meta_copy`; without, ``model`` itself, which must
+    have been built on the meta device (``with torch.device("meta")``), in its own mode.
+    ``leaf_hook(module, output)`` sees each leaf module's output on the way.  A layer that
+    cannot read the shape raises torch's error.
+
+    Examples
+    --------
+    >>> net = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.ReLU())
+    >>> sizes = []
+    >>> tuple(meta_forward(net, (3, 9, 9), leaf_hook=lambda m, out: sizes.append(out.numel())).shape), sizes
+    ((1, 8, 4, 4), [128, 128])
+    >>> net[0].weight.device.type
+    'cpu'
+    """
+    probe = meta_copy(model) if copy else model
+    handles = [] if leaf_hook is None else [
+        m.register_forward_hook(lambda module, _, output: leaf_hook(module, output))
+        for m in probe.modules() if not list(m.children())]
+    try:
+        with torch.no_grad():
+            return probe(torch.empty((1,) + tuple(input_shape), device="meta"))
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -286,13 +286,13 @@ def check_architecture_input(arch: str, shape: tuple, classes: int = 10, *, pred
     import torch
 
     from pathstats import nets
+    from pathstats.nets.base import meta_forward
 
     architecture = nets.get(arch)
     with torch.device("meta"):
         model = architecture.build(shape, classes)
     try:  # a forward pass without arithmetic finds the layers the shape does not fit
-        with torch.no_grad():
-            model(torch.empty((1,) + tuple(shape), device="meta"))
+        meta_forward(model, shape, copy=False)
     except (RuntimeError, ValueError, IndexError, TypeError) as exc:
         raise InvalidArgumentError(f"{arch} cannot read inputs of shape {tuple(shape)}: {str(exc).splitlines()[0]}") from None
     params = sum(p.numel() for p in model.parameters())

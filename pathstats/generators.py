@@ -29,17 +29,25 @@ PADDING_MODES = ("zeros", "circular", "reflect", "replicate")
 OUTPUT = "o"
 
 
-def padded_source(position: int, length: int, padding: int, mode: str) -> int | None:
+def padded_source(position: int, length: int, padding: int, mode: str, *, after: int | None = None) -> int | None:
     """Map a position of the padded signal to the input position it reads.
+
+    The one home of the padding geometry: the DAG generators, the layer engine and
+    the batched Monte Carlo's padding (``verify/batched.py``) all read it here.
 
     Parameters
     ----------
     position : int
-        Index into the padded signal, ``0 <= position < length + 2 * padding``.
+        Index into the padded signal, ``0 <= position < padding + length + after``.
     length : int
         Length of the unpadded signal.
     padding : int
-        Padding on each side.
+        Padding before the signal (and after it, unless ``after`` is given).
+    mode : {"zeros", "circular", "reflect", "replicate"}
+        As ``padding_mode`` of a torch convolution.
+    after : int, optional
+        Padding after the signal, where it differs from ``padding`` (``F.pad``'s
+        asymmetric padding).
     mode : {"zeros", "circular", "reflect", "replicate"}
         As ``padding_mode`` of a torch convolution.
 
@@ -61,13 +69,16 @@ def padded_source(position: int, length: int, padding: int, mode: str) -> int | 
     [2, 1, 0, 1, 2, 3, 2, 1]
     >>> [padded_source(q, 4, 1, "zeros") for q in range(6)]
     [None, 0, 1, 2, 3, None]
+    >>> [padded_source(q, 3, 0, "replicate", after=2) for q in range(5)]
+    [0, 1, 2, 2, 2]
     """
     if mode not in PADDING_MODES:
         raise ValueError(f"unknown padding mode {mode!r}; use one of {PADDING_MODES}")
-    if mode == "reflect" and padding >= length:
-        raise ValueError(f"reflect padding {padding} needs an input longer than {padding}, got {length}")
-    if mode == "circular" and padding > length:
-        raise ValueError(f"circular padding {padding} cannot exceed the input length {length}")
+    widest = padding if after is None else max(padding, after)
+    if mode == "reflect" and widest >= length:
+        raise ValueError(f"reflect padding {widest} needs an input longer than {widest}, got {length}")
+    if mode == "circular" and widest > length:
+        raise ValueError(f"circular padding {widest} cannot exceed the input length {length}")
     i = position - padding
     if 0 <= i < length:
         return i

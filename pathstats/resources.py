@@ -220,19 +220,15 @@ def activation_bytes(model: torch.nn.Module, input_shape: tuple) -> int:
     >>> activation_bytes(net, (3, 32, 32)) == 2 * 8 * 32 * 32 * 4
     True
     """
+    from pathstats.nets.base import meta_forward
+
     total = [0]
 
-    def hook(module, inputs, output) -> None:
+    def hook(module, output) -> None:
         outputs = output if isinstance(output, (tuple, list)) else (output,)
         total[0] += sum(o.numel() * 4 for o in outputs if torch.is_tensor(o))
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
-    try:
-        with torch.no_grad():
-            model(torch.empty((1,) + tuple(input_shape), device="meta"))
-    finally:
-        for h in handles:
-            h.remove()
+    meta_forward(model, input_shape, copy=False, leaf_hook=hook)
     return total[0]
 
 

@@ -13,7 +13,6 @@ gradient and get no rule.
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 import operator
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from .functional import (
     unsupported_operation,
 )
 from .layers import MODULE_RULES, AddRule, Scale, ScaleRule, UnsupportedLayerError, add_rule, scale_rule
+from .nets.base import meta_copy
 
 __all__ = ["LayerGraph", "read_model", "RELU_FUNCTIONS", "FLATTEN_FUNCTIONS", "FLATTEN_METHODS"]
 
@@ -127,7 +127,7 @@ def _is_size(value) -> bool:
 
 def _annotate_shapes(traced: fx.GraphModule, model: nn.Module, input_shape: tuple) -> None:
     """Put ``tensor_meta`` on every node of ``traced`` from a meta-device run (no arithmetic)."""
-    probe = copy.deepcopy(traced).to("meta").eval()  # shapes only: eval keeps BatchNorm from needing a batch
+    probe = meta_copy(traced)  # shapes only: eval keeps BatchNorm from needing a batch
     runner = _ShapeProbe(probe)
     try:
         runner.propagate(torch.empty((1,) + tuple(input_shape), device="meta"))

@@ -49,7 +49,15 @@ __all__ = [
     "fgm",
     "deepfool",
     "DEEPFOOL_NUDGE",
+    "PGD_STEPS",
+    "PGD_STEP_FRAC",
 ]
+
+#: PGD's steps and step size (a fraction of the radius) wherever none is given: the paper's
+#: Section 4.1 (7 steps of 0.2 eps, after Madry et al.).  The one home of these numbers:
+#: training PGD, the per-epoch evaluation and ``pathstats attack`` read them here.
+PGD_STEPS = 7
+PGD_STEP_FRAC = 0.2
 
 #: Added to each DeepFool step's distance to the linearised boundary (foolbox's value),
 #: so that the step crosses the boundary instead of landing on it.
@@ -336,7 +344,7 @@ def _ascend(model: nn.Module, x0: torch.Tensor, y: torch.Tensor, eps: float, ste
     return x.detach()
 
 
-def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm="inf", steps: int = 7,
+def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm="inf", steps: int = PGD_STEPS,
         step_size: float | None = None, random_start: bool = True, bounds=(0.0, 1.0), seed: int | None = None,
         mode: str = "eval") -> torch.Tensor:
     """Projected gradient ascent on the cross-entropy within the l_p ball of radius ``eps``.
@@ -388,7 +396,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm="in
     step, eps = step_for(norm), _check_eps(eps)
     _check_count("steps", steps, 0)
     if step_size is None:
-        step_size = 0.2 * eps
+        step_size = PGD_STEP_FRAC * eps
     step_size = _check_eps(step_size)
     bounds = _check_bounds(x, bounds)
     x0, y0 = _to_model(model, x, y)

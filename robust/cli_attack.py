@@ -16,13 +16,13 @@ import torch
 
 from pathstats.errors import PathstatsError
 
-from .attacks import lp_radius
+from .attacks import PGD_STEPS, lp_radius
 from .runfolder import open_trained
 
 __all__ = ["register", "attack_command", "attack_text"]
 
 NORMS = {"inf": math.inf, "2": 2.0}
-DEFAULT_STEPS = {"pgd": 7, "deepfool": 50}
+DEFAULT_STEPS = {"pgd": PGD_STEPS, "deepfool": 50}
 
 
 def register(commands) -> None:
@@ -46,7 +46,7 @@ def register(commands) -> None:
     parser.add_argument("--norm", choices=list(NORMS), default="inf", help="attack norm (default inf)")
     parser.add_argument("--eps", type=float, required=True, metavar="E",
                         help="pixel-wise eps_inf (e.g. 0.005); the l_p radius is E d^(1/p)")
-    parser.add_argument("--steps", type=int, metavar="N", help="iterations (default: pgd 7, deepfool 50; fgm takes one)")
+    parser.add_argument("--steps", type=int, metavar="N", help=f"iterations (default: pgd {DEFAULT_STEPS['pgd']}, deepfool {DEFAULT_STEPS['deepfool']}; fgm takes one)")
     parser.add_argument("--n", type=int, metavar="N", help="attack the first N test images (default: all)")
     parser.add_argument("--seed", type=int, default=0, metavar="S",
                         help="seed of the network's initialisation (--arch) and of PGD's random start (default 0)")
@@ -160,7 +160,7 @@ def attack_command(args: argparse.Namespace) -> int:
 
 
 def _row(label: str, report: dict, key: str, note: str = "", digits: int = 4) -> list:
-    value, se = report[key], report.get(f"{key}_stderr")
+    value, se = report[key], report.get(f"{key}_se")
     return [label, f"{value:.{digits}g}", "" if se is None else f"{se:.2g}", note]
 
 

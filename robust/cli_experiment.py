@@ -16,6 +16,7 @@ import sys
 from pathstats._format import format_table
 from pathstats.errors import PathstatsError
 
+from .cli_train import add_config_argument
 from .experiments import EXPERIMENTS, dry_run, get, reanalyse, run_experiment
 from .experiments.catalogue import SCALES
 from .experiments.driver import default_out, flatten
@@ -43,7 +44,7 @@ def register(commands) -> None:
         epilog=_EPILOG,
     )
     parser.add_argument("name", metavar="NAME", help=f"{' | '.join(EXPERIMENTS)} | list")
-    parser.add_argument("--data", default="digits", help="digits (default, embedded), cifar10:DIR or folder:DIR")
+    add_config_argument(parser, "data", standalone=True)  # pathstats train's --data, default included
     parser.add_argument("--out", metavar="DIR", help="output folder (default: experiments/NAME-SCALE-DATA, e.g. "
                         "experiments/fig1-quick-digits); a folder holding another experiment, scale, data set or grid "
                         "is refused")

@@ -740,12 +740,12 @@ def minimum_size(arch: str, channels: int = 3, largest: int = 1024) -> int:
 
 def _reads(arch: str, input_shape: tuple, native_side: int | None = None) -> bool:
     from pathstats import nets
+    from pathstats.nets.base import meta_forward
 
     try:
         with torch.device("meta"):  # shapes only: no weights drawn, no arithmetic
             model = nets.build(arch, input_shape, native_side=native_side)
-        with torch.no_grad():
-            model(torch.empty((1,) + tuple(input_shape), device="meta"))
+        meta_forward(model, input_shape, copy=False)
         return True
     except PathstatsError as exc:
         if isinstance(exc, nets.UnknownArchitectureError):

@@ -38,6 +38,8 @@ sample's own gradient.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -48,7 +50,7 @@ from torch import nn
 
 from pathstats.errors import PathstatsError
 
-from .attacks import fgm, lp_radius, parse_norm, pgd, step_for
+from .attacks import PGD_STEP_FRAC, PGD_STEPS, fgm, lp_radius, parse_norm, pgd, step_for
 from .gradients import loss_and_input_gradients, eval_mode
 from .opnorm import operator_norm_penalty
 
@@ -68,10 +70,11 @@ __all__ = [
     "methods_table_rst",
 ]
 
-#: Defaults of the options a loss reads from its ``config`` (any object with these
-#: attributes, e.g. :class:`pathstats.robust.train.TrainConfig`; None means these).
-OPTION_DEFAULTS = {"fd_h": 0.01, "opnorm_p": "2", "opnorm_q": "2", "opnorm_iters": 5, "pgd_steps": 7,
-                   "adv_mode": "eval", "adv_clip": True, "opnorm_form": "eq13"}
+#: The options a loss reads from its ``config`` (any object with these attributes, e.g.
+#: :class:`pathstats.robust.train.TrainConfig`); a missing attribute, or no config, means
+#: the default in ``OPTION_DEFAULTS``: the ``TrainConfig`` field's default (``pgd_steps``,
+#: not a field, is :data:`~pathstats.robust.attacks.PGD_STEPS`).
+_OPTIONS = ("fd_h", "opnorm_p", "opnorm_q", "opnorm_iters", "pgd_steps", "adv_mode", "adv_clip", "opnorm_form")
 
 #: ``opnorm_form`` values: the penalty ``||J v||_q`` (Roth et al. eq. 13) or its square
 #: (eq. 7 for p = q = 2, the squared data-dependent spectral norm their experiments use).
@@ -84,8 +87,25 @@ class MethodError(PathstatsError, ValueError):
     """An unknown method name or an option a method cannot use."""
 
 
+@functools.cache
+def _option_defaults() -> dict:
+    # read when first needed: train.py (TrainConfig's home) imports this module
+    from .train import TrainConfig
+
+    fields = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    return {name: PGD_STEPS if name == "pgd_steps" else fields[name] for name in _OPTIONS}
+
+
+def __getattr__(name: str):
+    # OPTION_DEFAULTS is computed from TrainConfig on first access (PEP 562), see _option_defaults
+    if name == "OPTION_DEFAULTS":
+        return dict(_option_defaults())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _option(config, name: str):
-    return OPTION_DEFAULTS[name] if config is None else getattr(config, name, OPTION_DEFAULTS[name])
+    default = _option_defaults()[name]
+    return default if config is None else getattr(config, name, default)
 
 
 def per_sample_norm(g: torch.Tensor, q: float) -> torch.Tensor:
@@ -192,7 +212,7 @@ def _loss_pgd(model, x, y, eps_p, config=None, *, bounds=(0.0, 1.0), seed=None):
     steps = int(_option(config, "pgd_steps"))
     mode, context, box = _attack_settings(model, config, bounds)
     with context:
-        x_adv = pgd(model, x, y, eps_p, norm="inf", steps=steps, step_size=0.2 * eps_p, random_start=True,
+        x_adv = pgd(model, x, y, eps_p, norm="inf", steps=steps, step_size=PGD_STEP_FRAC * eps_p, random_start=True,
                     bounds=box, seed=seed, mode=mode).detach()
     return F.cross_entropy(model(x_adv), y)
 
@@ -378,7 +398,7 @@ METHODS: dict[str, Method] = {
                "Simon-Gabriel et al. 2019, eq. 5", "2", _augmentation(2)),
         Method("fgsm-through", "as fgsm, the gradient also back-propagated through delta",
                "Simon-Gabriel et al. 2019, App. E", "inf", _loss_fgsm_through),
-        Method("pgd", "L(x + delta), delta: l_inf PGD, 7 steps of 0.2 eps_p, random start",
+        Method("pgd", f"L(x + delta), delta: l_inf PGD, {PGD_STEPS} steps of {PGD_STEP_FRAC:g} eps_p, random start",
                "Simon-Gabriel et al. 2019, Sec. 4.1; Madry et al. 2018", "inf", _loss_pgd),
         Method("crosslip", "L + eps R_xLip, R_xLip = (1/K^2) sum_kh ||df_h/dx - df_k/dx||_2^2",
                "Simon-Gabriel et al. 2019, eq. 18; Hein & Andriushchenko 2017", None, _loss_crosslip),

@@ -51,7 +51,7 @@ from torch import nn
 
 from pathstats.errors import PathstatsError
 
-from .attacks import _ascend, _check_bounds, _check_eps, _check_count, _generator, step_for
+from .attacks import PGD_STEP_FRAC, _ascend, _check_bounds, _check_eps, _check_count, _generator, step_for
 from .gradients import _to_model, check_batch, eval_mode
 
 __all__ = [
@@ -442,7 +442,7 @@ def logit_pgd(model: nn.Module, x: torch.Tensor, eps: float, norm=2, q=2, steps:
     step, eps = step_for(norm), _check_eps(eps)
     q = norm_exponent(q)
     _check_count("steps", steps, 0)
-    step_size = _check_eps(0.2 * eps if step_size is None else step_size)
+    step_size = _check_eps(PGD_STEP_FRAC * eps if step_size is None else step_size)
     bounds = _check_bounds(x, bounds)
     x0 = _to_model(model, x)[0]
     start = step.random_start(x0, eps, _generator(x0.device, seed))

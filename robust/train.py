@@ -41,7 +41,7 @@ import random
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -58,10 +58,10 @@ from pathstats.signals import SignalCatcher
 from pathstats.resources import (SAFETY, ResourceError, activation_bytes, fitting_batch, format_bytes, free_memory,
                                  measure_peak)
 
-from .attacks import lp_radius, norm_name
+from .attacks import PGD_STEP_FRAC, PGD_STEPS, lp_radius, norm_name
 from .data import (BatchTransform, DataError, Dataset, channel_stats, check_data_spec, check_model_input, load_images,
                    native_shape, native_size, parse_augment, upsampling_factor)
-from .methods import ADV_MODES, OPNORM_FORMS, get_method
+from .methods import ADV_MODES, METHODS, OPNORM_FORMS, get_method
 from .vulnerability import vulnerability
 
 __all__ = [
@@ -127,6 +127,22 @@ class ConfigMismatchError(TrainError):
 
 class CheckpointError(TrainError):
     """The output folder's checkpoint or bookkeeping files are unreadable."""
+
+
+#: The ``pathstats train --help`` groups a field's flag may belong to (the others: the main list).
+PROTOCOL, EXECUTION = "the papers' protocols", "execution (not part of a run's identity)"
+
+
+def _flag(help: str, *, metavar: str | None = None, choices: tuple | None = None, group: str | None = None,
+          required: bool = False, default_text: str | None = None) -> dict:
+    """A field's command-line description, kept in the field's metadata (never in the run's identity).
+
+    ``pathstats train`` builds each flag ``--<name with dashes>`` from it, its type from the
+    field's annotation and its default from the field's default (so neither is written twice);
+    ``default_text`` replaces the shown default where the field's is a placeholder (None).
+    """
+    return {"cli": {"help": help, "metavar": metavar, "choices": choices, "group": group, "required": required,
+                    "default_text": default_text}}
 
 
 @dataclass
@@ -231,46 +247,84 @@ class TrainConfig:
         and train the eager model.  An execution option, as ``amp``.
     """
 
-    arch: str
-    data: str = "digits"
-    method: str = "none"
-    size: int | None = None
-    eps: float = 0.0
-    epochs: int | None = None
-    batch: int | None = None
-    lr: float | None = None
-    seed: int = 0
-    device: str = "cpu"
-    eval_eps: float = 0.005
-    fd_h: float = 0.01
-    opnorm_p: str = "2"
-    opnorm_q: str = "2"
-    opnorm_iters: int = 5
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    schedule: str = "cosine"
-    steps_per_epoch: int | None = None
-    eval_n: int | None = None
-    train_eval_n: int = 500
-    normalise: bool = False
-    augment: str = ""
-    crop_pad: int | None = None
-    val_split: int = 0
-    halve_every: int = 30
-    channels: int | None = None
-    native_side: int | None = None
-    limit_train: int | None = None
-    limit_test: int | None = None
-    eval_batch: int | None = None
-    eval_every: int = 1
-    adv_mode: str = "eval"
-    adv_clip: bool = True
-    eval_steps: int = 7
-    eval_step_frac: float = 0.2
-    eval_random_start: bool = True
-    opnorm_form: str = "eq13"
-    amp: str | None = None
-    compile: bool | None = None
+    arch: str = field(metadata=_flag("registered architecture (see pathstats archs)", required=True))
+    data: str = field(default="digits", metadata=_flag(
+        "digits (bundled 8x8 digits), cifar10:DIR (python batches) or folder:DIR (DIR/train/<class>/*, "
+        "DIR/test/<class>/*)", required=True))
+    method: str = field(default="none", metadata=_flag(
+        "training method (see the docs' methods table): " + ", ".join(METHODS), metavar="M", required=True))
+    size: int | None = field(default=None, metadata=_flag("up-sample images to S x S by copying pixels", metavar="S",
+                                                          default_text="the native size"))
+    eps: float = field(default=0.0, metadata=_flag(
+        "strength: eps_inf (the loss gets eps_p = eps d^(1/p)) for grad-*, fgsm*, fgm-l2 and pgd; the regularisation "
+        "constant for crosslip, fd-* and opnorm; needed by every method but none (--eps 0 trains without the "
+        "penalty)", metavar="E", default_text="0 with --method none"))
+    epochs: int | None = field(default=None, metadata=_flag("training epochs", metavar="N"))
+    batch: int | None = field(default=None, metadata=_flag("training batch size", metavar="B"))
+    lr: float | None = field(default=None, metadata=_flag("SGD learning rate", metavar="LR"))
+    seed: int = field(default=0, metadata=_flag("seed of initialisation, shuffling and attacks", metavar="S"))
+    device: str = field(default="cpu", metadata=_flag("cpu, cuda or cuda:N", metavar="D"))
+    eval_eps: float = field(default=0.005, metadata=_flag("eps_inf of the per-epoch l_inf PGD evaluation", metavar="E"))
+    fd_h: float = field(default=0.01, metadata=_flag("finite-difference step of fd-l1/fd-l2", metavar="H"))
+    opnorm_p: str = field(default="2", metadata=_flag("domain norm of opnorm: 1, 2 or inf", metavar="P"))
+    opnorm_q: str = field(default="2", metadata=_flag("co-domain norm of opnorm: 1, 2 or inf", metavar="Q"))
+    opnorm_iters: int = field(default=5, metadata=_flag("power iterations per step of opnorm", metavar="N"))
+    momentum: float = field(default=0.9, metadata=_flag("SGD momentum", metavar="M"))
+    weight_decay: float = field(default=0.0, metadata=_flag("SGD weight decay", metavar="W"))
+    schedule: str = field(default="cosine", metadata=_flag(
+        "learning-rate schedule, per step (cosine: down to 0; halving: the authors', needs --val-split)",
+        choices=SCHEDULES))
+    steps_per_epoch: int | None = field(default=None, metadata=_flag(
+        "at most N optimisation steps per epoch", metavar="N", default_text="one pass over the training split"))
+    eval_n: int | None = field(default=None, metadata=_flag("evaluate on the first N test images", metavar="N",
+                                                            default_text="all"))
+    train_eval_n: int = field(default=500, metadata=_flag(
+        "size of the fixed training subset evaluated each epoch", metavar="N"))
+    normalise: bool = field(default=False, metadata=_flag(
+        "normalise each channel by the training split's mean and standard deviation (the paper's sigma ~ .2); --eps "
+        "and --eval-eps are then in normalised units", group=PROTOCOL))
+    augment: str = field(default="", metadata=_flag(
+        "crop, flip or crop,flip: random crop with zero padding, horizontal flip, at the native size before "
+        "up-sampling (the authors' code)", metavar="A", group=PROTOCOL, default_text="none"))
+    crop_pad: int | None = field(default=None, metadata=_flag(
+        "padding of the random crop", metavar="P", group=PROTOCOL,
+        default_text="native side / 8: 4 px on CIFAR-10, 1 px on digits"))
+    val_split: int = field(default=0, metadata=_flag(
+        "hold N training images out for validation (fixed subset; the authors: 5000 on CIFAR-10)", metavar="N",
+        group=PROTOCOL))
+    halve_every: int = field(default=30, metadata=_flag(
+        "--schedule halving: halve the rate every N epochs from the best-validation weights", metavar="N",
+        group=PROTOCOL))
+    channels: int | None = field(default=None, metadata=_flag("width of the registered net", metavar="C",
+                                                              group=PROTOCOL, default_text="the net's"))
+    native_side: int | None = field(default=None, metadata=_flag(
+        "the image side conv8's dilation is relative to (dilation size // S; 8-pixel digits need 16)", metavar="S",
+        group=PROTOCOL, default_text="the data's native side"))
+    limit_train: int | None = field(default=None, metadata=_flag("use only the first N training images", metavar="N",
+                                                                 group=PROTOCOL, default_text="all"))
+    limit_test: int | None = field(default=None, metadata=_flag("use only the first N test images", metavar="N",
+                                                                group=PROTOCOL, default_text="all"))
+    eval_batch: int | None = field(default=None, metadata=_flag(
+        "images per evaluation batch", metavar="B", group=PROTOCOL, default_text="min(256, max(8, 2^21 / d))"))
+    eval_every: int = field(default=1, metadata=_flag(
+        "evaluate every N epochs (the initialisation and the last epoch always)", metavar="N", group=PROTOCOL))
+    adv_mode: str = field(default="eval", metadata=_flag(
+        "model mode of the attacks in adversarial training (the authors: train)", choices=ADV_MODES, group=PROTOCOL))
+    adv_clip: bool = field(default=True, metadata=_flag(
+        "clip training attacks to the input box (the authors: no)", group=PROTOCOL))
+    eval_steps: int = field(default=PGD_STEPS, metadata=_flag("steps of the evaluation PGD", metavar="N",
+                                                              group=PROTOCOL))
+    eval_step_frac: float = field(default=PGD_STEP_FRAC, metadata=_flag(
+        "step of the evaluation PGD as a fraction of --eval-eps", metavar="F", group=PROTOCOL))
+    eval_random_start: bool = field(default=True, metadata=_flag(
+        "random start of the evaluation PGD (the authors: no)", group=PROTOCOL))
+    opnorm_form: str = field(default="eq13", metadata=_flag(
+        "opnorm's penalty: eq13 ||J v||_q or squared (Roth et al. eq. 7)", choices=OPNORM_FORMS, group=PROTOCOL))
+    amp: str | None = field(default=None, metadata=_flag(
+        "autocast the training forward passes in bfloat16 (the evaluation stays float32)", choices=AMP_MODES,
+        group=EXECUTION, default_text="off: float32"))
+    compile: bool | None = field(default=None, metadata=_flag(
+        "train through torch.compile (falls back to the eager model with a one-line message)", group=EXECUTION))
 
     def to_dict(self) -> dict:
         """The configuration as a JSON-ready dict.
@@ -478,7 +532,7 @@ EVAL_FIELDS = {"loss": "loss_clean", "accuracy": "accuracy_clean", "grad_l1": "g
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eval_eps: float, *, seed: int,
-             bounds=(0.0, 1.0), steps: int = 7, step_frac: float = 0.2, random_start: bool = True,
+             bounds=(0.0, 1.0), steps: int = PGD_STEPS, step_frac: float = PGD_STEP_FRAC, random_start: bool = True,
              batch: int | None = None, transform: BatchTransform | None = None) -> dict:
     """Loss, accuracy, gradient norms and l_inf PGD robustness of ``model`` on ``(x, y)``, in eval mode.
 
@@ -517,7 +571,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eval_eps: float
                                  seed=seed + index,  # as vulnerability() seeds its own batches
                                  steps=steps, step_size=step_frac * eval_eps,
                                  random_start=random_start, batch_size=batch, check=False)
-        parts.append((measured["n"], {key: (measured[key], measured[key + "_stderr"]) for key in EVAL_FIELDS.values()}))
+        parts.append((measured["n"], {key: (measured[key], measured[key + "_se"]) for key in EVAL_FIELDS.values()}))
     out: dict[str, Any] = {"n": n}
     for name, key in EVAL_FIELDS.items():
         out[name], out[name + "_se"] = _pooled([(m, mean_se[key]) for m, mean_se in parts])

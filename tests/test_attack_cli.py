@@ -35,7 +35,7 @@ def test_smoke_json_conv6_digits_32(capsys):
     assert (report["attack"], report["norm"], report["d"], report["n"], report["steps"]) == ("pgd", "inf", 1024, 8, 7)
     assert report["eps_inf"] == report["eps_p"] == 0.005
     for key in ("vulnerability", "loss_damage", "first_order_damage", "grad_l1", "first_order_ratio"):
-        assert math.isfinite(report[key]) and math.isfinite(report[f"{key}_stderr"])
+        assert math.isfinite(report[key]) and math.isfinite(report[f"{key}_se"])
     assert report["provenance"]["seed"] == 0 and report["provenance"]["command"].startswith("pathstats attack")
     # the command is the Python API on the same model and data: one description, two uses
     data = load_dataset("digits", size=32)

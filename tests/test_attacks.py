@@ -317,7 +317,7 @@ def test_vulnerability_on_a_linear_logit_difference_matches_the_closed_form():
     z_adv = z + sign * eps * w.abs().sum()
     changed = ((z > 0) != (z_adv > 0)).double()
     assert r["vulnerability"] == pytest.approx(float(changed.mean()), abs=1e-12)
-    assert r["vulnerability_stderr"] == pytest.approx(float(changed.std() / math.sqrt(200)), rel=1e-9)
+    assert r["vulnerability_se"] == pytest.approx(float(changed.std() / math.sqrt(200)), rel=1e-9)
     loss = torch.nn.functional.softplus(sign * z).double()
     loss_adv = torch.nn.functional.softplus(sign * z_adv).double()
     assert r["loss_damage"] == pytest.approx(float((loss_adv - loss).mean()), rel=1e-4)

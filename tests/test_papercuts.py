@@ -44,7 +44,7 @@ def test_no_first_order_ratio_against_a_negative_loss_damage():
     model, x, y = _misclassified_linear_case()
     report = vulnerability(model, x, y, attack="deepfool", norm=2, eps=0.05, check=False)
     assert report["loss_damage"] < 0
-    assert math.isnan(report["first_order_ratio"]) and math.isnan(report["first_order_ratio_stderr"])
+    assert math.isnan(report["first_order_ratio"]) and math.isnan(report["first_order_ratio_se"])
     assert "not positive" in report["first_order_ratio_note"] and "DeepFool" in report["first_order_ratio_note"]
     report.update(steps=50, eps_inf=0.05, eps_p=0.05 * 2, model={"arch": "linear", "source": "test"},
                   data={"spec": "test", "size": None}, elapsed_s=0.0)

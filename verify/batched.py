@@ -26,10 +26,11 @@ from torch import fx, nn
 
 from pathstats.errors import PathstatsError
 from pathstats.functional import modularise, symbolic_trace
+from pathstats.generators import padded_source
+from pathstats.nets.base import WEIGHT_LAYERS  # re-exported: verify's one name for it
 
 __all__ = ["BatchedInitialisations", "WEIGHT_LAYERS"]
 
-WEIGHT_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 _CONV = {nn.Conv1d: F.conv1d, nn.Conv2d: F.conv2d, nn.Conv3d: F.conv3d}
 
 
@@ -150,23 +151,14 @@ def _pad(x: torch.Tensor, pads: tuple, mode: str) -> torch.Tensor:
     if x.dim() != 4:
         return F.pad(x, pads, mode=mode)
     planes = x.permute(2, 3, 0, 1)  # (H, W, B, C): contiguous when x came from a grouped conv
-    rows = tuple(_pad_index(planes.shape[0], pads[2], pads[3], mode))
-    columns = tuple(_pad_index(planes.shape[1], pads[0], pads[1], mode))
+
+    def sources(size: int, before: int, after: int) -> tuple:
+        # the input row (column) each padded one reads: the padding geometry's one home
+        # (zero padding reads none; _conv leaves it to the convolution)
+        return tuple(padded_source(q, size, before, mode, after=after) for q in range(before + size + after))
+
+    rows, columns = sources(planes.shape[0], pads[2], pads[3]), sources(planes.shape[1], pads[0], pads[1])
     return _PadPlanes.apply(planes, rows, columns, pads[2], pads[0]).permute(2, 3, 0, 1)
-
-
-def _pad_index(size: int, before: int, after: int, mode: str) -> list:
-    """Source index of each padded position along one axis."""
-    index = range(-before, size + after)
-    if mode == "reflect":
-        if max(before, after) >= size:
-            raise ValueError(f"reflect padding {max(before, after)} needs a dimension larger than it, got {size}")
-        return [-i if i < 0 else 2 * (size - 1) - i if i >= size else i for i in index]
-    if mode == "replicate":
-        return [min(max(i, 0), size - 1) for i in index]
-    if mode == "circular":
-        return [i % size for i in index]
-    raise ValueError(f"padding mode {mode!r}: use zeros, reflect, replicate or circular")
 
 
 class _PadPlanes(torch.autograd.Function):

@@ -34,6 +34,7 @@ from torch import fx, nn
 from pathstats._validate import check_seed
 from pathstats.errors import PathstatsError
 from pathstats.layers import weight_variance
+from pathstats.nets.base import meta_forward
 from pathstats.prediction import _init_policy
 from pathstats.progress import progress as progress_bar
 from pathstats.stats import Estimate, standard_error
@@ -346,12 +347,7 @@ def default_batch(model: nn.Module, input_shape: tuple, budget_bytes: int = 2**2
     (64, 16)
     """
     sizes = [math.prod(input_shape)]
-    probe = copy.deepcopy(model).to("meta")
-    hooks = [m.register_forward_hook(lambda _, __, out: sizes.append(out[0].numel())) for m in probe.modules() if not list(m.children())]
-    with torch.no_grad():
-        probe(torch.empty((1,) + tuple(input_shape), device="meta"))
-    for hook in hooks:
-        hook.remove()
+    meta_forward(model, input_shape, leaf_hook=lambda _, out: sizes.append(out[0].numel()))
     return max(1, min(largest, budget_bytes // (4 * max(sizes))))
 
 

@@ -20,6 +20,7 @@ import torch
 
 from pathstats._io import write_json
 
+from ..opnorm import logit_jacobian  # re-exported: the one exact Jacobian helper
 from .store import evaluation_file
 
 __all__ = ["run_one", "EVALUATIONS", "evaluate_attacks", "evaluate_bounds", "evaluate_alignment",
@@ -31,7 +32,7 @@ def _subset(data, n: int):
 
 
 def _summary(result: dict) -> dict:
-    keep = ("vulnerability", "vulnerability_stderr", "accuracy_adv", "accuracy_clean", "loss_damage", "loss_damage_stderr",
+    keep = ("vulnerability", "vulnerability_se", "accuracy_adv", "accuracy_clean", "loss_damage", "loss_damage_se",
             "first_order_damage", "first_order_ratio", "eps", "n", "grad_l1", "grad_l2")
     return {k: result[k] for k in keep if k in result}
 
@@ -90,16 +91,6 @@ def evaluate_bounds(model, data, options: dict, seed: int = 0) -> dict:
     return out
 
 
-def logit_jacobian(model, x: torch.Tensor) -> torch.Tensor:
-    """``B x K x d`` Jacobians of the logits with respect to the flattened inputs (eval mode,
-    one backward pass per logit; images are independent in eval mode)."""
-    x = x.detach().clone().requires_grad_(True)
-    logits = model(x)
-    rows = [torch.autograd.grad(logits[:, k].sum(), x, retain_graph=k < logits.shape[1] - 1)[0].flatten(1)
-            for k in range(logits.shape[1])]
-    return torch.stack(rows, 1)
-
-
 def evaluate_alignment(model, data, options: dict, seed: int = 0) -> dict:
     """Roth et al.'s Figure 2 and 3: the singular values of each test image's logit Jacobian,
     the cosine of an l2 PGD perturbation (radius ``align_eps sqrt(d)``, 10 steps) with
@@ -110,7 +101,7 @@ def evaluate_alignment(model, data, options: dict, seed: int = 0) -> dict:
 
     x, y = _subset(data, options.get("n", 200))
     d = int(np.prod(x.shape[1:]))
-    jac = logit_jacobian(model, x).detach()
+    jac = logit_jacobian(model, x)  # detached, in eval mode
     _, sing, vh = torch.linalg.svd(jac, full_matrices=False)  # vh: B x K x d
     radius = float(options.get("align_eps", 0.02)) * math.sqrt(d)
     delta = (pgd(model, x, y, radius, norm=2, steps=10, seed=seed, bounds=tuple(data.bounds)) - x).flatten(1).detach()
@@ -126,11 +117,11 @@ def evaluate_alignment(model, data, options: dict, seed: int = 0) -> dict:
         if eps == 0:
             with torch.no_grad():
                 acc = float((model(x).argmax(1) == y).double().mean())
-            curve.append({"eps": 0.0, "accuracy_adv": acc, "accuracy_adv_stderr": math.sqrt(acc * (1 - acc) / len(y))})
+            curve.append({"eps": 0.0, "accuracy_adv": acc, "accuracy_adv_se": math.sqrt(acc * (1 - acc) / len(y))})
         else:
             r = vulnerability(model, x, y, attack="pgd", norm="inf", eps=float(eps), seed=seed, check=False,
                               bounds=tuple(data.bounds))
-            curve.append({"eps": float(eps), "accuracy_adv": r["accuracy_adv"], "accuracy_adv_stderr": r.get("accuracy_adv_stderr")})
+            curve.append({"eps": float(eps), "accuracy_adv": r["accuracy_adv"], "accuracy_adv_se": r.get("accuracy_adv_se")})
     return {"n": int(x.shape[0]), "d": d, "align_radius": radius, "singular_values": sing.cpu().tolist(),
             "cos_by_rank": cos[moved].cpu().tolist(), "cos_random": cos_random[moved].cpu().tolist(),
             "robust_accuracy": curve}

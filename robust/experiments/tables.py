@@ -15,7 +15,7 @@ Flattened evaluations (one scalar per column, so a colleague's tables are enough
 
 * ``attacks``: ``atk_<threshold>_<attack>_<field>`` for threshold ``inf`` / ``2``, attack
   ``fgsm, fgm-l2, pgd-inf, pgd-l2, deepfool`` and field ``vulnerability,
-  vulnerability_stderr, accuracy_adv, loss_damage, first_order_damage, radius``; plus
+  vulnerability_se, accuracy_adv, loss_damage, first_order_damage, radius``; plus
   ``atk_eps``, ``atk_n``;
 * ``bounds``: ``bounds_n``, ``bounds_fooled``, ``bounds_log_distance`` (mean log l2
   distance DeepFool needed, over fooled images), ``bounds_<kind>_held`` /
@@ -51,7 +51,7 @@ from pathstats._io import atomic_write
 from pathstats.errors import PathstatsError
 
 __all__ = ["RESULTS", "EPOCHS", "CHANCE_MARGIN", "TablesError", "degenerate_reason", "records_to_tables", "write_tables",
-           "read_tables", "flatten_evaluations"]
+           "read_tables", "flatten_evaluations", "current_keys", "SE_SUFFIX"]
 
 RESULTS = "results.csv"
 EPOCHS = "epochs.csv"
@@ -65,6 +65,27 @@ CHECKED = ("test_accuracy", "test_grad_l1", "vulnerability", "test_loss")
 
 class TablesError(PathstatsError):
     """results.csv or epochs.csv is missing or unreadable."""
+
+
+#: A standard error's key is its estimate's with this suffix, in every file pathstats.robust
+#: writes (metrics.jsonl, result.json, evaluation files, these tables, ``attack --json``).
+SE_SUFFIX = "_se"
+#: The suffix that evaluation files and results.csv used before: still read (as ``SE_SUFFIX``).
+OLD_SE_SUFFIX = "_stderr"
+
+
+def current_keys(row: dict) -> dict:
+    """``row`` with keys written under the old standard-error naming (``*_stderr``) renamed ``*_se``.
+
+    Examples
+    --------
+    >>> current_keys({"vulnerability": 0.5, "vulnerability_stderr": 0.1})
+    {'vulnerability': 0.5, 'vulnerability_se': 0.1}
+    >>> current_keys({"vulnerability_se": 0.1})
+    {'vulnerability_se': 0.1}
+    """
+    return {(key[:-len(OLD_SE_SUFFIX)] + SE_SUFFIX if key.endswith(OLD_SE_SUFFIX) else key): value
+            for key, value in row.items()}
 
 
 def _cell(value) -> str:
@@ -148,7 +169,8 @@ def flatten_evaluations(evaluations: dict) -> dict:
         out["atk_eps"], out["atk_n"] = attacks.get("eps"), attacks.get("n")
         for threshold, rows in attacks["thresholds"].items():
             for attack, res in rows.items():
-                for field in ("vulnerability", "vulnerability_stderr", "accuracy_adv", "loss_damage", "first_order_damage",
+                res = current_keys(res)
+                for field in ("vulnerability", "vulnerability_se", "accuracy_adv", "loss_damage", "first_order_damage",
                               "radius"):
                     out[f"atk_{threshold}_{attack}_{field}"] = res.get(field)
     bounds = (evaluations or {}).get("bounds") or {}
@@ -275,7 +297,8 @@ def write_tables(out_dir: str, records: list) -> dict:
 def _read(path: str) -> list:
     try:
         with open(path, newline="") as f:
-            return [{k: _parse(v if v is not None else "") for k, v in row.items()} for row in csv.DictReader(f)]
+            return [current_keys({k: _parse(v if v is not None else "") for k, v in row.items()})
+                    for row in csv.DictReader(f)]
     except OSError as exc:
         raise TablesError(f"cannot read {path}: {exc.strerror or exc}") from None
     except csv.Error as exc:
