@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from pathstats.errors import InvalidArgumentError
+
 from .base import InitialisedNet, conv_bn_relu
 
 __all__ = ["PooledConv6"]
@@ -28,7 +30,7 @@ class PooledConv6(InitialisedNet):
     def __init__(self, input_shape=(3, 32, 32), classes=10, channels=64, downsampling="avgpool", padding_mode="reflect"):
         super().__init__()
         if downsampling not in DOWNSAMPLING:
-            raise ValueError(f"downsampling must be one of {DOWNSAMPLING}, not {downsampling!r}")
+            raise InvalidArgumentError(f"downsampling must be one of {DOWNSAMPLING}, not {downsampling!r}")
         layers, c_in = [], input_shape[0]
         for block in range(1, 7):
             stride = 2 if downsampling == "strided" and block % 2 == 0 else 1

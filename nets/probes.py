@@ -16,6 +16,8 @@ import math
 
 from torch import nn
 
+from pathstats.errors import InvalidArgumentError
+
 from .base import InitialisedNet, conv_bn_relu, spatial_after
 from .resnet import BasicBlock
 
@@ -48,7 +50,7 @@ class Probe(InitialisedNet):
     def __init__(self, kind, input_shape=(3, 16, 16), classes=10, channels=16, depth=2):
         super().__init__()
         if kind not in KINDS:
-            raise ValueError(f"kind must be one of {sorted(KINDS)}, not {kind!r}")
+            raise InvalidArgumentError(f"kind must be one of {sorted(KINDS)}, not {kind!r}")
         layers, c_in = [], input_shape[0]
         if kind == "residual":
             layers, c_in = conv_bn_relu(c_in, channels, padding_mode="zeros"), channels

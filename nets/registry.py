@@ -11,7 +11,7 @@ from typing import Callable
 
 from torch import nn
 
-from pathstats.errors import PathstatsError
+from pathstats.errors import InvalidArgumentError, PathstatsError, UnknownArchitectureError
 
 from .conv6 import Conv6
 from .conv8 import Conv8
@@ -25,13 +25,6 @@ __all__ = ["Architecture", "ARCHITECTURES", "UnknownArchitectureError", "get", "
 #: model mode against the Monte Carlo on each registered net at its default input,
 #: written by ``benchmarks/registered_gaps.py`` (with the provenance of each measurement)
 MEASURED_GAPS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "measured_gaps.json")
-
-
-class UnknownArchitectureError(PathstatsError, LookupError):
-    """No architecture is registered under that name."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 @dataclass(frozen=True)
@@ -63,7 +56,7 @@ class Architecture:
         """
         if channels is not None:
             if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-                raise PathstatsError(f"--channels must be a positive integer, got {channels!r}")
+                raise InvalidArgumentError(f"--channels must be a positive integer, got {channels!r}")
             # fc's width is that of each of its three hidden layers
             options[self.width_option] = (channels,) * 3 if self.width_option == "widths" else channels
         if native_side is not None and self.native_side_option:
@@ -71,7 +64,7 @@ class Architecture:
         try:
             return self.factory(input_shape=tuple(input_shape), classes=classes, **options).eval()
         except (RuntimeError, ValueError) as exc:
-            raise PathstatsError(f"{self.name} cannot read inputs of shape {tuple(input_shape)}: {str(exc).splitlines()[0]}") from None
+            raise InvalidArgumentError(f"{self.name} cannot read inputs of shape {tuple(input_shape)}: {str(exc).splitlines()[0]}") from None
 
 
 ARCHITECTURES = {
@@ -121,11 +114,11 @@ def shape_for_d(arch: Architecture | str, d: int) -> tuple:
     >>> shape_for_d("conv6", 3000)
     Traceback (most recent call last):
     ...
-    pathstats.errors.PathstatsError: conv6 reads 3 x s x s images, and d = 3000 is not 3 s^2: try --d 2883 (3x31x31) or --d 3072 (3x32x32), or give --shape C,H,W
+    pathstats.errors.InvalidArgumentError: conv6 reads 3 x s x s images, and d = 3000 is not 3 s^2: try --d 2883 (3x31x31) or --d 3072 (3x32x32), or give --shape C,H,W
     """
     arch = get(arch) if isinstance(arch, str) else arch
     if d < 1:
-        raise PathstatsError(f"d must be positive, got {d}")
+        raise InvalidArgumentError(f"d must be positive, got {d}")
     if not arch.image:
         return (d,)
     c = arch.channels
@@ -133,7 +126,7 @@ def shape_for_d(arch: Architecture | str, d: int) -> tuple:
     if c * side * side == d and side > 0:
         return (c, side, side)
     low, high = max(side, 1), side + 1
-    raise PathstatsError(
+    raise InvalidArgumentError(
         f"{arch.name} reads {c} x s x s images, and d = {d} is not {c} s^2: try --d {c * low * low} ({c}x{low}x{low}) "
         f"or --d {c * high * high} ({c}x{high}x{high}), or give --shape C,H,W"
     )

@@ -19,6 +19,8 @@ from fractions import Fraction
 import numpy as np
 import scipy.sparse as sp
 
+from .errors import InvalidArgumentError
+
 __all__ = ["FloatAlgebra", "ExactAlgebra", "ModularAlgebra"]
 
 
@@ -100,7 +102,7 @@ class ModularAlgebra:
 
     def __init__(self, prime: int):
         if not 2 < prime < 2**31:
-            raise ValueError("the modulus must be a prime below 2**31")
+            raise InvalidArgumentError("the modulus must be a prime below 2**31")
         self.prime = prime
 
     def cast(self, values) -> np.ndarray:

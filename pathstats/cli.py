@@ -17,7 +17,7 @@ from ._format import format_table
 from ._io import check_figure_path, check_output_path, write_json
 from ._validate import (check_architecture_input, check_classes, check_device, check_int, check_seed, parse_architectures,
                         parse_int_list, parse_shape)
-from .errors import InvalidArgumentError, OutputPathError, PathstatsError
+from .errors import EXIT_INTERRUPTED, EXIT_USAGE, EXIT_WRITE, InvalidArgumentError, OutputPathError, PathstatsError
 from .provenance import provenance
 
 if TYPE_CHECKING:
@@ -30,9 +30,6 @@ __all__ = ["main", "run"]
 
 #: The ``init`` policies a command line can name (a mapping needs the Python API).
 INIT_CHOICES = ("he", "torch", "weights")
-EXIT_USAGE = 2
-EXIT_WRITE = 1
-EXIT_INTERRUPTED = 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -170,7 +167,7 @@ def _default_output(G) -> object:
     check_acyclic(G)  # a cycle, not the count of sinks it leaves, is what is wrong with such a graph
     sinks = [v for v in G if G.out_degree(v) == 0]
     if len(sinks) != 1:
-        raise PathstatsError(f"the graph has {len(sinks)} sinks {sinks[:10]!r}; name the output with --output NODE")
+        raise InvalidArgumentError(f"the graph has {len(sinks)} sinks {sinks[:10]!r}; name the output with --output NODE")
     return sinks[0]
 
 

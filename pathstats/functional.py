@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from .layers import MODULE_RULES, Scale, UnsupportedLayerError
+from .errors import TracingError, UnsupportedLayerError
+from .layers import MODULE_RULES, Scale
 
 __all__ = [
     "TracingError",
@@ -41,10 +42,6 @@ __all__ = [
     "located",
     "unsupported_operation",
 ]
-
-
-class TracingError(UnsupportedLayerError):
-    """torch.fx cannot trace the model symbolically."""
 
 
 # --------------------------------------------------------------------- the table
@@ -180,6 +177,10 @@ SCALE_FORMS: dict = {
     operator.neg: _negated, torch.neg: _negated, "neg": _negated,
 }
 
+#: fx targets of a difference ``a - b`` (``torch.sub(a, b)``, ``a.sub(b)``): of two tensors it is read as
+#: ``a + (-1) b``, the sum the add rule knows, with the negation a :class:`~pathstats.layers.Scale` layer.
+SUBTRACTIONS = {operator.sub, operator.isub, torch.sub, torch.subtract, "sub", "subtract"}
+
 _WEIGHT_FORMS = {F.linear: nn.Linear, F.conv1d: nn.Conv1d, F.conv2d: nn.Conv2d, F.conv3d: nn.Conv3d}
 _GLOBAL_POOLS = {3: nn.AdaptiveAvgPool1d, 4: nn.AdaptiveAvgPool2d, 5: nn.AdaptiveAvgPool3d}
 
@@ -286,7 +287,11 @@ def _advice(node: fx.Node, gm: fx.GraphModule | None) -> str:
         return "pathstats models ReLU and LeakyReLU activations; use nn.ReLU / F.relu or nn.LeakyReLU / F.leaky_relu"
     if key in _CONCAT:
         return "concatenation has no rule; combine branches by addition (x + y) of tensors of one shape"
-    if node.target in (operator.add, operator.sub, torch.add, torch.sub, "add", "sub"):
+    if node.target in SUBTRACTIONS or node.target == "sub_":
+        return ("subtraction has a rule for two tensors of one shape only (a - b, torch.sub(a, b) without alpha); "
+                "subtracting a constant or a parameter (a bias) has none: give biases to the layer that owns them "
+                "(nn.Linear, nn.Conv2d)")
+    if node.target in (operator.add, torch.add, "add"):
         return ("adding a constant or a parameter (a bias) has no rule; add tensors of one shape, "
                 "and give biases to the layer that owns them (nn.Linear, nn.Conv2d)")
     if node.target in (operator.mul, torch.mul, "mul", operator.truediv, torch.div, "div", operator.matmul, torch.matmul):
@@ -553,6 +558,9 @@ def modularise(gm: fx.GraphModule, root: nn.Module) -> fx.GraphModule:
         if node.op not in ("call_function", "call_method"):
             continue
         modules, name = None, None
+        if _is_difference(node):
+            _as_sum(node, gm, root, placed, labels)
+            continue
         if node.op == "call_function" and node.target in _WEIGHT_FORMS:
             name, layer = _weight_layer(node, gm, root)
             if name is None:
@@ -593,6 +601,38 @@ def modularise(gm: fx.GraphModule, root: nn.Module) -> fx.GraphModule:
     graph.lint()
     gm.recompile()
     return gm
+
+
+def _is_difference(node: fx.Node) -> bool:
+    """``a - b`` of two tensors (shapes annotated), without ``alpha``: a sum with a negated operand."""
+    return (node.target in SUBTRACTIONS and (node.op == "call_function") == callable(node.target)
+            and len(node.args) == 2 and not node.kwargs
+            and all(isinstance(a, fx.Node) and _shape_of(a) is not None for a in node.args))
+
+
+def _as_sum(node: fx.Node, gm: fx.GraphModule, root: nn.Module, placed: dict, labels: dict) -> None:
+    """Rewrite ``a - b`` as ``a + Scale(-1)(b)``, in place.
+
+    The gradient of a difference is that of the sum with one branch's sign flipped:
+    every path through ``b`` is multiplied by -1, which squares to 1, and the forward
+    laws of model mode see ``-b`` (its mean negated) through the Scale rule.
+    """
+    graph = gm.graph
+    minuend, subtrahend = node.args
+    with graph.inserting_before(node):
+        negated = graph.call_module(_place(gm, root, Scale(-1.0), None, f"{node.name}_negated", node, placed),
+                                    (subtrahend,))
+        negated.meta["pathstats_form"] = operation_name(node, gm) + " (the subtracted operand)"
+        negated.meta["tensor_meta"] = subtrahend.meta["tensor_meta"]
+        negated.stack_trace = node.stack_trace
+        if "nn_module_stack" in node.meta:
+            negated.meta["nn_module_stack"] = node.meta["nn_module_stack"]
+        _label(negated, labels)
+        total = graph.call_function(operator.add, (minuend, negated))
+        total.meta.update({k: v for k, v in node.meta.items() if k != "pathstats_refusal"})
+        total.stack_trace = node.stack_trace
+    node.replace_all_uses_with(total)
+    graph.erase_node(node)
 
 
 def _label(node: fx.Node, labels: dict) -> None:

@@ -13,6 +13,8 @@ from typing import Callable, Sequence
 import networkx as nx
 import numpy as np
 
+from .errors import InvalidArgumentError
+
 __all__ = [
     "PADDING_MODES",
     "padded_source",
@@ -73,12 +75,12 @@ def padded_source(position: int, length: int, padding: int, mode: str, *, after:
     [0, 1, 2, 2, 2]
     """
     if mode not in PADDING_MODES:
-        raise ValueError(f"unknown padding mode {mode!r}; use one of {PADDING_MODES}")
+        raise InvalidArgumentError(f"unknown padding mode {mode!r}; use one of {PADDING_MODES}")
     widest = padding if after is None else max(padding, after)
     if mode == "reflect" and widest >= length:
-        raise ValueError(f"reflect padding {widest} needs an input longer than {widest}, got {length}")
+        raise InvalidArgumentError(f"reflect padding {widest} needs an input longer than {widest}, got {length}")
     if mode == "circular" and widest > length:
-        raise ValueError(f"circular padding {widest} cannot exceed the input length {length}")
+        raise InvalidArgumentError(f"circular padding {widest} cannot exceed the input length {length}")
     i = position - padding
     if 0 <= i < length:
         return i
@@ -129,7 +131,7 @@ def fully_connected_dag(widths: Sequence[int], multiplicity: int = 1) -> tuple:
     (8, 2)
     """
     if not widths or min(widths) < 1 or multiplicity < 1:
-        raise ValueError(f"widths must be positive and multiplicity >= 1, got {widths!r}, {multiplicity}")
+        raise InvalidArgumentError(f"widths must be positive and multiplicity >= 1, got {widths!r}, {multiplicity}")
     G = nx.MultiDiGraph()
     layers = [[(k, 0, i) for i in range(w)] for k, w in enumerate(widths)]
     G.add_nodes_from(layers[0])
@@ -193,7 +195,7 @@ def conv1d_dag(
         out_channels = spec.get("channels", 1)
         out_size = conv_output_length(size, kernel, stride, padding, dilation)
         if out_size < 1:
-            raise ValueError(f"layer {k}: kernel {kernel} (dilation {dilation}) does not fit input length {size} with padding {padding}")
+            raise InvalidArgumentError(f"layer {k}: kernel {kernel} (dilation {dilation}) does not fit input length {size} with padding {padding}")
         taps = [
             [padded_source(j * stride + t * dilation, size, padding, padding_mode) for t in range(kernel)]
             for j in range(out_size)
@@ -252,7 +254,7 @@ def random_layered_dag(
     Fraction(1, 1)
     """
     if n_layers < 1 or width < 1 or fan_in < 1:
-        raise ValueError("n_layers, width and fan_in must be >= 1")
+        raise InvalidArgumentError("n_layers, width and fan_in must be >= 1")
     rng = np.random.default_rng(seed)
     G = nx.MultiDiGraph()
     G.add_nodes_from((0, 0, i) for i in range(width))

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from . import moments
 from .algebra import ExactAlgebra, FloatAlgebra, ModularAlgebra
+from .errors import InvalidArgumentError
 from .layers import COVARIANCE_POSITIONS, Note
 from .trace import LayerGraph
 
@@ -42,7 +43,7 @@ def _node_factor(rule, weighting: str, algebra, table=None):
     if weighting == "fingerprint":
         degree = rule.in_degree()
         return algebra.cast(np.vectorize(table.__getitem__, otypes=[np.int64])(degree))
-    raise ValueError(f"unknown weighting {weighting!r}")
+    raise InvalidArgumentError(f"unknown weighting {weighting!r}")
 
 
 def _gain(rule, weighting: str, algebra):

@@ -40,7 +40,7 @@ from torch import nn
 
 from . import moments
 from .algebra import FloatAlgebra
-from .errors import PathstatsError
+from .errors import AssumptionError, PathstatsError, UnsupportedLayerError
 from .generators import PADDING_MODES, padded_source
 from .moments import centre
 
@@ -65,14 +65,6 @@ __all__ = [
     "pool_axis",
     "adaptive_axis",
 ]
-
-
-class UnsupportedLayerError(PathstatsError, ValueError):
-    """A layer has no rule, so the engine cannot read the network."""
-
-
-class AssumptionError(PathstatsError, ValueError):
-    """Theory mode met a layer outside the paper's assumptions (H)/(H')."""
 
 
 class Note(str):

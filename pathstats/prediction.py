@@ -44,7 +44,7 @@ def loss_gradient_factor(classes: int) -> float:
     0.9
     """
     if classes < 2:
-        raise PathstatsError(f"a softmax over {classes} class has no gradient; --classes needs K >= 2")
+        raise InvalidArgumentError(f"a softmax over {classes} class has no gradient; --classes needs K >= 2")
     q = 1.0 / classes
     return (1 - q) ** 2 + (classes - 1) * q**2
 
@@ -230,9 +230,9 @@ def _resolve(model: Any, input_shape: Any, classes: int | None) -> tuple:
         classes = 10 if classes is None else check_int(classes, "classes", minimum=1, hint="the number of logits")
         return arch.build(shape, classes), model, shape
     if not isinstance(model, nn.Module):
-        raise PathstatsError(f"model must be a registered name or a torch.nn.Module, not {type(model).__name__}")
+        raise InvalidArgumentError(f"model must be a registered name or a torch.nn.Module, not {type(model).__name__}")
     if input_shape is None:
-        raise PathstatsError("input_shape is required for a module (the shape of one input, batch axis excluded)")
+        raise InvalidArgumentError("input_shape is required for a module (the shape of one input, batch axis excluded)")
     return model, type(model).__name__, input_shape
 
 
@@ -247,7 +247,7 @@ def _init_policy(model: nn.Module, init: Any) -> tuple:
     labels = {"he": "he: 2/fan_in for every weight layer", "torch": "torch: PyTorch default, 1/(3 fan_in)",
               "weights": "weights: mean square of the module's own weights"}
     if init not in labels:
-        raise PathstatsError(f"init must be None, 'he', 'torch', 'weights' or a mapping, not {init!r}")
+        raise InvalidArgumentError(f"init must be None, 'he', 'torch', 'weights' or a mapping, not {init!r}")
     return init, labels[init]
 
 
@@ -310,7 +310,7 @@ def predict(model: Any, input_shape: Any = None, mode: str = "model", classes: i
     True
     """
     if mode not in MODES:
-        raise PathstatsError(f"mode must be one of {MODES}, not {mode!r}")
+        raise InvalidArgumentError(f"mode must be one of {MODES}, not {mode!r}")
     if mode == "theory" and init is not None:
         raise InvalidArgumentError(
             f"init={init!r} sets the weight variances of model mode; theory mode uses those of the paper's (H)/(H') "
@@ -320,7 +320,7 @@ def predict(model: Any, input_shape: Any = None, mode: str = "model", classes: i
     policy, init_label = _init_policy(module, init)
     graph = read_model(module, shape, init=policy)
     if classes is not None and not isinstance(model, str) and classes != graph.classes:
-        raise PathstatsError(f"classes={classes} but the model has {graph.classes} logits")
+        raise InvalidArgumentError(f"classes={classes} but the model has {graph.classes} logits")
     passes = 3 + len(FINGERPRINT_PRIMES)  # mode, path sums, counts, fingerprints
     gates, routing, law_notes = {}, {}, []
     with progress_bar(total=passes * len(graph.rules), desc=f"predict {name} {'x'.join(map(str, shape))}", unit="layer",

@@ -29,9 +29,10 @@ class _LogProgress:
     ``close``, context manager), printing plain lines without ``\\r``."""
 
     def __init__(self, iterable: Iterable | None, total: float | None, desc: str | None, unit: str, leave: bool,
-                 file: TextIO, delay: float = 0.0) -> None:
+                 file: TextIO, delay: float = 0.0, initial: float = 0) -> None:
         self.iterable, self.total, self.desc, self.unit, self.leave = iterable, total, desc or "", unit, leave
-        self.file, self.n, self.postfix, self.closed, self.delay = file, 0, "", False, delay
+        self.file, self.n, self.postfix, self.closed, self.delay = file, initial, "", False, delay
+        self.initial = initial
         self.start_t = time.perf_counter()
         self.last_print_t, self.printed = self.start_t, False
         if delay <= 0:
@@ -49,7 +50,7 @@ class _LogProgress:
         n = f"{self.n:g}" if isinstance(self.n, float) else str(self.n)
         if self.total:
             done = f"{n}/{self.total:g} {self.unit} ({100 * self.n / self.total:.0f}%)"
-            rate = self.n / elapsed if elapsed > 0 else 0.0
+            rate = (self.n - self.initial) / elapsed if elapsed > 0 else 0.0  # of this call's work only
             eta = f", eta {_duration((self.total - self.n) / rate)}" if 0 < rate and self.n < self.total else ""
         else:
             done, eta = f"{n} {self.unit}", ""
@@ -105,7 +106,7 @@ class _LogProgress:
 
 def progress(iterable: Iterable | None = None, *, total: float | None = None, desc: str | None = None,
              unit: str = "it", leave: bool = True, disable: bool = False, delay: float = 0.0,
-             file: TextIO | None = None):
+             file: TextIO | None = None, initial: float = 0):
     """A progress bar on stderr, or plain lines when stderr is not a terminal.
 
     Parameters
@@ -126,6 +127,9 @@ def progress(iterable: Iterable | None = None, *, total: float | None = None, de
         Show nothing until this many seconds have passed (short tasks stay silent).
     file : text stream, optional
         Where to write (default: ``sys.stderr`` at the time of the call).
+    initial : number, default 0
+        Units already done before this call (a resumed run): the counts start there, out
+        of ``total`` (the whole work), and the time left comes from this call's rate.
 
     Returns
     -------
@@ -143,6 +147,11 @@ def progress(iterable: Iterable | None = None, *, total: float | None = None, de
     fc 64: 3/3 init (100%), elapsed 00:00...
     >>> "\\r" in log.getvalue()
     False
+    >>> log = io.StringIO()
+    >>> with progress(total=112, initial=99, desc="train", unit="step", file=log) as bar:  # resumed
+    ...     bar.update(13)
+    >>> print(log.getvalue().strip().splitlines()[0])  # doctest: +ELLIPSIS
+    train: 99/112 step (88%), elapsed 00:00...
     """
     file = sys.stderr if file is None else file
     if total is None and iterable is not None and hasattr(iterable, "__len__"):
@@ -150,5 +159,5 @@ def progress(iterable: Iterable | None = None, *, total: float | None = None, de
     interactive = not disable and hasattr(file, "isatty") and file.isatty()
     if disable or interactive:
         return tqdm(iterable, total=total, desc=desc, unit=unit, leave=leave, file=file, disable=disable,
-                    dynamic_ncols=True, delay=delay)
-    return _LogProgress(iterable, total, desc, unit, leave, file, delay)
+                    dynamic_ncols=True, delay=delay, initial=initial)
+    return _LogProgress(iterable, total, desc, unit, leave, file, delay, initial)

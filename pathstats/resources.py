@@ -29,7 +29,7 @@ from typing import Callable, Mapping
 
 import torch
 
-from pathstats.errors import PathstatsError
+from .errors import InvalidArgumentError, ResourceError
 
 __all__ = ["ResourceError", "free_memory", "cgroup_available", "slurm_allocation", "meminfo_available",
            "resident_bytes", "peak_resident_bytes", "activation_bytes", "measure_peak", "fitting_batch",
@@ -41,10 +41,6 @@ SAFETY = 0.7
 
 #: cgroup v1 reports "no limit" as a huge number (PAGE_COUNTER_MAX pages); anything above this is none.
 _UNLIMITED = 1 << 60
-
-
-class ResourceError(PathstatsError, MemoryError):
-    """The work asked for does not fit in the memory available; the message says what would."""
 
 
 def format_bytes(n: float) -> str:
@@ -236,7 +232,7 @@ def measure_peak(fn: Callable[[], object], device) -> int:
     """Peak bytes allocated on CUDA ``device`` while ``fn()`` runs, above what was allocated before."""
     device = torch.device(device)
     if device.type != "cuda":
-        raise ValueError("measure_peak measures CUDA devices; on CPU use activation_bytes")
+        raise InvalidArgumentError("measure_peak measures CUDA devices; on CPU use activation_bytes")
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
     before = torch.cuda.memory_allocated(device)

@@ -23,7 +23,7 @@ import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from .errors import PathstatsError
+from .errors import InvalidArgumentError, PathstatsError
 from .functional import (
     FLATTEN_FUNCTIONS,
     FLATTEN_METHODS,
@@ -134,7 +134,7 @@ def _annotate_shapes(traced: fx.GraphModule, model: nn.Module, input_shape: tupl
     except Exception as exc:
         cause = str(exc.__cause__ or exc).strip().splitlines() or [type(exc).__name__]
         at = f" at {located(runner.node, probe)}" if runner.node is not None and runner.node.op != "placeholder" else ""
-        raise PathstatsError(f"input shape {tuple(input_shape)} does not fit {type(model).__name__}{at}: {cause[0]}") from None
+        raise InvalidArgumentError(f"input shape {tuple(input_shape)} does not fit {type(model).__name__}{at}: {cause[0]}") from None
     probed = {n.name: n.meta for n in probe.graph.nodes}
     for node in traced.graph.nodes:  # annotate the real graph; the graph itself is unchanged
         for key in ("tensor_meta", "pathstats_value"):

@@ -64,8 +64,11 @@ PGD_STEP_FRAC = 0.2
 DEEPFOOL_NUDGE = 1e-4
 
 
-def parse_norm(norm) -> float:
+def parse_norm(norm, flag: str = "norm") -> float:
     """Read ``"inf"``, ``float("inf")``, ``2``, ``"2"``, ``1`` or ``"1"`` as ``p``.
+
+    ``flag`` names the option in the error (``"--opnorm-p"``), so that a command's
+    refusal says which of its options is wrong.
 
     Examples
     --------
@@ -74,24 +77,28 @@ def parse_norm(norm) -> float:
     >>> parse_norm(3)
     Traceback (most recent call last):
     ...
-    pathstats.robust.gradients.AttackError: norm must be 'inf', 2 or 1, got 3
+    pathstats.errors.AttackError: norm must be 'inf', 2 or 1, got 3
+    >>> parse_norm("3", flag="--opnorm-p")
+    Traceback (most recent call last):
+    ...
+    pathstats.errors.AttackError: --opnorm-p must be 'inf', 2 or 1, got '3'
     """
     try:
         p = float(norm)
     except (TypeError, ValueError):
         p = float("nan")
     if p not in (math.inf, 2.0, 1.0):
-        raise AttackError(f"norm must be 'inf', 2 or 1, got {norm!r}")
+        raise AttackError(f"{flag} must be 'inf', 2 or 1, got {norm!r}")
     return p
 
 
-def norm_name(norm) -> str:
-    """``"inf"``, ``"2"`` or ``"1"``: the norm as printed and written to JSON.
+def norm_name(norm, flag: str = "norm") -> str:
+    """``"inf"``, ``"2"`` or ``"1"``: the norm as printed and written to JSON (``flag`` as in :func:`parse_norm`).
 
     >>> norm_name(float("inf")), norm_name(2)
     ('inf', '2')
     """
-    p = parse_norm(norm)
+    p = parse_norm(norm, flag)
     return "inf" if p == math.inf else str(int(p))
 
 

@@ -15,13 +15,11 @@ import warnings
 import torch
 from torch import nn
 
+from pathstats.errors import AttackWarning
+
 from .gradients import check_batch, eval_mode, model_device
 
 __all__ = ["AttackWarning", "check_outputs", "check_gradients", "check_deterministic", "check_model"]
-
-
-class AttackWarning(UserWarning):
-    """An attack's result may not mean what it seems to (see :mod:`pathstats.robust.checks`)."""
 
 
 def check_outputs(logits: torch.Tensor, atol: float = 1e-4) -> list:

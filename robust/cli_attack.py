@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from pathstats.errors import PathstatsError
+from pathstats.errors import InvalidArgumentError
 
 from .attacks import PGD_STEPS, lp_radius
 from .runfolder import open_trained
@@ -63,16 +63,16 @@ def _validate(args: argparse.Namespace) -> None:
     from .data import check_data_spec, check_model_input, native_size
 
     if not (math.isfinite(args.eps) and args.eps > 0):
-        raise PathstatsError(f"--eps must be a positive pixel-wise radius such as 0.005, got {args.eps}")
+        raise InvalidArgumentError(f"--eps must be a positive pixel-wise radius such as 0.005, got {args.eps}")
     if args.steps is not None:
         if args.attack == "fgm":
-            raise PathstatsError("--steps does not apply to fgm, which takes exactly one step; leave it out")
+            raise InvalidArgumentError("--steps does not apply to fgm, which takes exactly one step; leave it out")
         if args.steps < 1:
-            raise PathstatsError(f"--steps must be at least 1, got {args.steps}")
+            raise InvalidArgumentError(f"--steps must be at least 1, got {args.steps}")
     if args.n is not None and args.n < 1:
-        raise PathstatsError(f"--n must be a positive number of test images, got {args.n}")
+        raise InvalidArgumentError(f"--n must be a positive number of test images, got {args.n}")
     if args.size is not None and args.size < 1:
-        raise PathstatsError(f"--size must be a positive image side, got {args.size}")
+        raise InvalidArgumentError(f"--size must be a positive image side, got {args.size}")
     check_device(args.device)
     check_seed(args.seed)
     if args.run is not None:
@@ -80,12 +80,12 @@ def _validate(args: argparse.Namespace) -> None:
         for flag, given, trained in (("--data", args.data, config.data), ("--size", args.size, config.size)):
             if given is not None and given != trained:
                 used = f"with {flag} {trained}" if trained is not None else f"without {flag}"
-                raise PathstatsError(f"--run {args.run} was trained {used}; leave {flag} out")
+                raise InvalidArgumentError(f"--run {args.run} was trained {used}; leave {flag} out")
         args.data, args.size = config.data, config.size
         check_data_spec(args.data, args.size)
         return
     if args.data is None:
-        raise PathstatsError("--arch needs --data DATA (digits, cifar10:DIR or folder:DIR)")
+        raise InvalidArgumentError("--arch needs --data DATA (digits, cifar10:DIR or folder:DIR)")
     nets.get(args.arch)
     check_data_spec(args.data, args.size)
     height, width = native_size(args.data)

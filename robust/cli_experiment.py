@@ -14,16 +14,15 @@ import json
 import sys
 
 from pathstats._format import format_table
-from pathstats.errors import PathstatsError
+from pathstats.errors import EXIT_ALL_FAILED, EXIT_SIGNAL, EXIT_SOME_FAILED, ExecutorError, InvalidArgumentError
 
 from .cli_train import add_config_argument
 from .experiments import EXPERIMENTS, dry_run, get, reanalyse, run_experiment
 from .experiments.catalogue import SCALES
 from .experiments.driver import default_out, flatten
-from .experiments.executors import STOP_SIGNALS
 
-#: Exit status when some runs of the grid failed (the others done), and when every run failed.
-EXIT_SOME_FAILED, EXIT_ALL_FAILED = 3, 4
+#: Width of the terminal claims table's claim column: longer claims wrap at word boundaries.
+CLAIM_WIDTH = 70
 
 _EPILOG = ("exit status: 0 every run done; 2 bad input (refused before any work); 3 some runs failed (claims from the "
            "others); 4 every run failed; 130/143 stopped by SIGINT/SIGTERM after the running runs checkpointed "
@@ -104,11 +103,11 @@ def _text(summary: dict) -> str:
                 f"{summary['pending']} pending; {summary['ran']} run now, {summary['skipped']} skipped) "
                 f"in {summary['elapsed_s']:.1f} s")
     lines = [head + ("" if summary["complete"] else "; INCOMPLETE grid: the claims are not final"), ""]
-    rows = [[c["claim"][:70], _number(c["value"]),
+    rows = [[c["claim"], _number(c["value"]),
              "n/a" if c["ci_low"] is None else f"[{c['ci_low']:.3g}, {c['ci_high']:.3g}]", c["expected"], c["verdict"]]
             for c in summary["claims"]]
     if rows:
-        lines += [format_table(["claim", "value", "95% CI", "expected", "verdict"], rows), ""]
+        lines += [format_table(["claim", "value", "95% CI", "expected", "verdict"], rows, wrap={0: CLAIM_WIDTH}), ""]
     for failure in summary.get("failures", []):
         lines.append(f"failed run {failure['id']}: {failure['error']}")
     lines += [f"wrote {path}" for path in list(summary["files"].values()) + summary["figures"]]
@@ -159,12 +158,12 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
         return _list(args)
     get(args.name)  # unknown names are refused before anything else
     if args.executor not in ("local", "slurm"):
-        raise PathstatsError(f"--executor must be local or slurm, got {args.executor!r}")
+        raise ExecutorError(f"--executor must be local or slurm, got {args.executor!r}")
     if args.quick and args.scale not in (None, "quick"):
-        raise PathstatsError(f"--quick is an alias of --scale quick; it contradicts --scale {args.scale}")
+        raise InvalidArgumentError(f"--quick is an alias of --scale quick; it contradicts --scale {args.scale}")
     if args.dry_run and args.reanalyse:
-        raise PathstatsError("--dry-run and --reanalyse exclude each other: a dry run trains nothing, a reanalysis "
-                             "reads finished tables")
+        raise InvalidArgumentError("--dry-run and --reanalyse exclude each other: a dry run trains nothing, a reanalysis "
+                                   "reads finished tables")
     explicit = "quick" if args.quick else args.scale
     if args.reanalyse is not None:
         summary = reanalyse(args.name, args.reanalyse, out=args.out, scale=explicit)
@@ -189,7 +188,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
         from .experiments import slurm
 
         if args.detach and args.executor != "slurm":
-            raise PathstatsError("--detach needs --executor slurm (a local grid runs in this process)")
+            raise InvalidArgumentError("--detach needs --executor slurm (a local grid runs in this process)")
         if args.status:
             summary = slurm.status(args.name, out, scale=explicit)
             print(json.dumps(summary, indent=1) if args.json else slurm.format_status(summary))
@@ -207,7 +206,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
         print(f"{prefix}: stopped by {summary['interrupted']} after the running runs checkpointed "
               f"({summary['done']} of {summary['runs']} runs done; their tables are in {out}, "
               f"--reanalyse {out} analyses them); repeat the command to continue", file=sys.stderr)
-        return STOP_SIGNALS[summary["interrupted"]]
+        return EXIT_SIGNAL[summary["interrupted"]]
     if summary["failed"] and not summary["done"]:
         print(f"{prefix}: error: every run failed ({summary['failed']} of {summary['runs']}), e.g. "
               f"{summary['failures'][0]['error']}; see {out}/results.csv", file=sys.stderr)

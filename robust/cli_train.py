@@ -8,14 +8,12 @@ import json
 import sys
 import typing
 
+from pathstats.errors import EXIT_DIVERGED, EXIT_SIGNAL
+
 from .methods import get_method
 from .train import DATA_DEFAULTS, TrainConfig, TrainError, train
 
 __all__ = ["register", "config_from_args", "add_config_argument"]
-
-#: Exit status of a run stopped by SIGINT / SIGTERM (after a checkpoint), and of a diverged run.
-EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
-EXIT_DIVERGED = 3
 
 
 def register(commands) -> None:

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from pathstats.errors import PathstatsError
+from pathstats.errors import DataError, PathstatsError
 
 __all__ = [
     "DataError",
@@ -82,10 +82,6 @@ _GRAY_MODES = ("1", "L", "LA")
 _COLOUR_MODES = ("P", "RGB", "RGBA", "PA")
 
 
-class DataError(PathstatsError, ValueError):
-    """A data spec, data folder or ``--size`` that cannot be read as asked."""
-
-
 @dataclass
 class Dataset:
     """A classification data set with a train and a test split, on one device.
@@ -116,15 +112,15 @@ class Dataset:
 
 def _parse(spec: str) -> tuple[str, str | None]:
     if not isinstance(spec, str) or not spec:
-        raise DataError(f"data spec must be a string: {SPEC_FORMS}")
+        raise DataError(f"--data: a data spec must be a string: {SPEC_FORMS}")
     kind, sep, path = spec.partition(":")
     if kind == "digits" and not sep:
         return kind, None
     if kind in ("cifar10", "folder") and sep:
         if not path:
-            raise DataError(f"{kind}: needs a folder after the colon, e.g. {kind}:/data/{'cifar-10-batches-py' if kind == 'cifar10' else 'images'}")
+            raise DataError(f"--data {kind}: needs a folder after the colon, e.g. {kind}:/data/{'cifar-10-batches-py' if kind == 'cifar10' else 'images'}")
         return kind, os.path.expanduser(path)
-    raise DataError(f"unknown data spec {spec!r}: use {SPEC_FORMS}")
+    raise DataError(f"--data: unknown data spec {spec!r}: use {SPEC_FORMS}")
 
 
 def _cifar_dir(path: str) -> str:
@@ -248,11 +244,11 @@ def check_data_spec(spec: str, size: int | None = None) -> None:
     >>> check_data_spec("mnist")
     Traceback (most recent call last):
     ...
-    pathstats.robust.data.DataError: unknown data spec 'mnist': use digits, cifar10:DIR (the python-batches layout) or folder:DIR (DIR/train/<class>/*.png and DIR/test/<class>/*.png)
+    pathstats.errors.DataError: --data: unknown data spec 'mnist': use digits, cifar10:DIR (the python-batches layout) or folder:DIR (DIR/train/<class>/*.png and DIR/test/<class>/*.png)
     >>> check_data_spec("digits", size=12)
     Traceback (most recent call last):
     ...
-    pathstats.robust.data.DataError: --size 12 is not a multiple of the 8-pixel side of digits: up-sampling copies each pixel k x k times; use 8, 16, 24, 32, ...
+    pathstats.errors.DataError: --size 12 is not a multiple of the 8-pixel side of digits: up-sampling copies each pixel k x k times; use 8, 16, 24, 32, ...
     """
     _check_size(native_size(spec), size, _parse(spec)[0])
 
@@ -767,11 +763,11 @@ def check_model_input(arch: str, input_shape: tuple, native_side: int | None = N
     >>> check_model_input("conv6", (1, 8, 8))
     Traceback (most recent call last):
     ...
-    pathstats.robust.data.DataError: conv6 reads images of at least 17 x 17 pixels, and the data are 8 x 8: up-sample with --size 24 (or any multiple of 8 from 24 on)
+    pathstats.errors.DataError: conv6 reads images of at least 17 x 17 pixels, and the data are 8 x 8: up-sample with --size 24 (or any multiple of 8 from 24 on)
     >>> check_model_input("conv8", (1, 32, 32), native_side=8)
     Traceback (most recent call last):
     ...
-    pathstats.robust.data.DataError: conv8 cannot read 32 x 32 images with its dilation relative to a side of 8 pixels (its last maps are narrower than their reflect padding); use a larger --native-side, e.g. 16
+    pathstats.errors.DataError: conv8 cannot read 32 x 32 images with its dilation relative to a side of 8 pixels (its last maps are narrower than their reflect padding); use a larger --native-side, e.g. 16
     """
     if _reads(arch, input_shape, native_side):
         return

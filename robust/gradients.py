@@ -18,13 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pathstats.errors import PathstatsError
+from pathstats.errors import AttackError
 
 __all__ = ["AttackError", "eval_mode", "model_device", "loss_and_input_gradients", "input_gradients", "grad_norms"]
-
-
-class AttackError(PathstatsError, ValueError):
-    """An attack or gradient measurement was asked something it cannot do."""
 
 
 def model_device(model: nn.Module) -> torch.device:

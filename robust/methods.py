@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pathstats.errors import PathstatsError
+from pathstats.errors import MethodError
 
 from .attacks import PGD_STEP_FRAC, PGD_STEPS, fgm, lp_radius, parse_norm, pgd, step_for
 from .gradients import loss_and_input_gradients, eval_mode
@@ -81,10 +81,6 @@ _OPTIONS = ("fd_h", "opnorm_p", "opnorm_q", "opnorm_iters", "pgd_steps", "adv_mo
 OPNORM_FORMS = ("squared", "eq13")
 #: ``adv_mode`` values: the model mode of the attacks inside the adversarial training losses.
 ADV_MODES = ("train", "eval")
-
-
-class MethodError(PathstatsError, ValueError):
-    """An unknown method name or an option a method cannot use."""
 
 
 @functools.cache
@@ -423,7 +419,7 @@ def get_method(name: str) -> Method:
     >>> get_method("adv")
     Traceback (most recent call last):
     ...
-    pathstats.robust.methods.MethodError: unknown method 'adv'; the methods are: none, grad-l1, grad-l2, fgsm, fgm-l2, fgsm-through, pgd, crosslip, fd-l2, fd-l1, opnorm
+    pathstats.errors.MethodError: unknown method 'adv'; the methods are: none, grad-l1, grad-l2, fgsm, fgm-l2, fgsm-through, pgd, crosslip, fd-l2, fd-l1, opnorm
     """
     try:
         return METHODS[name]

@@ -49,7 +49,7 @@ import torch
 import torch.autograd.forward_ad as fwAD
 from torch import nn
 
-from pathstats.errors import PathstatsError
+from pathstats.errors import OperatorNormError
 
 from .attacks import PGD_STEP_FRAC, _ascend, _check_bounds, _check_eps, _check_count, _generator, step_for
 from .gradients import _to_model, check_batch, eval_mode
@@ -71,10 +71,6 @@ __all__ = [
 
 MAX_SIGN_CLASSES = 16  # q = 1 is exact by enumerating 2^(K-1) sign vectors up to this K
 JACOBIAN_ENTRIES = 2**26  # exact Jacobians are formed for chunks of the batch of at most this many numbers
-
-
-class OperatorNormError(PathstatsError, ValueError):
-    """An exponent or method that :func:`operator_norm` cannot use."""
 
 
 class OperatorNormResult(tuple):

@@ -21,13 +21,9 @@ import json
 import os
 from dataclasses import dataclass
 
-from pathstats.errors import PathstatsError
+from pathstats.errors import RunFolderError
 
 __all__ = ["RunFolderError", "TrainedRun", "read_json", "read_metrics", "read_run", "open_trained"]
-
-
-class RunFolderError(PathstatsError, ValueError):
-    """The folder is not (yet) the folder of a trained run, or its files are unreadable."""
 
 
 def _files():
@@ -131,7 +127,7 @@ def open_trained(directory: str, label: str | None = None) -> TrainedRun:
     >>> open_trained("/nonexistent", "--run /nonexistent")
     Traceback (most recent call last):
     ...
-    pathstats.robust.runfolder.RunFolderError: --run /nonexistent: no such folder; give the --out folder of a pathstats train run
+    pathstats.errors.RunFolderError: --run /nonexistent: no such folder; give the --out folder of a pathstats train run
     """
     from .train import TrainConfig
 

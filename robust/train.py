@@ -51,13 +51,14 @@ from torch import nn
 
 from pathstats import nets
 from pathstats._io import atomic_write, check_output_path, write_json
-from pathstats.errors import PathstatsError
+from pathstats.errors import CheckpointError, ConfigMismatchError, TrainError
 from pathstats.progress import progress as progress_bar
 from pathstats.provenance import provenance
 from pathstats.signals import SignalCatcher
 from pathstats.resources import (SAFETY, ResourceError, activation_bytes, fitting_batch, format_bytes, free_memory,
                                  measure_peak)
 
+from . import callable_module
 from .attacks import PGD_STEP_FRAC, PGD_STEPS, lp_radius, norm_name
 from .data import (BatchTransform, DataError, Dataset, channel_stats, check_data_spec, check_model_input, load_images,
                    native_shape, native_size, parse_augment, upsampling_factor)
@@ -115,18 +116,6 @@ AMP_MODES = ("bf16",)
 EVAL_MEMORY_FACTOR = 3.0
 TRAIN_MEMORY_FACTOR = {"plain": 3.0, "double": 6.0}
 _DOUBLE_BACKPROP = ("grad-l1", "grad-l2", "fgsm-through", "crosslip", "fd-l1", "fd-l2", "opnorm")
-
-
-class TrainError(PathstatsError, ValueError):
-    """A training configuration that cannot run."""
-
-
-class ConfigMismatchError(TrainError):
-    """The output folder holds a run with another configuration."""
-
-
-class CheckpointError(TrainError):
-    """The output folder's checkpoint or bookkeeping files are unreadable."""
 
 
 #: The ``pathstats train --help`` groups a field's flag may belong to (the others: the main list).
@@ -365,7 +354,7 @@ class TrainConfig:
         """
         defaults = DATA_DEFAULTS["digits" if self.data == "digits" else "other"]
         filled = {k: (defaults[k] if getattr(self, k) is None else getattr(self, k)) for k in defaults}
-        norms = {k: norm_name(getattr(self, k)) for k in ("opnorm_p", "opnorm_q")}
+        norms = {k: norm_name(getattr(self, k), "--" + k.replace("_", "-")) for k in ("opnorm_p", "opnorm_q")}
         if self.crop_pad is None and isinstance(self.augment, str) and "crop" in self.augment:
             try:
                 filled["crop_pad"] = int(round(native_size(self.data)[-1] / 8))
@@ -436,7 +425,7 @@ class TrainConfig:
         >>> TrainConfig("conv6", method="grad-l1", eps=-1).resolved().validate()
         Traceback (most recent call last):
         ...
-        pathstats.robust.train.TrainError: --eps must be a finite number >= 0, got -1
+        pathstats.errors.TrainError: --eps must be a finite number >= 0, got -1
         """
         method = get_method(self.method)
         nets.get(self.arch)
@@ -460,7 +449,7 @@ class TrainConfig:
             raise TrainError(f"--seed must be an integer >= 0, got {self.seed!r}")
         if self.schedule not in SCHEDULES:
             raise TrainError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
-        norm_name(self.opnorm_p), norm_name(self.opnorm_q)
+        norm_name(self.opnorm_p, "--opnorm-p"), norm_name(self.opnorm_q, "--opnorm-q")
         _check_device(self.device)
         for flag, value in (("--normalise", self.normalise), ("--adv-clip", self.adv_clip),
                             ("--eval-random-start", self.eval_random_start)):
@@ -662,7 +651,7 @@ def memory_per_image(arch: str, input_shape: tuple, classes: int = 10, channels:
 def plan_memory(config: TrainConfig, input_shape: tuple, classes: int, native_side: int, *, free: int | None,
                 source: str, measured_eval: float | None = None) -> dict:
     """The evaluation batch of run ``config`` and the bytes its steps need, or a
-    :class:`~pathstats.resources.ResourceError` saying what would fit.
+    :class:`~pathstats.errors.ResourceError` saying what would fit.
 
     ``free`` bytes (from :func:`~pathstats.resources.free_memory`, named by ``source``)
     bound the training step (``batch`` images, all of ``free``) and the evaluation batch
@@ -677,7 +666,7 @@ def plan_memory(config: TrainConfig, input_shape: tuple, classes: int, native_si
     >>> plan_memory(c, (3, 256, 256), 10, 32, free=2 * 2**30, source="test")
     Traceback (most recent call last):
     ...
-    pathstats.resources.ResourceError: conv8 at 256 x 256 (width 8), method none: a training step of --batch 128 needs about 6.2 GiB, more than the 2.0 GiB free here (test); what fits: --batch 41, or --size 128 or --channels 2
+    pathstats.errors.ResourceError: conv8 at 256 x 256 (width 8), method none: a training step of --batch 128 needs about 6.2 GiB, more than the 2.0 GiB free here (test); what fits: --batch 41, or --size 128 or --channels 2
     """
     d = math.prod(input_shape)
     per = memory_per_image(config.arch, input_shape, classes, config.channels, native_side, config.method)
@@ -1013,7 +1002,6 @@ def train(config: TrainConfig, out_dir: str, *, progress: bool = True, max_steps
     if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
         raise TrainError(f"--max-steps must be a positive integer, got {max_steps!r}")
     check_output_path(out_dir, directory=True)
-    os.makedirs(out_dir, exist_ok=True)
     method = get_method(config.method)
 
     has_config = os.path.exists(os.path.join(out_dir, CONFIG_FILE))
@@ -1079,6 +1067,8 @@ def train(config: TrainConfig, out_dir: str, *, progress: bool = True, max_steps
     val_set = (images.train_u8[val_idx], images.train_y[val_idx]) if config.val_split else None
 
     if checkpoint is None:
+        # the folder appears only now, once every check has passed: a refused run leaves none behind
+        os.makedirs(out_dir, exist_ok=True)
         write_json(os.path.join(out_dir, CONFIG_FILE), {
             "config": config.to_dict(), "input_shape": list(input_shape), "native_shape": list(native), "d": d,
             "classes": images.classes,
@@ -1134,8 +1124,8 @@ def train(config: TrainConfig, out_dir: str, *, progress: bool = True, max_steps
 
     steps_this_call, compile_checked = 0, False
     start = time.perf_counter() - elapsed
-    bar = progress_bar(total=total_steps - global_step, desc=f"train {config.arch} {config.method} eps={config.eps:g}",
-                       unit="step", disable=not progress)
+    bar = progress_bar(total=total_steps, initial=global_step, desc=f"train {config.arch} {config.method} eps={config.eps:g}",
+                       unit="step", disable=not progress)  # a resumed run counts from its steps done
     try:
         with _StopRequests() as stop:
             if epoch == 0 and step_in_epoch == 0 and not any(row.get("epoch") == 0 for row in rows):
@@ -1242,3 +1232,8 @@ def train(config: TrainConfig, out_dir: str, *, progress: bool = True, max_steps
     finally:
         bar.close()
     return _result(config, out_dir, "done", rows, global_step, time.perf_counter() - start)
+
+
+# `from pathstats.robust import train` gives this module (a package attribute named like a
+# sub-module is that sub-module); calling it runs train().
+callable_module(__name__, train)

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from pathstats.errors import PathstatsError
+from pathstats.errors import InvalidArgumentError, PathstatsError, UnsupportedLayerError
 from pathstats.functional import modularise, symbolic_trace
 from pathstats.generators import padded_source
 from pathstats.nets.base import WEIGHT_LAYERS  # re-exported: verify's one name for it
@@ -85,7 +85,7 @@ class BatchedInitialisations(fx.Interpreter):
         """
         missing = [name for name in self.layers if name not in weights]
         if missing:
-            raise PathstatsError(
+            raise UnsupportedLayerError(
                 f"no initialisation for the weights of {missing[0]!r} (read by F.linear / F.conv in forward): "
                 f"verify draws fresh weights for nn.Linear and nn.Conv1d/2d/3d layers (and their subclasses) only; "
                 f"store the weight in such a layer"

@@ -7,7 +7,7 @@ import math
 import numpy as np
 from scipy import special  # not scipy.stats: its import alone costs pathstats verify ~0.5 s
 
-from pathstats.errors import PathstatsError
+from pathstats.errors import InvalidArgumentError
 from pathstats.prediction import Prediction
 
 from pathstats.stats import Estimate
@@ -44,7 +44,7 @@ def map_fit(result: MonteCarloResult, predicted: np.ndarray, bins: int = 8) -> d
     groups = [np.flatnonzero(labels == b) for b in np.unique(labels)]
     b = len(groups)
     if n < b + 2:
-        raise PathstatsError(f"the map test over {b} bins needs at least {b + 2} samples; got {n}")
+        raise InvalidArgumentError(f"the map test over {b} bins needs at least {b + 2} samples; got {n}")
     observed = np.stack([samples[:, g].mean(axis=1) for g in groups], axis=1)
     expected = np.array([flat_pred[g].mean() for g in groups])
     diff = observed.mean(axis=0) - expected
@@ -117,7 +117,7 @@ def compare(result: MonteCarloResult, model_prediction: Prediction, theory_predi
     identification (arch, device, ...), which the caller adds.
     """
     if model_prediction.mode != "model":
-        raise PathstatsError("verify compares with the model-mode prediction")
+        raise InvalidArgumentError("verify compares with the model-mode prediction")
     logit, loss = model_prediction.logit_grad, model_prediction.loss_grad
     total = result.total()
     report = {

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from pathstats._validate import check_seed
-from pathstats.errors import PathstatsError
+from pathstats.errors import InvalidArgumentError, PathstatsError, UnsupportedLayerError
 from pathstats.layers import weight_variance
 from pathstats.nets.base import meta_forward
 from pathstats.prediction import _init_policy
@@ -171,7 +171,7 @@ def init_law(model: nn.Module, init=None, layers: list | None = None) -> InitLaw
     >>> init_law(net, "xavier")
     Traceback (most recent call last):
     ...
-    pathstats.errors.PathstatsError: init must be None, 'he', 'torch', 'weights' or a mapping, not 'xavier'
+    pathstats.errors.InvalidArgumentError: init must be None, 'he', 'torch', 'weights' or a mapping, not 'xavier'
     """
     policy, label = _init_policy(model, init)
     if isinstance(policy, str) and policy == "torch":
@@ -181,7 +181,7 @@ def init_law(model: nn.Module, init=None, layers: list | None = None) -> InitLaw
     if init is None and isinstance(policy, dict):  # a registered net's declaration: it names its own layers only
         missing = [name for name, _ in layers if name not in policy]
         if missing:
-            raise PathstatsError(
+            raise UnsupportedLayerError(
                 f"no initialisation for the weights of {missing[0]!r} (read by F.linear / F.conv in forward): the declared "
                 f"initialisation (init_variances()) names nn.Linear and nn.Conv1d/2d/3d layers only; store the weight in "
                 f"such a layer, or pass init 'he', 'torch', 'weights' or a mapping")
@@ -418,11 +418,11 @@ def run_monte_carlo(
     """
     seed = check_seed(seed, "seed")
     if samples < 2:
-        raise ValueError("a standard error needs at least 2 samples")
+        raise InvalidArgumentError("a standard error needs at least 2 samples")
     if not isinstance(model, nn.Module):
-        raise PathstatsError(f"model must be a torch.nn.Module, not {type(model).__name__}")
+        raise InvalidArgumentError(f"model must be a torch.nn.Module, not {type(model).__name__}")
     if batch is not None and batch < 1:
-        raise ValueError(f"batch must be a positive number of initialisations, got {batch}")
+        raise InvalidArgumentError(f"batch must be a positive number of initialisations, got {batch}")
     start = time.perf_counter()
     model = copy.deepcopy(model).to(device).eval()
     runner = BatchedInitialisations(model)

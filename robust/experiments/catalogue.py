@@ -32,20 +32,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pathstats.errors import PathstatsError
+from pathstats.errors import InvalidArgumentError, UnknownExperimentError
 
 from .grid import Grid
 
 __all__ = ["SCALES", "SCALE_PURPOSE", "Setting", "Experiment", "EXPERIMENTS", "MEDIUM_COST", "MEDIUM_NET_COST",
            "get", "grid_value", "settings_rows", "format_value", "medium_minutes", "UnknownExperimentError",
            "quarter_decades"]
-
-
-class UnknownExperimentError(PathstatsError, LookupError):
-    """No experiment has that name."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 #: The three scales of every experiment: ``quick`` tests the pipeline in minutes, ``medium``
@@ -105,7 +98,7 @@ def _grid_from(settings: tuple) -> Grid:
     axes = {s.key: s.value for s in settings if s.key in _AXES}
     missing = [k for k in _AXES[:4] if k not in axes]
     if missing:
-        raise ValueError(f"settings record lacks the axes {missing}")
+        raise InvalidArgumentError(f"settings record lacks the axes {missing}")
     return Grid(axes["archs"], axes["sizes"], axes["methods"], axes["seeds"], _train_settings(settings),
                 axes.get("evaluations", ()))
 
@@ -174,7 +167,7 @@ class Experiment:
         (16, 32, 64)
         """
         if scale not in SCALES:
-            raise ValueError(f"unknown scale {scale!r}; scales: {', '.join(SCALES)}")
+            raise InvalidArgumentError(f"unknown scale {scale!r}; scales: {', '.join(SCALES)}")
         return getattr(self, scale)
 
 
@@ -558,7 +551,7 @@ def get(name: str) -> Experiment:
     >>> get("fig9")
     Traceback (most recent call last):
     ...
-    pathstats.robust.experiments.catalogue.UnknownExperimentError: unknown experiment 'fig9'; experiments: fig1, fig2, fig3, fig4, finlay, roth
+    pathstats.errors.UnknownExperimentError: unknown experiment 'fig9'; experiments: fig1, fig2, fig3, fig4, finlay, roth
     """
     try:
         return EXPERIMENTS[name]

@@ -19,7 +19,7 @@ import sys
 import time
 
 from pathstats._io import check_output_path, write_json
-from pathstats.errors import PathstatsError
+from pathstats.errors import ExperimentFolderError
 from pathstats.progress import progress as progress_bar
 from pathstats.provenance import provenance
 
@@ -35,10 +35,6 @@ EXECUTORS = ("local", "slurm")
 EXPERIMENT_FILE = "experiment.json"
 #: The statuses of a run that will not change by running the command again.
 FINAL = ("done", "failed")
-
-
-class ExperimentFolderError(PathstatsError, ValueError):
-    """The output folder holds another experiment, scale, data set or grid, or the tables are missing."""
 
 
 def plan(name: str, data: str = "digits", scale: str = "paper") -> list:

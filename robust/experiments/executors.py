@@ -14,17 +14,13 @@ import queue
 import signal
 
 from pathstats._io import write_json
-from pathstats.errors import PathstatsError
+from pathstats.errors import EXIT_SIGNAL, ExecutorError, GridInterrupted
 from pathstats.signals import SignalCatcher
 
 from .store import execute
 
 __all__ = ["ExecutorError", "GridInterrupted", "StopRequests", "STOP_SIGNALS", "assign_devices", "run_local", "run_slurm", "check_slurm",
            "pack"]
-
-
-class ExecutorError(PathstatsError, ValueError):
-    """An executor option is invalid, or the executor is not usable here."""
 
 
 def assign_devices(tasks: list, n_gpus: int | None = None) -> list:
@@ -61,19 +57,7 @@ def _set_threads(threads: int) -> int:
 
 
 #: The signals that stop a grid, and the exit status of a command they stopped (128 + the signal's number).
-STOP_SIGNALS = {"SIGINT": 130, "SIGTERM": 143}
-
-
-class GridInterrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM stopped the grid (the running runs checkpointed first).
-
-    A :class:`KeyboardInterrupt`, so that :func:`~.store.execute` records the run as
-    ``interrupted`` and no ``except Exception`` on the way mistakes it for a failure.
-    """
-
-    def __init__(self, signal_name: str) -> None:
-        super().__init__(signal_name)
-        self.signal = signal_name
+STOP_SIGNALS = EXIT_SIGNAL
 
 
 class StopRequests(SignalCatcher):

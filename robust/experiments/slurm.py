@@ -40,8 +40,8 @@ import threading
 import time
 
 from pathstats._io import write_json
+from pathstats.errors import RunInterrupted, SlurmError
 
-from .executors import ExecutorError
 from .store import is_finished, read_json, read_status
 
 __all__ = ["FOLDER", "RECORD", "SlurmError", "RunBatch", "RunInterrupted", "check_slurm", "signal_delay", "submit",
@@ -63,10 +63,6 @@ _LIVE = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "COMPL
 _RUNNING = {"RUNNING", "COMPLETING", "CONFIGURING", "SIGNALING", "STAGE_OUT"}
 
 
-class SlurmError(ExecutorError):
-    """Slurm refused a submission, or a grid's Slurm record is missing or unusable."""
-
-
 def check_slurm(partition: str | None = None, gpus_per_job: int = 0, time_min=60, runs_per_job: int = 1,
                 max_requeues: int = DEFAULT_MAX_REQUEUES) -> None:
     """Validate the Slurm options and that submitit, ``sbatch`` and ``srun`` are here, before any work.
@@ -78,7 +74,7 @@ def check_slurm(partition: str | None = None, gpus_per_job: int = 0, time_min=60
     >>> check_slurm(time_min=0)
     Traceback (most recent call last):
     ...
-    pathstats.robust.experiments.slurm.SlurmError: --time must be at least 1 minute (Slurm's minimum), got 0
+    pathstats.errors.SlurmError: --time must be at least 1 minute (Slurm's minimum), got 0
     """
     limits = list(time_min.values()) if isinstance(time_min, dict) else [time_min]
     for limit in limits:
@@ -130,10 +126,6 @@ def _child_signals() -> None:
     signal.signal(signal.SIGUSR2, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGCONT, signal.SIG_DFL)
-
-
-class RunInterrupted(RuntimeError):
-    """A run stopped on a signal that did not come through :meth:`RunBatch.checkpoint`."""
 
 
 def _checkpointable_base():

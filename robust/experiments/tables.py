@@ -48,7 +48,7 @@ from functools import lru_cache
 import numpy as np
 
 from pathstats._io import atomic_write
-from pathstats.errors import PathstatsError
+from pathstats.errors import TablesError
 
 __all__ = ["RESULTS", "EPOCHS", "CHANCE_MARGIN", "TablesError", "degenerate_reason", "records_to_tables", "write_tables",
            "read_tables", "flatten_evaluations", "current_keys", "SE_SUFFIX"]
@@ -61,10 +61,6 @@ CHANCE_MARGIN = 0.05
 AXES = ("id", "method", "eps", "size", "seed", "arch", "d")
 #: Final metrics checked for finiteness (a diverged run has NaN or infinite ones).
 CHECKED = ("test_accuracy", "test_grad_l1", "vulnerability", "test_loss")
-
-
-class TablesError(PathstatsError):
-    """results.csv or epochs.csv is missing or unreadable."""
 
 
 #: A standard error's key is its estimate's with this suffix, in every file pathstats.robust
