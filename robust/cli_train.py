@@ -6,8 +6,6 @@ import argparse
 import json
 import sys
 
-from pathstats.resources import format_bytes
-
 from .methods import METHODS
 from .train import DATA_DEFAULTS, SCHEDULES, TrainConfig, train
 
@@ -149,6 +147,7 @@ def _summary(result: dict) -> str:
         lines.append(result["reason"])
     peak = result.get("peak_memory") or {}
     if peak.get("resident_bytes"):
+        from pathstats.resources import format_bytes
         lines.append(f"peak memory: {format_bytes(peak['resident_bytes'])} resident"
                      + (f", {format_bytes(peak['device_bytes'])} on the device" if "device_bytes" in peak else ""))
     lines.append(f"run folder: {result['out']}")
