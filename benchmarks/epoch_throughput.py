@@ -13,6 +13,7 @@ synthetic CIFAR-format folder (:func:`pathstats.robust.synthetic.write_cifar10`)
 
 Rounds alternate the two (so a shared machine's load hits both alike); the table gives
 the median images/s over the rounds and the median per-round ratio.  Single thread on CPU.
+The JSON records the machine's load averages (1, 5, 15 min) before and after.
 
 Usage: ``python benchmarks/epoch_throughput.py [--sizes 32 64] [--archs conv8 conv6]
 [--n-train 256] [--rounds 3] [--device cpu]``; writes ``benchmarks/epoch_throughput.json``.
@@ -107,6 +108,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     device = torch.device(args.device)
+    load_before = os.getloadavg()  # a shared machine's load moves both loops' speeds (not their ratio much)
     with tempfile.TemporaryDirectory() as tmp:
         folder = write_cifar10(tmp, n_train=args.n_train, n_test=10)
         host = load_images(f"cifar10:{folder}")
@@ -140,6 +142,7 @@ def main(argv=None) -> int:
                   f"{row['dataloader_images_per_s']:8.1f} img/s, ratio {row['ratio']:.3f}", flush=True)
     write_json(args.out, {"rows": rows, "batch": args.batch, "channels": args.channels,
                           "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu, 1 thread",
+                          "load_average": {"before": load_before, "after": os.getloadavg(), "cpus": os.cpu_count()},
                           "provenance": provenance(seed=0, device=str(device))})
     print(f"wrote {args.out}", file=sys.stderr)
     return 0

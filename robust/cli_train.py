@@ -137,6 +137,11 @@ def _summary(result: dict) -> str:
                          f"loss damage {_fmt(row, split + '_loss_damage')}")
     if result.get("reason"):
         lines.append(result["reason"])
+    peak = result.get("peak_memory") or {}
+    if peak.get("resident_bytes"):
+        from pathstats.resources import format_bytes
+        lines.append(f"peak memory: {format_bytes(peak['resident_bytes'])} resident"
+                     + (f", {format_bytes(peak['device_bytes'])} on the device" if "device_bytes" in peak else ""))
     lines.append(f"run folder: {result['out']}")
     return "\n".join(lines)
 

@@ -56,7 +56,7 @@ from pathstats.progress import progress as progress_bar
 from pathstats.provenance import provenance
 from pathstats.signals import SignalCatcher
 from pathstats.resources import (SAFETY, ResourceError, activation_bytes, fitting_batch, format_bytes, free_memory,
-                                 measure_peak)
+                                 measure_peak, peak_resident_bytes)
 
 from . import callable_module
 from .attacks import PGD_STEP_FRAC, PGD_STEPS, lp_radius, norm_name
@@ -80,6 +80,7 @@ __all__ = [
     "default_eval_batch",
     "memory_per_image",
     "plan_memory",
+    "peak_memory",
     "AMP_MODES",
 ]
 
@@ -945,6 +946,23 @@ def _make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_steps
     return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
 
 
+def peak_memory(device: str | torch.device) -> dict:
+    """This process's peak memory so far: ``resident_bytes`` (``VmHWM``, what ``/usr/bin/time
+    -v`` reports as the maximum resident set size; 0 where unknown) and, on CUDA,
+    ``device_bytes`` (``torch.cuda.max_memory_allocated``).  ``result.json`` records it, so
+    that a run shows what it needed (a resumed run: its last invocation).
+
+    >>> m = peak_memory("cpu")
+    >>> sorted(m), m["resident_bytes"] >= 0
+    (['resident_bytes'], True)
+    """
+    out = {"resident_bytes": peak_resident_bytes()}
+    device = torch.device(device)
+    if device.type == "cuda":
+        out["device_bytes"] = int(torch.cuda.max_memory_allocated(device))
+    return out
+
+
 def _result(config: TrainConfig, out_dir: str, status: str, rows: list[dict], global_step: int, elapsed: float,
             **extra) -> dict:
     epochs_done = extra.pop("epochs_done") if "epochs_done" in extra else (rows[-1]["epoch"] if rows else 0)
@@ -956,6 +974,7 @@ def _result(config: TrainConfig, out_dir: str, status: str, rows: list[dict], gl
         "steps_done": global_step,
         "elapsed_s": elapsed,
         "metrics": rows[-1] if rows else None,
+        "peak_memory": peak_memory(config.device),
         "files": {"config": CONFIG_FILE, "metrics": METRICS_FILE, "checkpoint": CHECKPOINT_FILE},
         "out": os.path.abspath(out_dir),
         "provenance": provenance(seed=config.seed, device=config.device),
@@ -987,7 +1006,8 @@ def train(config: TrainConfig, out_dir: str, *, progress: bool = True, max_steps
         ``diverged``), ``reason``/``stopped_by`` where relevant, ``config``,
         ``epochs_done``, ``steps_done``, ``elapsed_s`` (training wall time summed
         over resumptions), ``metrics`` (the last epoch's line of
-        ``metrics.jsonl``), ``files``, ``out`` and ``provenance``.  A finished or
+        ``metrics.jsonl``), ``peak_memory`` (:func:`peak_memory` of this
+        invocation's process), ``files``, ``out`` and ``provenance``.  A finished or
         diverged run is returned as it is, without work.
 
     Raises

@@ -52,3 +52,28 @@ def test_plan_flag_prints_json(capsys, monkeypatch):
     assert main(["experiment", "fig1", "--scale", "quick", "--plan", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["experiment"] == "fig1" and len(out["runs"]) == catalogue.get("fig1").grid("quick").n_runs
+
+
+def test_measurement_stops_at_its_budget():
+    import torch
+
+    from pathstats.robust.train import TrainConfig
+
+    config = TrainConfig("fc", batch=4, eval_steps=1).resolved()
+    # a warm-up past the budget is the measurement: no timed step
+    assert measure_run_type(config, (1, 8, 8), 10, 8, torch.device("cpu"), steps=3, budget_s=0.0)["timed_steps"] == 0
+    # within the budget every requested step is timed
+    assert measure_run_type(config, (1, 8, 8), 10, 8, torch.device("cpu"), steps=3, budget_s=1e9)["timed_steps"] == 3
+
+
+def test_large_inputs_are_measured_on_fewer_images_on_cpu():
+    import torch
+
+    from pathstats.robust.experiments.planning import CPU_MEASURE_BATCH, CPU_MEASURE_VALUES
+    from pathstats.robust.train import TrainConfig
+
+    config = TrainConfig("fc", batch=64, eval_steps=1).resolved()
+    small = measure_run_type(config, (1, 8, 8), 10, 8, torch.device("cpu"), steps=1)
+    large = measure_run_type(config, (1, 128, 128), 10, 8, torch.device("cpu"), steps=1)
+    assert small["measured_batch"] == CPU_MEASURE_BATCH
+    assert large["measured_batch"] == max(2, CPU_MEASURE_VALUES // (128 * 128)) < CPU_MEASURE_BATCH

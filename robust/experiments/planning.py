@@ -10,8 +10,12 @@ run's wall time is then projected as
 (the evaluated epochs: the initialisation, every ``eval_every``-th and the last; the
 images: the test images used plus the fixed training subset), with the memory its
 training step and evaluation batch need (:func:`~pathstats.robust.train.plan_memory`).
-On CPU a step is measured on at most :data:`CPU_MEASURE_BATCH` images and scaled to the
-run's batch (time per image is nearly constant there); on a GPU on the run's batch.
+On CPU a step is measured on a few images (:func:`cpu_measure_batch`: at most
+:data:`CPU_MEASURE_BATCH`, fewer for large inputs) and scaled to the run's batch (time
+per image is nearly constant there); on a GPU on the run's batch.  A step that alone takes
+:data:`MEASURE_BUDGET_S` or more (fig2's 256 px runs on a CPU) is measured once, by its
+warm-up: the one-time costs it includes are small beside it, and repeating it would make
+``--plan`` itself take an hour at paper scale.
 
 The measurement is a function argument, so tests plan a grid with a fake one in no time.
 """
@@ -31,10 +35,34 @@ from pathstats.resources import ResourceError, format_bytes, free_memory
 from . import catalogue
 from .grid import expand
 
-__all__ = ["plan_grid", "measure_run_type", "format_plan", "run_type", "CPU_MEASURE_BATCH"]
+__all__ = ["plan_grid", "measure_run_type", "format_plan", "run_type", "cpu_measure_batch", "CPU_MEASURE_BATCH",
+           "CPU_MEASURE_VALUES", "MEASURE_BUDGET_S"]
 
-#: Images per measured training step on CPU (scaled linearly to the run's batch).
+#: Most images per measured training step on CPU (scaled linearly to the run's batch).
 CPU_MEASURE_BATCH = 8
+
+#: Input values (images x pixels x channels) of a measured CPU batch: 8 images of 3 x 64 x 64.
+#: Beyond that a CPU's time per image no longer falls with the batch (measured on this
+#: project's CPU: conv8 at 64 px 0.14 s per image and forward-backward at batch 8, 128 px
+#: 0.64 s at batch 2, 256 px 2.7 s at batch 1), so larger inputs are measured on fewer images.
+CPU_MEASURE_VALUES = CPU_MEASURE_BATCH * 3 * 64 * 64
+
+#: Seconds of measured steps per run type: timing stops after the first step past it (at
+#: least one timed step), and a warm-up step past it is the measurement itself.
+MEASURE_BUDGET_S = 10.0
+
+
+def cpu_measure_batch(batch: int, d: int) -> int:
+    """Images per measured step on CPU for a run of ``batch`` images of ``d`` values: at most
+    :data:`CPU_MEASURE_BATCH` and :data:`CPU_MEASURE_VALUES` values, at least 2 (BatchNorm in
+    train mode needs two samples), never more than ``batch``.
+
+    >>> cpu_measure_batch(128, 3 * 32 * 32), cpu_measure_batch(32, 3 * 128 * 128), cpu_measure_batch(32, 3 * 256 * 256)
+    (8, 2, 2)
+    >>> cpu_measure_batch(4, 64)
+    4
+    """
+    return min(batch, max(2, min(CPU_MEASURE_BATCH, CPU_MEASURE_VALUES // max(d, 1))))
 
 
 def run_type(train: dict) -> tuple:
@@ -73,10 +101,13 @@ def _sync(device: torch.device) -> None:
 
 
 def measure_run_type(config, input_shape: tuple, classes: int, native_side: int, device: torch.device,
-                     steps: int = 2) -> dict:
+                     steps: int = 2, budget_s: float = MEASURE_BUDGET_S) -> dict:
     """Seconds per training step (at ``config.batch``) and per evaluated image of run ``config``
-    on ``device``, measured on random inputs: one warm-up step, then ``steps`` timed steps, and
-    one evaluation batch (PGD at ``eval_steps``)."""
+    on ``device``, measured on random inputs: one warm-up step, then up to ``steps`` timed
+    steps (fewer once ``budget_s`` seconds are spent; none when the warm-up alone took
+    ``budget_s``, which then is the measurement), and one evaluation batch (PGD at
+    ``eval_steps``).  ``timed_steps`` says how many steps the step time comes from (0: the
+    warm-up's)."""
     from pathstats import nets
 
     from ..methods import get_method
@@ -88,21 +119,26 @@ def measure_run_type(config, input_shape: tuple, classes: int, native_side: int,
     method = get_method(config.method)
     d = math.prod(input_shape)
     strength = method.strength(config.eps, d)
-    batch = config.batch if device.type == "cuda" else min(config.batch, CPU_MEASURE_BATCH)
+    batch = config.batch if device.type == "cuda" else cpu_measure_batch(config.batch, d)
     x = torch.rand((batch,) + tuple(input_shape), device=device)
     y = torch.randint(0, classes, (batch,), device=device)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=config.momentum)
-    times = []
-    for i in range(steps + 1):
+
+    def step(seed: int) -> float:
         _sync(device)
         start = time.perf_counter()
         model.train()
         optimizer.zero_grad(set_to_none=True)
-        method.loss(model, x, y, strength, config, seed=i).backward()
+        method.loss(model, x, y, strength, config, seed=seed).backward()
         optimizer.step()
         _sync(device)
-        times.append(time.perf_counter() - start)
-    step_s = min(times[1:]) * config.batch / batch
+        return time.perf_counter() - start
+
+    warm_up = step(0)
+    times: list[float] = []
+    while warm_up < budget_s and len(times) < steps and (not times or sum(times) < budget_s):
+        times.append(step(len(times) + 1))
+    step_s = (min(times) if times else warm_up) * config.batch / batch
     n_eval = min(config.eval_batch or default_eval_batch(d), batch if device.type != "cuda" else 10**9)
     xe, ye = x[:n_eval], y[:n_eval]
     _sync(device)
@@ -110,7 +146,8 @@ def measure_run_type(config, input_shape: tuple, classes: int, native_side: int,
     evaluate(model, xe, ye, config.eval_eps, seed=0, steps=config.eval_steps, step_frac=config.eval_step_frac,
              random_start=config.eval_random_start, batch=n_eval)
     _sync(device)
-    return {"step_s": step_s, "eval_image_s": (time.perf_counter() - start) / n_eval, "measured_batch": batch}
+    return {"step_s": step_s, "eval_image_s": (time.perf_counter() - start) / n_eval, "measured_batch": batch,
+            "timed_steps": len(times)}
 
 
 def plan_grid(name: str, data: str = "digits", scale: str = "paper", device: str = "cpu", *, jobs: int = 1,
@@ -130,6 +167,7 @@ def plan_grid(name: str, data: str = "digits", scale: str = "paper", device: str
     free, source = free_memory(dev)
     types: dict = {}
     runs = []
+    measuring = 0.0
     for job in expand(catalogue.get(name).grid(scale), data):
         config = TrainConfig.from_dict({**job.train, "device": device}).resolved()
         factor = 1 if config.size is None else config.size // native[-1]
@@ -137,7 +175,9 @@ def plan_grid(name: str, data: str = "digits", scale: str = "paper", device: str
         native_side = config.native_side or native[-1]
         key = run_type(job.train)
         if key not in types:
+            start = time.perf_counter()
             measured = measure(config, input_shape, classes, native_side, dev)
+            measuring += time.perf_counter() - start
             try:
                 memory = plan_memory(config, input_shape, classes, native_side, free=free, source=source)
                 fits = None
@@ -146,6 +186,7 @@ def plan_grid(name: str, data: str = "digits", scale: str = "paper", device: str
                 fits = str(exc)
             types[key] = {"arch": key[0], "size": key[1], "method": key[2], "channels": key[3], "runs": 0,
                           "step_s": measured["step_s"], "eval_image_s": measured["eval_image_s"],
+                          "measured_batch": measured.get("measured_batch"), "timed_steps": measured.get("timed_steps"),
                           "train_bytes": memory["train_bytes"], "eval_bytes": memory["eval_bytes"],
                           "eval_batch": memory["eval_batch"], "refused": fits, "hours": 0.0}
         t = types[key]
@@ -166,7 +207,15 @@ def plan_grid(name: str, data: str = "digits", scale: str = "paper", device: str
     device_hours = sum(r["hours"] for r in runs)
     return {"experiment": name, "scale": scale, "data": data, "device": device_name(dev), "jobs": jobs,
             "free_memory": free, "free_memory_source": source, "run_types": list(types.values()), "runs": runs,
-            "device_hours": device_hours, "wall_hours": device_hours / max(jobs, 1)}
+            "device_hours": device_hours, "wall_hours": device_hours / max(jobs, 1), "measure_s": measuring}
+
+
+def _measured_on(t: dict) -> str:
+    """``8 img x 2 steps``: the measured batch and the timed steps (``warm-up`` when the warm-up was the measurement)."""
+    if t.get("measured_batch") is None:
+        return "-"
+    steps = t.get("timed_steps")
+    return f"{t['measured_batch']} img x " + ("warm-up" if steps == 0 else f"{steps} step" + "s" * (steps != 1))
 
 
 def format_plan(plan: dict) -> str:
@@ -177,8 +226,9 @@ def format_plan(plan: dict) -> str:
     lines = [f"{plan['experiment']} ({plan['scale']}) on {plan['data']}, projected on {plan['device']} "
              f"(free memory {free}, {plan['free_memory_source']}):", ""]
     lines.append(format_table(
-        ["arch", "size", "method", "channels", "runs", "step s", "eval s/img", "h per run", "train mem", "eval mem"],
-        [[t["arch"], t["size"] or "-", t["method"], t["channels"] or "-", t["runs"], f"{t['step_s']:.3g}",
+        ["arch", "size", "method", "channels", "runs", "measured on", "step s", "eval s/img", "h per run",
+         "train mem", "eval mem"],
+        [[t["arch"], t["size"] or "-", t["method"], t["channels"] or "-", t["runs"], _measured_on(t), f"{t['step_s']:.3g}",
           f"{t['eval_image_s']:.3g}", f"{t['hours'] / t['runs']:.3g}", format_bytes(t["train_bytes"]),
           format_bytes(t["eval_bytes"]) + f" (batch {t['eval_batch']})"] for t in plan["run_types"]]))
     for t in plan["run_types"]:
@@ -188,5 +238,6 @@ def format_plan(plan: dict) -> str:
                                [[r["id"], r["arch"], r["size"] or "-", r["method"], f"{r['eps']:g}", r["seed"],
                                  r["epochs"], f"{r['hours']:.3g}"] for r in plan["runs"]]), ""]
     lines.append(f"total: {len(plan['runs'])} runs, {plan['device_hours']:.3g} device-hours, "
-                 f"{plan['wall_hours']:.3g} h wall with {plan['jobs']} parallel job(s)")
+                 f"{plan['wall_hours']:.3g} h wall with {plan['jobs']} parallel job(s)"
+                 + (f"; measured in {plan['measure_s']:.0f} s" if "measure_s" in plan else ""))
     return "\n".join(lines)
