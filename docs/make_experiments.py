@@ -97,6 +97,10 @@ def kept_run_section(name: str, scale: str) -> list:
     lines = [f"**The {scale} run** (kept in ``docs/{rel}/``: ``results.csv``, ``epochs.csv``, ``claims.json``, "
              f"``report.md``, figures; regenerate with ``{command}``): "
              + ", ".join(f"{n} {v}" for v, n in counts.items()) + ".", ""]
+    findings = os.path.join(folder, "findings.rst")
+    if os.path.exists(findings):  # what the team read in the run, written after it (with the figures it cites)
+        with open(findings) as f:
+            lines += [f.read().rstrip(), ""]
     lines += _table(["the paper's statement", "source", "statistic", "value [95% CI]", "n", "expected", "verdict"],
                     [[_text(c["claim"]), _text(c.get("source", "")), _text(c["statistic"]),
                       f"{_number(c['value'])} [{_number(c['ci_low'])}, {_number(c['ci_high'])}]",
