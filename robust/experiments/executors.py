@@ -60,8 +60,8 @@ def _set_threads(threads: int) -> int:
     return previous
 
 
-#: The signals that stop a grid, and the exit status of a command they stopped (128 + the signal's number).
-STOP_SIGNALS = {"SIGINT": 130, "SIGTERM": 143}
+#: The signals that stop a grid (the exit status of a command they stop: ``pathstats.cli._common.EXIT_SIGNAL``).
+STOP_SIGNALS = ("SIGINT", "SIGTERM")
 
 
 class GridInterrupted(KeyboardInterrupt):
