@@ -60,7 +60,6 @@ def _validate(args: argparse.Namespace) -> None:
     """Refuse every bad flag in one line, before any data or model is loaded."""
     from pathstats import nets
     from pathstats._validate import check_device, check_seed
-
     from pathstats.robust.data import check_data_spec, check_model_input, native_size
 
     if not (math.isfinite(args.eps) and args.eps > 0):
@@ -116,7 +115,6 @@ def _fresh_model(arch: str, input_shape: tuple, classes: int, seed: int, device:
 def attack_command(args: argparse.Namespace) -> int:
     """The ``attack`` handler: validate, load, attack, report (text or ``--json``)."""
     from pathstats.provenance import provenance
-
     from pathstats.robust.data import load_dataset
     from pathstats.robust.vulnerability import vulnerability
 
