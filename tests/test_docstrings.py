@@ -1,7 +1,7 @@
 """Every docstring example of the toolkit runs as a doctest, imported by package name.
 
 The modules are found by walking the installed packages ``pathstats``,
-``pathstats.nets``, ``pathstats.verify`` and ``pathstats.robust``, so a module is
+``pathstats.cli``, ``pathstats.nets``, ``pathstats.verify`` and ``pathstats.robust``, so a module is
 imported exactly once, under the name users import it by.
 """
 
@@ -13,7 +13,7 @@ import pytest
 
 import pathstats
 
-PACKAGES = ["pathstats", "pathstats.nets", "pathstats.verify", "pathstats.robust", "pathstats.robust.experiments"]
+PACKAGES = ["pathstats", "pathstats.cli", "pathstats.nets", "pathstats.verify", "pathstats.robust", "pathstats.robust.experiments"]
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 

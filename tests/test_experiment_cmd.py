@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 from pathstats.cli import main
-from pathstats.robust import cli_experiment
+from pathstats.cli import experiment as cli_experiment
 from pathstats.robust.experiments import EXPERIMENTS, dry_run, get, plan, run_experiment
 from pathstats.robust.experiments.catalogue import SCALES
 from pathstats.robust.experiments.driver import (EXPERIMENT_FILE, ExperimentFolderError, check_out_folder, default_out,
@@ -270,7 +270,7 @@ def test_a_worker_that_dies_fails_its_run_and_the_grid_goes_on(tmp_path):
 _SCRIPT = textwrap.dedent("""
     import functools, sys
     if __name__ == "__main__":
-        from pathstats.robust import cli_experiment
+        from pathstats.cli import experiment as cli_experiment
         from pathstats.robust.experiments import run_experiment
         cli_experiment.run_experiment = functools.partial(run_experiment, run_fn="fake_runs:fake_run", progress=False)
         from pathstats.cli import main

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from pathstats import predict
-from pathstats.cli import _predict_text
+from pathstats.cli.predict import _predict_text
 from pathstats.layer_engine import model_map, propagate_laws
 from pathstats.layers import AssumptionError, Note
 from pathstats.nets.base import InitialisedNet, conv_bn_relu, spatial_after

@@ -137,7 +137,7 @@ def test_a_resumed_run_counts_its_progress_out_of_the_whole_run(tmp_path, capsys
 def test_the_claims_table_wraps_claims_at_word_boundaries():
     """Every word of a long claim is in the terminal table, whole and in order (it was cut at
     70 characters, mid-word); the row's numbers stay on its first line."""
-    from pathstats.robust.cli_experiment import _text
+    from pathstats.cli.experiment import _text
 
     claim = ("the input-gradient l1 norm of PGD-trained nets grows as the square root of the input dimension "
              "at every strength, within the interval")

@@ -11,7 +11,7 @@ import networkx as nx
 import torch
 
 from pathstats.cli import main
-from pathstats.robust.cli_attack import attack_text
+from pathstats.cli.attack import attack_text
 from pathstats.robust.vulnerability import vulnerability
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from pathstats.cli import _build_parser, main
 from pathstats.robust import attacks, methods
-from pathstats.robust.cli_train import add_config_argument, config_from_args
+from pathstats.cli.train import add_config_argument, config_from_args
 from pathstats.robust.train import TrainConfig, TrainError, evaluate
 
 #: ``json.dumps(TrainConfig("fc").to_dict())`` as main wrote it before the defaults moved into

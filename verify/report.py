@@ -17,13 +17,15 @@ from pathstats._validate import (check_classes, check_device, check_int, check_m
                                  physical_memory)
 from pathstats.errors import InvalidArgumentError, PathstatsError
 from pathstats.prediction import Prediction, predict
+from pathstats.progress import progress as progress_bar
 from pathstats.provenance import provenance
 from pathstats.stats import standard_error
 
 from .compare import compare, map_test_bin_bounds, map_test_min_samples
 from .montecarlo import MonteCarloResult, default_batch, init_law, run_monte_carlo
 
-__all__ = ["VerifyPlan", "plan_verify", "check_samples_before_planning", "check_verify_samples", "check_batch_memory", "verify",
+__all__ = ["VerifyPlan", "plan_verify", "plan_runs", "check_samples_before_planning", "check_verify_samples", "check_batch_memory",
+           "verify",
            "verify_text", "write_outputs", "save_map_figure", "channel_mean_map"]
 
 
@@ -127,6 +129,42 @@ def check_batch_memory(arch: str | nn.Module, input_shape: tuple, batch: int, na
                                        f"in this machine's memory ({total / 2**30:.0f} GiB; the largest activation alone "
                                        f"allows at most {fits}): use a much smaller {name}, or leave the default")
     return batch
+
+
+def plan_runs(archs: list, shapes: list, samples: int, *, classes: int = 10, batch: int | None = None, init: Any = None,
+              progress: bool = False, unit: str = "net", names: tuple = ("samples", "batch")) -> list:
+    """Check and plan several verifications (a sweep's sizes, a comparison's nets) before
+    any Monte Carlo; return their :class:`VerifyPlan` s.
+
+    The checks that need only the shapes come first (``samples`` against the map test's
+    least number of bins and memory, ``batch`` against memory), then each run is planned
+    (:func:`plan_verify`: minutes on large inputs, under a progress bar counting ``unit`` s),
+    then ``samples`` is checked against each plan's map test.  ``names``: how errors name
+    the sample count and the batch (e.g. the flags ``--samples``, ``--batch``).
+
+    Examples
+    --------
+    >>> [(p.arch, p.input_shape) for p in plan_runs(["fc", "fc"], [(16,), (32,)], 20)]
+    [('fc', (16,)), ('fc', (32,))]
+    >>> plan_runs(["fc"], [(64,)], 3)
+    Traceback (most recent call last):
+    ...
+    pathstats.errors.InvalidArgumentError: samples must be at least ...
+    """
+    samples_name, batch_name = names
+    for arch, shape in zip(archs, shapes):
+        check_samples_before_planning(arch, shape, samples, samples_name)
+        if batch is not None:
+            check_batch_memory(arch, shape, min(batch, samples), batch_name, classes)
+    plans = []
+    with progress_bar(total=len(archs), desc="planning: predictions before the Monte Carlo", unit=unit,
+                      disable=not progress, delay=2.0) as bar:
+        for arch, shape in zip(archs, shapes):
+            plans.append(plan_verify(arch, shape, classes, init=init))
+            bar.update()
+    for plan in plans:
+        check_verify_samples(plan, samples, samples_name)
+    return plans
 
 
 def _estimator(reduction, reduce: bool, law=None) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from typing import Callable
 
 import numpy as np
@@ -16,8 +18,8 @@ from pathstats.stats import loglog_slope
 
 from .report import check_verify_samples, plan_verify, verify
 
-__all__ = ["fit_loglog", "verify_sweep", "resumable_rows", "sweep_text", "save_sweep_plot", "compare_architectures", "comparison_text",
-           "save_comparison_plot"]
+__all__ = ["fit_loglog", "verify_plans", "verify_sweep", "resumable_rows", "read_resumable_rows", "sweep_text", "save_sweep_plot",
+           "compare_architectures", "comparison_text", "save_comparison_plot"]
 
 #: Slopes of log E||dL/dx|| against log d under (S) (Corollary 6): 1/2 for l1, 0 for l2.
 THEORY = {"loss_grad_l1": 0.5, "loss_grad_l2": 0.0}
@@ -35,6 +37,20 @@ def fit_loglog(d, estimates, stderrs) -> dict:
     """
     e = loglog_slope(d, estimates, stderr=stderrs)
     return {"slope": e.value, "stderr": e.stderr, "ci95": [e.ci_low, e.ci_high]}
+
+
+def verify_plans(plans: list, samples: int, *, sweep: bool, seed: int = 0, device: str = "cpu", batch: int | None = None,
+                 progress: bool = False, reduce: bool = True, classes: int = 10, on_row: Callable[[dict], None] | None = None,
+                 finished: list | None = None) -> dict:
+    """Run planned verifications (:func:`~pathstats.verify.report.plan_runs`): a sweep of
+    one net over the plans' sizes (:func:`verify_sweep`, resuming after the ``finished``
+    rows) or, without ``sweep``, a comparison of the plans' nets at one size
+    (:func:`compare_architectures`).  ``on_row`` as theirs."""
+    options = dict(samples=samples, seed=seed, device=device, batch=batch, progress=progress, reduce=reduce,
+                   classes=classes, plans=plans, on_row=on_row)
+    if sweep:
+        return verify_sweep(plans[0].arch, [p.input_shape for p in plans], finished=finished, **options)
+    return compare_architectures([p.arch for p in plans], plans[0].input_shape, **options)
 
 
 def verify_sweep(arch: str, shapes: list, samples: int, seed: int = 0, device: str = "cpu", batch: int | None = None,
@@ -101,6 +117,26 @@ def resumable_rows(data: object, arch: str, shapes: list, samples: int, device: 
     if done != [list(shape) for shape in shapes[:len(done)]]:
         raise InvalidArgumentError(f"its finished sizes {done} are not the first of this sweep")
     return data["rows"]
+
+
+def read_resumable_rows(path: str, arch: str, shapes: list, samples: int, device: str, **options) -> list | None:
+    """The finished rows that an interrupted run of this sweep left in the file ``path``
+    (a ``sweep.json``), or None if there is no such file yet; ``options`` as
+    :func:`resumable_rows`'.
+
+    Raises
+    ------
+    InvalidArgumentError
+        If the file is unreadable, not JSON, or not a run of this sweep with these options.
+    """
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        return resumable_rows(data, arch, shapes, samples, device, **options)
+    except (OSError, ValueError, RecursionError) as exc:  # unreadable, not JSON (too deeply nested), or not this sweep
+        raise InvalidArgumentError(f"cannot continue from {path}: {' '.join(str(exc).split())}") from None
 
 
 def _sweep_data(arch: str, samples: int, seed: int, device: str, rows: list, shapes: list, options: dict) -> dict:

@@ -8,16 +8,17 @@ and the report prints both.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 
 import torch
 
-from pathstats.errors import InvalidArgumentError
+from pathstats.errors import InvalidArgumentError, PathstatsError
+from pathstats.robust.attacks import PGD_STEPS, lp_radius
+from pathstats.robust.runfolder import open_trained
+from pathstats.robust.vulnerability import ATTACKS
 
-from .attacks import PGD_STEPS, lp_radius
-from .runfolder import open_trained
+from ._common import EXIT_OK, print_result
 
 __all__ = ["register", "attack_command", "attack_text"]
 
@@ -42,7 +43,7 @@ def register(commands) -> None:
     parser.add_argument("--data", metavar="DATA", help="digits, cifar10:DIR or folder:DIR (required with --arch; "
                         "with --run, the run's)")
     parser.add_argument("--size", type=int, metavar="S", help="up-sample the images to S x S by copying pixels")
-    parser.add_argument("--attack", required=True, choices=["pgd", "fgm", "deepfool"])
+    parser.add_argument("--attack", required=True, choices=list(ATTACKS))
     parser.add_argument("--norm", choices=list(NORMS), default="inf", help="attack norm (default inf)")
     parser.add_argument("--eps", type=float, required=True, metavar="E",
                         help="pixel-wise eps_inf (e.g. 0.005); the l_p radius is E d^(1/p)")
@@ -59,8 +60,7 @@ def _validate(args: argparse.Namespace) -> None:
     """Refuse every bad flag in one line, before any data or model is loaded."""
     from pathstats import nets
     from pathstats._validate import check_device, check_seed
-
-    from .data import check_data_spec, check_model_input, native_size
+    from pathstats.robust.data import check_data_spec, check_model_input, native_size
 
     if not (math.isfinite(args.eps) and args.eps > 0):
         raise InvalidArgumentError(f"--eps must be a positive pixel-wise radius such as 0.005, got {args.eps}")
@@ -115,9 +115,8 @@ def _fresh_model(arch: str, input_shape: tuple, classes: int, seed: int, device:
 def attack_command(args: argparse.Namespace) -> int:
     """The ``attack`` handler: validate, load, attack, report (text or ``--json``)."""
     from pathstats.provenance import provenance
-
-    from .data import load_dataset
-    from .vulnerability import vulnerability
+    from pathstats.robust.data import load_dataset
+    from pathstats.robust.vulnerability import vulnerability
 
     _validate(args)
     start = time.perf_counter()
@@ -155,8 +154,8 @@ def attack_command(args: argparse.Namespace) -> int:
         "elapsed_s": time.perf_counter() - start,
         "provenance": provenance(seed=args.seed, device=args.device, argv=getattr(args, "argv", None)),
     }
-    print(json.dumps(report) if args.json else attack_text(report))
-    return 0
+    print_result(report, args.json, lambda: attack_text(report))
+    return EXIT_OK
 
 
 def _row(label: str, report: dict, key: str, note: str = "", digits: int = 4) -> list:

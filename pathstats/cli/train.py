@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import typing
 
-from pathstats.errors import EXIT_DIVERGED, EXIT_SIGNAL
+from pathstats.robust.methods import get_method
+from pathstats.robust.train import DATA_DEFAULTS, TrainConfig, TrainError, train
 
-from .methods import get_method
-from .train import DATA_DEFAULTS, TrainConfig, TrainError, train
+from ._common import EXIT_DIVERGED, EXIT_OK, EXIT_SIGNAL, print_result
 
 __all__ = ["register", "config_from_args", "add_config_argument"]
 
@@ -148,11 +147,11 @@ def _summary(result: dict) -> str:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     result = train(config_from_args(args), args.out, progress=not args.quiet, max_steps=args.max_steps)
-    print(json.dumps(result) if args.json else _summary(result))
+    print_result(result, args.json, lambda: _summary(result))
     if result["status"] == "diverged":
         print(f"pathstats train: error: {result['reason']}", file=sys.stderr)
         return EXIT_DIVERGED
     if result["status"] == "interrupted":
         print(f"pathstats train: {result['reason']}", file=sys.stderr)
-        return EXIT_SIGNAL.get(result.get("stopped_by"), 0)
-    return 0
+        return EXIT_SIGNAL.get(result.get("stopped_by"), EXIT_OK)
+    return EXIT_OK

@@ -14,19 +14,20 @@ import json
 import sys
 
 from pathstats._format import format_table
-from pathstats.errors import EXIT_ALL_FAILED, EXIT_SIGNAL, EXIT_SOME_FAILED, ExecutorError, InvalidArgumentError
+from pathstats.errors import ExecutorError, InvalidArgumentError, PathstatsError
+from pathstats.robust.experiments import EXPERIMENTS, dry_run, get, reanalyse, run_experiment
+from pathstats.robust.experiments.catalogue import SCALES
+from pathstats.robust.experiments.driver import default_out, flatten
 
-from .cli_train import add_config_argument
-from .experiments import EXPERIMENTS, dry_run, get, reanalyse, run_experiment
-from .experiments.catalogue import SCALES
-from .experiments.driver import default_out, flatten
+from ._common import EXIT_ALL_FAILED, EXIT_OK, EXIT_SIGNAL, EXIT_SOME_FAILED, EXIT_USAGE, print_result
+from .train import add_config_argument
 
 #: Width of the terminal claims table's claim column: longer claims wrap at word boundaries.
 CLAIM_WIDTH = 70
 
-_EPILOG = ("exit status: 0 every run done; 2 bad input (refused before any work); 3 some runs failed (claims from the "
-           "others); 4 every run failed; 130/143 stopped by SIGINT/SIGTERM after the running runs checkpointed "
-           "(repeat the command to continue)")
+_EPILOG = (f"exit status: {EXIT_OK} every run done; {EXIT_USAGE} bad input (refused before any work); {EXIT_SOME_FAILED} some "
+           f"runs failed (claims from the others); {EXIT_ALL_FAILED} every run failed; {EXIT_SIGNAL['SIGINT']}/"
+           f"{EXIT_SIGNAL['SIGTERM']} stopped by SIGINT/SIGTERM after the running runs checkpointed (repeat the command to continue)")
 
 __all__ = ["register"]
 
@@ -82,12 +83,10 @@ def register(commands) -> None:
 def _list(args: argparse.Namespace) -> int:
     rows = [{"name": e.name, "title": e.title, "source": e.source, "runs": e.paper.n_runs, "quick_runs": e.quick.n_runs}
             for e in EXPERIMENTS.values()]
-    if args.json:
-        print(json.dumps({"experiments": rows}, indent=1))
-    else:
-        print(format_table(["name", "title", "source", "runs", "quick runs"],
-                           [[r["name"], r["title"], r["source"], r["runs"], r["quick_runs"]] for r in rows]))
-    return 0
+    print_result({"experiments": rows}, args.json, lambda: format_table(
+        ["name", "title", "source", "runs", "quick runs"], [[r["name"], r["title"], r["source"], r["runs"], r["quick_runs"]] for r in rows]),
+        indent=1)
+    return EXIT_OK
 
 
 def _number(value) -> str:
@@ -167,40 +166,40 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     explicit = "quick" if args.quick else args.scale
     if args.reanalyse is not None:
         summary = reanalyse(args.name, args.reanalyse, out=args.out, scale=explicit)
-        print(json.dumps(summary, indent=1) if args.json else _text(summary))
-        return 0
+        print_result(summary, args.json, lambda: _text(summary), indent=1)
+        return EXIT_OK
     scale = explicit or "paper"
     if args.dry_run:
         plan = dry_run(args.name, args.data, scale, out=args.out or default_out(args.name, scale, args.data))
-        print(json.dumps(plan, indent=1) if args.json else _dry_text(plan))
-        return 0
+        print_result(plan, args.json, lambda: _dry_text(plan), indent=1)
+        return EXIT_OK
     if args.plan:  # measured on this device, nothing run or written
         import torch
 
-        from .experiments.planning import format_plan, plan_grid
+        from pathstats.robust.experiments.planning import format_plan, plan_grid
 
         planned = plan_grid(args.name, data=args.data, scale=scale, jobs=args.jobs,
                             device="cuda" if torch.cuda.is_available() else "cpu")
-        print(json.dumps(planned, indent=1) if args.json else format_plan(planned))
-        return 0
+        print_result(planned, args.json, lambda: format_plan(planned), indent=1)
+        return EXIT_OK
     out = args.out or default_out(args.name, scale, args.data)
     if args.status or args.detach:
-        from .experiments import slurm
+        from pathstats.robust.experiments import slurm
 
         if args.detach and args.executor != "slurm":
             raise InvalidArgumentError("--detach needs --executor slurm (a local grid runs in this process)")
         if args.status:
             summary = slurm.status(args.name, out, scale=explicit)
-            print(json.dumps(summary, indent=1) if args.json else slurm.format_status(summary))
-            return 0
+            print_result(summary, args.json, lambda: slurm.format_status(summary), indent=1)
+            return EXIT_OK
     summary = run_experiment(args.name, out, data=args.data, scale=scale, executor=args.executor, jobs=args.jobs,
                              threads=args.threads, partition=args.partition, gpus_per_job=args.gpus_per_job,
                              time_min=args.time, runs_per_job=args.runs_per_job, retry_failed=args.retry_failed,
                              detach=args.detach, max_requeues=args.max_requeues)
     if summary.get("detached"):
-        print(json.dumps(summary, indent=1) if args.json else slurm.format_submission(summary))
-        return 0
-    print(json.dumps(summary, indent=1) if args.json else _text(summary))
+        print_result(summary, args.json, lambda: slurm.format_submission(summary), indent=1)
+        return EXIT_OK
+    print_result(summary, args.json, lambda: _text(summary), indent=1)
     prefix = f"pathstats experiment {args.name}"
     if summary["interrupted"]:
         print(f"{prefix}: stopped by {summary['interrupted']} after the running runs checkpointed "
@@ -215,4 +214,4 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
         print(f"{prefix}: {summary['failed']} of {summary['runs']} runs failed (listed above and in the report); "
               "the claims use the others", file=sys.stderr)
         return EXIT_SOME_FAILED
-    return 0
+    return EXIT_OK
