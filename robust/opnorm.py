@@ -183,7 +183,7 @@ def _penalty_terms(model: nn.Module, x: torch.Tensor, v: torch.Tensor, q: float)
     ``sum_i ||J_i v_i||_q``, and it needs only second derivatives.  Neither
     ``J v`` as a forward-mode tangent nor by double backward can carry that
     gradient: PyTorch differentiates neither exactly through train-mode
-    BatchNorm's batch statistics (``tests/test_opnorm.py`` checks against finite
+    BatchNorm's batch statistics (``tests/robust/test_opnorm.py`` checks against finite
     differences).  The values returned are ``||(J V)_i||_q``; without batch
     coupling (no train-mode BatchNorm) each carries its own gradient, with it
     only the batch's sum (or mean) has the exact gradient.

@@ -1,9 +1,4 @@
-import os
-import sys
-
 from hypothesis import HealthCheck, settings
-
-sys.path.insert(0, os.path.dirname(__file__))
 
 # Deterministic property tests: the same examples on every run and machine.
 settings.register_profile(

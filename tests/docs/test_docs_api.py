@@ -9,7 +9,7 @@ import inspect
 import os
 import re
 
-DOCS = os.path.join(os.path.dirname(__file__), os.pardir, "docs")
+DOCS = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "docs")
 
 
 def _directives() -> list:

@@ -13,7 +13,7 @@ import pytest
 
 import pathstats.robust as robust
 
-README = os.path.join(os.path.dirname(__file__), os.pardir, "README.md")
+README = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "README.md")
 
 
 def _readme() -> str:

@@ -1,6 +1,6 @@
 """pathstats.robust.experiments: grids, run ids, bookkeeping, claims on known answers, the CLI.
 
-The bookkeeping tests inject a test double of the trainer (``tests/fake_runs.py``) through
+The bookkeeping tests inject a test double of the trainer (``tests/helpers/fake_runs.py``) through
 the run-function seam; the end-to-end test trains for real.
 """
 
@@ -21,7 +21,7 @@ from pathstats.robust.experiments.grid import Grid, canonical_json
 from pathstats.robust.experiments.store import collect, execute, read_status
 from pathstats.robust.experiments.tables import write_tables
 
-FAKE = "fake_runs:fake_run"
+FAKE = "tests.helpers.fake_runs:fake_run"
 
 
 # ----------------------------------------------------------------------------- grids and ids
@@ -112,7 +112,7 @@ def test_experiment_resumes_interrupted_runs_and_skips_finished_ones(tmp_path, m
 
 
 def _check_fig2_known_laws(out, summary):
-    """The claims of fig2 on the test double's synthetic laws (tests/fake_runs.py) have known verdicts."""
+    """The claims of fig2 on the test double's synthetic laws (tests/helpers/fake_runs.py) have known verdicts."""
     claims = {c["claim"]: c for c in summary["claims"]}
     slope = claims["E||dL/dx||_1 grows like sqrt(d) after usual training"]
     assert slope["ci_low"] <= 0.5 <= slope["ci_high"] and abs(slope["value"] - 0.5) < 0.01 and slope["verdict"] == "holds"

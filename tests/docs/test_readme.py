@@ -8,7 +8,7 @@ import re
 import pytest
 import torch
 
-README = os.path.join(os.path.dirname(__file__), os.pardir, "README.md")
+README = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "README.md")
 
 
 def _snippets() -> list:

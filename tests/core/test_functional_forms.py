@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from batched_check import assert_batched_equals_module
+from tests.helpers.batched_check import assert_batched_equals_module
 from pathstats.errors import PathstatsError
 from pathstats.layers import AssumptionError, Scale, UnsupportedLayerError
 from pathstats.nets.base import InitialisedNet, spatial_after

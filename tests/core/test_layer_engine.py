@@ -14,7 +14,7 @@ from pathstats.algebra import ExactAlgebra
 from pathstats.expand import expand
 from pathstats.layer_engine import backward_map, fingerprint_maps, path_count_map
 from pathstats.trace import read_model
-from model_strategies import small_nets
+from tests.helpers.model_strategies import small_nets
 from pathstats.nets.base import spatial_after
 from torch import nn
 

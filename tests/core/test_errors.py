@@ -9,7 +9,7 @@ import importlib
 import inspect
 
 import pytest
-from test_docstrings import MODULES  # every module of the toolkit, imported by package name
+from tests.docs.test_docstrings import MODULES  # every module of the toolkit, imported by package name
 
 from pathstats import errors
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from batched_check import assert_batched_equals_module
+from tests.helpers.batched_check import assert_batched_equals_module
 from pathstats import nets
 from pathstats.nets.base import InitialisedNet, conv_bn_relu, spatial_after
 from pathstats.cli import main

@@ -1,6 +1,6 @@
 """``pathstats experiment`` as a user meets it: --dry-run, --reanalyse, signals, refusals, exit codes.
 
-The runs are the trainer's test double (``tests/fake_runs.py``), injected through the
+The runs are the trainer's test double (``tests/helpers/fake_runs.py``), injected through the
 run-function seam; the signal tests run the command in a real subprocess.
 
 The tests named ``*_signal_*``, ``*_exits_4_*``, ``test_reanalyse_gives_*``,
@@ -37,8 +37,9 @@ from pathstats.robust.experiments.grid import run_id
 from pathstats.robust.experiments.store import read_status
 from pathstats.robust.train import TrainConfig
 
-FAKE = "fake_runs:fake_run"
-TESTS = os.path.dirname(os.path.abspath(__file__))
+FAKE = "tests.helpers.fake_runs:fake_run"
+#: The repository root: a worker process imports the test double as ``tests.helpers.fake_runs`` from it.
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _fake_cli(monkeypatch):
@@ -272,14 +273,14 @@ _SCRIPT = textwrap.dedent("""
     if __name__ == "__main__":
         from pathstats.cli import experiment as cli_experiment
         from pathstats.robust.experiments import run_experiment
-        cli_experiment.run_experiment = functools.partial(run_experiment, run_fn="fake_runs:fake_run", progress=False)
+        cli_experiment.run_experiment = functools.partial(run_experiment, run_fn="tests.helpers.fake_runs:fake_run", progress=False)
         from pathstats.cli import main
         sys.exit(main(sys.argv[1:]))
 """)
 
 
 def _start(tmp_path, out, jobs, sleep):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([TESTS] + sys.path), "FAKE_EPOCH_SLEEP": str(sleep)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([REPO] + sys.path), "FAKE_EPOCH_SLEEP": str(sleep)}
     script = tmp_path / "experiment.py"
     script.write_text(_SCRIPT)
     return subprocess.Popen([sys.executable, str(script), "experiment", "fig2", "--quick", "--out", str(out),

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from pathstats import analyze_dag, is_symmetric, lemma7_total, path_counts, path_sums, symmetry_classes
 from pathstats.enumeration import brute_force
 from pathstats.generators import conv1d_dag
-from strategies import layered_dags, symmetric_dags
+from tests.helpers.strategies import layered_dags, symmetric_dags
 
 
 @given(layered_dags(max_layers=5, max_width=4, max_fan_in=4))

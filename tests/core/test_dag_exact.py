@@ -12,7 +12,7 @@ from hypothesis import given
 from pathstats import analyze_dag, lemma7_total, path_counts, path_sums, weighted_path_sums
 from pathstats.enumeration import brute_force
 from pathstats.generators import EXAMPLES, conv1d_dag, fully_connected_dag
-from strategies import layered_dags
+from tests.helpers.strategies import layered_dags
 
 
 @given(layered_dags())

@@ -18,7 +18,7 @@ from pathstats.verify.batched import BatchedInitialisations
 from pathstats.verify.montecarlo import run_monte_carlo, sample_gradients
 from pathstats.verify.reduction import ClassifierReduction, plan_reduction, reduction_factors
 
-from test_verify import CASES, SmallNet, Z_MAX
+from tests.verify.test_verify import CASES, SmallNet, Z_MAX
 
 
 def _plan(model):

@@ -22,14 +22,15 @@ import time
 
 import pytest
 
-from fake_runs import fake_run
-from slurm_cluster import SlurmUnavailable, slurm_available, slurm_cluster
+from tests.helpers.fake_runs import fake_run
+from tests.helpers.slurm_cluster import SlurmUnavailable, slurm_available, slurm_cluster
 
 from pathstats.cli import main
 from pathstats.robust.experiments import get, plan, run_experiment
 from pathstats.robust.experiments.slurm import RunBatch, SlurmError, format_submission
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+#: The repository root: a Slurm job imports the test double as ``tests.helpers.fake_runs`` from it.
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,7 @@ def test_grid_runs_as_a_job_array_on_slurm_and_survives_a_preemption(cluster, tm
     signal, as ``scancel --signal=USR2`` sends it, like submitit's own tests) while its first
     run is halfway: it checkpoints, requeues, and the grid completes."""
     monkeypatch.setenv("SLURM_CONF", cluster["SLURM_CONF"])
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]))
     out = str(tmp_path / "fig2")
     n = get("fig2").quick.n_runs
     slow = plan("fig2", scale="quick")[0]
@@ -92,7 +93,7 @@ def test_grid_runs_as_a_job_array_on_slurm_and_survives_a_preemption(cluster, tm
     assert (again["ran"], again["skipped"]) == (0, n)
 
 
-FAKE = "fake_runs:fake_run"
+FAKE = "tests.helpers.fake_runs:fake_run"
 
 
 def _slow_env(monkeypatch, run_id: str, epoch_s: float) -> None:
@@ -272,7 +273,7 @@ def test_a_run_longer_than_the_time_limit_is_requeued_and_completes(cluster, tmp
     1-minute task, measured), and on a loaded machine a task spends that long importing
     torch, so 1-minute tasks can make no progress at all."""
     monkeypatch.setenv("SLURM_CONF", cluster["SLURM_CONF"])
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]))
     jobs = plan("fig2", scale="quick")
     slow = jobs[0]
     _slow_env(monkeypatch, slow.id, 15.25)  # 8 epochs: 122 s > 120 s

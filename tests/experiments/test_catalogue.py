@@ -92,14 +92,13 @@ def test_grid_rejects_unknown_scale():
 
 
 def test_docs_settings_table_renders_the_grids_values():
+    import importlib.util
     import os
-    import sys
 
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "docs"))
-    try:
-        import make_experiments
-    finally:
-        sys.path.pop(0)
+    path = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "docs", "make_experiments.py")
+    spec = importlib.util.spec_from_file_location("make_experiments", path)  # a script, not a package module
+    make_experiments = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_experiments)
     for name in ("fig1", "fig2"):
         experiment = EXPERIMENTS[name]
         lines = make_experiments.protocol_section(experiment)
