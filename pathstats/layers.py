@@ -269,10 +269,12 @@ EFFECTS = {
                "zero padding, +9.7% with reflect (3x32x32, 64 ch, N = 1600)",
     "maxpool_independent": "measured: -15% +- 0.5% on two 2x2 pools of ReLU outputs, where uncorrelated members "
                            "over-predict the open arg-max",
-    "avgpool": "measured: +24% +- 2% on conv6-avgpool at 3x32x32 with circular or zero padding, +21% with reflect "
-               "(64 ch, N = 1600; benchmarks/registered_gaps.py), +0.8% +- 0.6% on conv6-strided; it comes from the "
-               "first layer's small fan-in (3 x 3 x 3 = 27), falls to 1-2% with 16-64 input channels and does not "
-               "shrink with width",
+    "avgpool": "measured with the first layer treated exactly: +16.7% +- 1.3% on conv6-avgpool at 3x32x32 with "
+               "reflect padding, +19.9% circular, +21.4% zeros (64 ch, N = 1600; benchmarks/registered_gaps.py; "
+               "+21%, +24%, +26% before); behind one convolution it is gone (+0.1% +- 0.6%), behind two it is "
+               "+9.3% +- 0.9%, behind three +17% +- 1% (3x16x16, circular, 64 ch, N = 2000-4000): it grows with "
+               "depth, comes from the first layer's small fan-in (3 x 3 x 3 = 27), falls to 1-2% with 16-64 input "
+               "channels and does not shrink with width",
     "stream": "measured: +2.7% +- 0.4% on three post-add-ReLU blocks (32 ch)",
 }
 
@@ -768,8 +770,10 @@ class PoolRule(NodeRule):
                          "and the members' interior correlation is used at the borders", EFFECTS["maxpool"])]
         if law.gauss is None and law.nonnegative() and self.in_degree().max() > 1:
             return [Note(self.name, "average of ReLU outputs: the paths through one window add coherently (their "
-                         "covariance is carried), but the first layer's gates are taken as independent of its weights "
-                         "(gradient independence), which a small fan-in breaks", EFFECTS["avgpool"])]
+                         "covariance is carried) and the first layer's gates get the exact wedge moment with its weights, "
+                         "but the gates of a deeper convolution at two positions are taken as independent of the weights "
+                         "they share (gradient independence), which the forward signal of a first layer with a small "
+                         "fan-in breaks", EFFECTS["avgpool"])]
         return []
 
     def law_backward(self, B, laws, out_law, context):
