@@ -271,7 +271,7 @@ EFFECTS = {
                            "over-predict the open arg-max",
     "avgpool": "measured with the first layer treated exactly: +16.7% +- 1.3% on conv6-avgpool at 3x32x32 with "
                "reflect padding, +19.9% circular, +21.4% zeros (64 ch, N = 1600; benchmarks/registered_gaps.py; "
-               "+21%, +24%, +26% before); behind one convolution it is gone (+0.1% +- 0.6%), behind two it is "
+               "+21%, +24%, +26% before), +17% to +20% at 3x64x64; behind one convolution it is gone (+0.1% +- 0.6%), behind two it is "
                "+9.3% +- 0.9%, behind three +17% +- 1% (3x16x16, circular, 64 ch, N = 2000-4000): it grows with "
                "depth, comes from the first layer's small fan-in (3 x 3 x 3 = 27), falls to 1-2% with 16-64 input "
                "channels and does not shrink with width",
