@@ -222,7 +222,9 @@ def propagate_laws(graph: LayerGraph) -> ForwardLaws:
     >>> forward.gates                        # the second ReLU reads non-negative values
     {'1': 0.5, '2': 0.5}
     """
-    laws = {graph.input_name: moments.gaussian_law(np.ones((1,) * len(graph.input_shape)), rho=0.0)}  # x ~ N(0, I)
+    source = moments.gaussian_law(np.ones((1,) * len(graph.input_shape)), rho=0.0)  # x ~ N(0, I)
+    source.independent = True
+    laws = {graph.input_name: source}
     contexts, gates, routing, notes, seen = {}, {}, {}, [], set()
     for name, rule in graph.rules.items():
         if rule is None:

@@ -46,6 +46,7 @@ from .moments import centre
 
 __all__ = [
     "Note",
+    "GateDeferred",
     "MODEL_MODE",
     "EFFECTS",
     "axis_forward",
@@ -260,15 +261,47 @@ EFFECTS = {
                "zero padding, +9.7% with reflect (3x32x32, 64 ch, N = 1600)",
     "maxpool_independent": "measured: -15% +- 0.5% on two 2x2 pools of ReLU outputs, where uncorrelated members "
                            "over-predict the open arg-max",
-    "avgpool": "measured: +24% +- 2% on conv6-avgpool at 3x32x32 with circular or zero padding, +21% with reflect "
-               "(64 ch, N = 1600; benchmarks/registered_gaps.py), +0.8% +- 0.6% on conv6-strided; it comes from the "
-               "first layer's small fan-in (3 x 3 x 3 = 27), falls to 1-2% with 16-64 input channels and does not "
-               "shrink with width",
+    "avgpool": "measured with the first layer treated exactly: +16.7% +- 1.3% on conv6-avgpool at 3x32x32 with "
+               "reflect padding, +19.9% circular, +21.4% zeros (64 ch, N = 1600; benchmarks/registered_gaps.py; "
+               "+21%, +24%, +26% before), +17% to +20% at 3x64x64; behind one convolution it is gone (+0.1% +- 0.6%), behind two it is "
+               "+9.3% +- 0.9%, behind three +17% +- 1% (3x16x16, circular, 64 ch, N = 2000-4000): it grows with "
+               "depth, comes from the first layer's small fan-in (3 x 3 x 3 = 27), falls to 1-2% with 16-64 input "
+               "channels and does not shrink with width",
     "stream": "measured: +2.7% +- 0.4% on three post-add-ReLU blocks (32 ch)",
 }
 
 
 # --------------------------------------------------------------------------- rules
+@dataclass(frozen=True)
+class GateDeferred:
+    """The covariance of the gradient between positions at a first layer's gates, their pair gain not yet applied.
+
+    Two gates of one channel read ``w.a_p`` and ``w.a_q`` with the same weights
+    ``w``, which also carry the gradient to the input: the pair's factor is
+    ``E[w w^T g_p g_q]``, not ``E[w w^T] E[g_p g_q]``
+    (:func:`pathstats.moments.wedge_moment`), so the gate leaves it to the
+    layer below (:meth:`ConvRule.cov_backward`).  ``gain`` is the independent
+    pair gain, which a rule that does not apply the exact factor uses
+    (:meth:`resolved`); ``slope`` the gate's negative slope.
+    """
+
+    off: np.ndarray
+    slope: float
+    gain: float
+
+    def resolved(self) -> np.ndarray:
+        """The covariance after the gates, taken as independent of the weights below."""
+        return self.gain * self.off
+
+    def __rmul__(self, factor: float) -> "GateDeferred":  # a shift-free affine layer between the layer and its gates
+        return GateDeferred(factor * self.off, self.slope, self.gain)
+
+    def __add__(self, other):  # two consumers: the exact factor is lost, noted by the independent pair gain
+        return self.resolved() + (other.resolved() if isinstance(other, GateDeferred) else other)
+
+    __radd__ = __add__
+
+
 @dataclass
 class NodeRule:
     """A layer whose outputs are DAG nodes.
@@ -401,10 +434,82 @@ class ConvRule(NodeRule):
             return [None], [None]
         if math.prod(tuple(self.in_shapes[0][1:])) > COVARIANCE_POSITIONS:
             return None  # too many positions for a dense covariance: dropped, and the notes say so
+        gated = off if isinstance(off, GateDeferred) else None
+        if gated is not None:
+            off = gated.resolved()
         scale = self.variance * (self.out_shape[0] // self.groups)
         cov = sum(_sandwich(a, off) for a in self.tap_matrices())
         new_off, diag = _split(scale * cov)
+        if gated is not None:
+            diag = diag + self.wedge_diagonal(gated)
         return [new_off], [diag]
+
+    def sources(self) -> np.ndarray:
+        """``(outputs, taps)``: the flat input position that each spatial tap of each output reads, ``-1`` where none."""
+        per_axis = [np.array([[-1 if (i := padded_source(q * stride + t * dilation, n, left, mode)) is None else i
+                               for t in range(kernel)] for q in range(n_out)], dtype=np.int64)
+                    for n, kernel, stride, left, dilation, mode, n_out in self.geometry]
+        spatial_in = tuple(self.in_shapes[0][1:])
+        flat = np.zeros((1, 1), dtype=np.int64)
+        valid = np.ones((1, 1), dtype=bool)
+        for axis, src in enumerate(per_axis):  # C order: the last axis varies fastest, for outputs and taps alike
+            flat = (flat[:, None, :, None] * spatial_in[axis] + np.maximum(src, 0)[None, :, None, :]).reshape(flat.shape[0] * src.shape[0], -1)
+            valid = (valid[:, None, :, None] & (src >= 0)[None, :, None, :]).reshape(flat.shape)
+        return np.where(valid, flat, -1)
+
+    def wedge_diagonal(self, gated: GateDeferred) -> np.ndarray:
+        """What a first layer's gates add to the gradient's second moment at each input position, beyond
+        gates independent of the weights.
+
+        With ``v_p`` the weights as they reach the inputs from output ``p``
+        (a tap folded by reflect padding adds its weights), the pair ``(p, q)``
+        of one channel contributes ``E[v_p(i) v_q(i) g_p g_q] D(p, q)`` to input
+        ``i``, ``D`` the covariance of the gradient before the gates.  The
+        inputs are independent centred Gaussians, so given the weights the two
+        gates are open together with probability ``1/4 + arcsin(rho_pq)/(2 pi)``,
+        ``rho_pq = v_p.v_q / (|v_p| |v_q|)`` (the wedge moment
+        :func:`pathstats.moments.wedge_moment` averaged over the input); the
+        ``1/4`` is the independent pair gain already applied, and what is new is
+        ``(1 - slope)^2 E[v_p(i) v_q(i) arcsin(rho_pq)] / (2 pi)``.  To first order in
+        ``rho`` (``|v_p| |v_q|`` taken as its mean ``|w|^2 sqrt(m_p m_q) / k`` over the
+        ``m`` valid of ``k`` taps), moments of a Gaussian vector on the sphere give, per pair
+        of taps ``s`` of ``p`` and ``t`` of ``q`` that read ``i``,
+        ``sigma^2 ([s = t] C_in tr_pq + 1 + [tap t of p and tap s of q read one input]) / (n + 2)``
+        with ``n`` the fan-in and ``tr_pq`` the taps through which ``p`` and ``q`` read one
+        input.  The rest of ``arcsin`` (``rho^3 / 6 + ...``) is a relative +0.5% of this
+        term on a 3x3x3 kernel (measured by sampling the weights).  Vectorised over the
+        ``(input, tap pair)`` list: ``O(d k^2)``.
+        """
+        src = self.sources()  # (P, k)
+        positions, k = src.shape
+        n_in = math.prod(tuple(self.in_shapes[0][1:]))
+        c_in = self.in_shapes[0][0]
+        out_pos, tap = np.nonzero(src >= 0)
+        read = src[out_pos, tap]
+        order = np.argsort(read, kind="stable")
+        out_pos, tap, read = out_pos[order], tap[order], read[order]
+        counts = np.bincount(read, minlength=n_in)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        slot = np.arange(len(read)) - starts[read]
+        width = int(counts.max())
+        table = np.full((n_in, width), -1, dtype=np.int64)  # the reads of each input: (output, tap) by index
+        table[read, slot] = np.arange(len(read))
+        first, second = table[:, :, None], table[:, None, :]
+        mask = (first >= 0) & (second >= 0)
+        a, b = np.broadcast_to(first, mask.shape)[mask], np.broadcast_to(second, mask.shape)[mask]
+        p, q, s, t, i = out_pos[a], out_pos[b], tap[a], tap[b], read[a]
+        keep = p != q
+        p, q, s, t, i = p[keep], q[keep], s[keep], t[keep], i[keep]
+        shared = ((src[p] == src[q]) & (src[p] >= 0)).sum(axis=1)  # taps through which p and q read one input
+        crossed = (src[p, t] == src[q, s]) & (src[p, t] >= 0)
+        valid_taps = (src >= 0).sum(axis=1).astype(np.float64)
+        kappa = np.sqrt(valid_taps[p] * valid_taps[q]) / k
+        fan_in = c_in * k
+        coefficient = ((s == t) * c_in * shared + 1.0 + crossed) / (kappa * (fan_in + 2))
+        off = np.asarray(gated.off)
+        values = coefficient * off[p, q]
+        scale = self.variance * self.out_shape[0] * (1.0 - gated.slope) ** 2 / (2 * math.pi)
+        return scale * np.bincount(i, weights=values, minlength=n_in)
 
     def law_forward(self, laws):
         """As :meth:`NodeRule.law_forward`, plus the correlation of each pair of outputs.
@@ -419,6 +524,7 @@ class ConvRule(NodeRule):
         read ``E[h^2]``.
         """
         out, context = super().law_forward(laws)
+        out.wedge = self.groups == 1 and moments.independent_centred(laws[0])
         if out.rho is not None and self.taps_valid:
             shape = tuple(self.out_shape[1:])
             out.window_rho = lambda members: _window_correlation(self.taps_valid, shape, out.rho, members)
@@ -600,9 +706,13 @@ class PoolRule(NodeRule):
         it is the arg-max given its value.  Limits: the interior correlation
         is used at the borders too; two overlapping windows share members, so
         the moment of two outputs (``c_off``, from the product of conditional
-        means) is that of disjoint windows; where the input's correlation is
-        unknown (a max pool right after a max pool, a residual stream) the
-        members are taken as independent (noted).
+        means) is that of disjoint windows.  A max pool right after a max
+        pool reads maxima of disjoint windows, which are independent given the
+        same common factor (the inner pool's ``factors``): a max of maxima is
+        the max over the union of their windows (without it conv8's global max
+        pooling predicted -34% against the Monte Carlo).  Where the input's
+        correlation is unknown (a residual stream) the members are taken as
+        independent (noted).
         """
         law = laws[0]
         channels = law.probs.shape[0]
@@ -629,12 +739,18 @@ class PoolRule(NodeRule):
         valid = members >= 0
         full = law.broadcast((channels,) + spatial_in)
         p_in = full.probs.reshape(channels, -1, g)[:, np.where(valid, members, 0)]
-        if law.latent is None or law.rho is None:  # no correlation known: independent members
+        if law.latent is not None and law.rho is not None:
+            conditionals = moments.window_conditionals(full, members)
+        elif law.factors is not None and _alike(law.probs):
+            # a max pool's outputs: independent given the common factor of the units below (the factors are an
+            # interior unit's laws, so only where every unit has that law: not near zero-padded borders)
+            conditionals = ((w, np.broadcast_to(p, p_in.shape)) for w, p in law.factors)
+        else:  # no correlation known: independent members
             probs, routing = moments.max_law(p_in, valid)
             return moments.Law(law.values, probs.reshape((channels,) + spatial_out + (g,)), None, law.caveat), (members, routing)
         probs, joint, factors = 0.0, 0.0, []
         centre = tuple(n // 2 for n in (channels,) + spatial_out)
-        for weight, conditional in moments.window_conditionals(full, members):
+        for weight, conditional in conditionals:
             out, routing = moments.max_law(conditional, valid)
             probs = probs + weight * out
             joint = joint + weight * conditional * routing
@@ -647,7 +763,7 @@ class PoolRule(NodeRule):
     def law_notes(self, laws: list) -> list:
         """What model mode neglects at this layer, given its inputs' laws."""
         law = laws[0]
-        if self.category == "maxpool" and (law.latent is None or law.rho is None):
+        if self.category == "maxpool" and (law.latent is None or law.rho is None) and not (law.factors is not None and _alike(law.probs)):
             return [Note(self.name, "max pooling: the window's members are taken as independent (their correlation is "
                          "unknown here and dropped), as are cross terms between paths through different windows",
                          EFFECTS["maxpool_independent"])]
@@ -656,8 +772,10 @@ class PoolRule(NodeRule):
                          "and the members' interior correlation is used at the borders", EFFECTS["maxpool"])]
         if law.gauss is None and law.nonnegative() and self.in_degree().max() > 1:
             return [Note(self.name, "average of ReLU outputs: the paths through one window add coherently (their "
-                         "covariance is carried), but the first layer's gates are taken as independent of its weights "
-                         "(gradient independence), which a small fan-in breaks", EFFECTS["avgpool"])]
+                         "covariance is carried) and the first layer's gates get the exact wedge moment with its weights, "
+                         "but the gates of a deeper convolution at two positions are taken as independent of the weights "
+                         "they share (gradient independence), which the forward signal of a first layer with a small "
+                         "fan-in breaks", EFFECTS["avgpool"])]
         return []
 
     def law_backward(self, B, laws, out_law, context):
@@ -834,6 +952,10 @@ class PointwiseRule:
         if law.gauss is not None:
             out.gauss = (law.gauss[0] * scale + shift, law.gauss[1] * abs(scale))
         out.caveat = law.caveat or caveat
+        # one positive scale and no shift keep independence, and a first layer's gates at zero
+        out.independent = out.wedge = False
+        if caveat is None and shift == 0 and scale > 0:
+            out.independent, out.wedge = law.independent, law.wedge
         return out, index
 
     def law_backward(self, B: "moments.Joint", laws: list, out_law, context) -> list:
@@ -867,6 +989,8 @@ class PointwiseRule:
         if off is None:
             return [None], [None]
         factor = moments.pair_gain(laws[0], self.slope) if self.is_gate else float(np.mean(self.model_gain))
+        if self.is_gate and laws[0].wedge:  # a first layer's gates: the layer applies their pair gain exactly
+            return [GateDeferred(off, self.slope, factor)], [None]
         return [factor * off], [None]
 
     def gain(self, mode: str, algebra) -> Any:
@@ -979,6 +1103,12 @@ def _node_notes(name: str, module: nn.Module) -> list:
     if isinstance(bias, torch.Tensor) and bias.detach().abs().max().item() > 0:
         return [Note(name, f"non-zero bias (max |b| = {bias.detach().abs().max().item():.3g}); model mode assumes zero biases")]
     return []
+
+
+def _alike(probs: np.ndarray) -> bool:
+    """Whether every unit of every channel has the same law (``probs``: units x grid)."""
+    flat = probs.reshape(-1, probs.shape[-1])
+    return bool(np.allclose(flat, flat[:1], rtol=1e-9, atol=1e-12))
 
 
 def _window_correlation(taps_valid: list, shape: tuple, c_off: float, members: np.ndarray) -> np.ndarray:

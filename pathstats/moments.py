@@ -32,7 +32,8 @@ import numpy as np
 from scipy.special import ndtr
 
 __all__ = ["BINS", "SPAN", "Law", "Joint", "collapse", "centre", "gaussian_law", "map_law", "sum_law", "sum_backward", "SumPlan", "max_law",
-           "equicorrelation", "window_conditionals", "off_moment", "pair_gain", "sum_off_moment"]
+           "equicorrelation", "window_conditionals", "off_moment", "pair_gain", "sum_off_moment", "wedge_moment",
+           "independent_centred"]
 
 BINS = 256
 SPAN = 8.0
@@ -66,6 +67,10 @@ class Law:
         ``E[v_a v_b] / E[v^2]`` for two distinct units ``a, b`` of one channel
         (the uncentred correlation, at an interior unit), where known; near a
         border it is applied to the units' own second moments.
+    independent, wedge : bool
+        Whether the units are independent centred Gaussians of one variance
+        (the network's input), and whether they are the outputs of a random
+        layer on such units (a first layer): see :func:`wedge_moment`.
     """
 
     values: np.ndarray
@@ -77,6 +82,12 @@ class Law:
     c_off: float | None = None
     window_rho: Any = None  # members (W, n) -> mean latent correlation of each window's member pairs
     factors: list | None = None  # [(weight, probs (G,))]: an interior unit's law given the common factor
+    #: the units are independent centred Gaussians of one variance (the network's input, or an affine
+    #: map of it without shift): a random layer on them is a first layer, whose gates model mode treats exactly
+    independent: bool = False
+    #: the units are the outputs of such a first layer (or a shift-free affine map of them): a gate on
+    #: them leaves the pair gain of two positions to that layer (:func:`wedge_moment`)
+    wedge: bool = False
 
     def second_moment(self) -> np.ndarray:
         """``E[value^2]`` per unit (exact for a Gaussian law, else from the grid)."""
@@ -102,7 +113,8 @@ class Law:
         gauss = None if self.gauss is None else tuple(np.broadcast_to(g, shape) for g in self.gauss)
         latent = None if self.latent is None else (self.latent[0], np.broadcast_to(self.latent[1], shape),
                                                     np.broadcast_to(self.latent[2], shape), self.latent[3])
-        return Law(self.values, probs, gauss, self.caveat, latent, self.rho, self.c_off, self.window_rho, self.factors)
+        return Law(self.values, probs, gauss, self.caveat, latent, self.rho, self.c_off, self.window_rho, self.factors,
+                   self.independent, self.wedge)
 
 
 @dataclass
@@ -272,6 +284,49 @@ def pair_gain(law: Law, slope: float = 0.0) -> float:
         p = float(conditional.positive()[0])
         total += w * (p + slope * (1 - p)) ** 2
     return total
+
+
+def independent_centred(law: Law) -> bool:
+    """Whether the units are independent centred Gaussians of one variance (see :attr:`Law.independent`)."""
+    if not law.independent or law.gauss is None:
+        return False
+    mean, std = (np.asarray(g) for g in law.gauss)
+    return bool((mean == 0).all()) and float(np.ptp(std)) == 0.0
+
+
+def wedge_moment(a: np.ndarray, b: np.ndarray, variance: float = 1.0) -> np.ndarray:
+    """``E[w w^T 1(w.a > 0) 1(w.b > 0)]`` for ``w ~ N(0, variance I)``: the second moment of a Gaussian on a wedge.
+
+    With ``theta`` the angle between ``a`` and ``b`` and unit vectors ``u = a/|a|``, ``v = b/|b|``:
+    ``variance [(pi - theta)/(2 pi) I + (u v^T + v u^T - cos(theta) (u u^T + v v^T)) / (2 pi sin(theta))]``.
+    Derivation: the component of ``w`` orthogonal to ``a`` and ``b`` is independent of the two gates,
+    which are open together on a planar wedge of angle ``pi - theta`` around ``u + v``; in polar
+    coordinates its second moment is ``((alpha - sin alpha) I + 2 sin(alpha) m m^T) / (2 pi)``
+    (``alpha = pi - theta``, ``m`` the unit bisector).  It is the mixed second derivative of the
+    arc-cosine kernel of degree 1 (Cho and Saul, 2009): ``a^T M b = |a||b| (sin(theta) + (pi - theta)
+    cos(theta)) / (2 pi)``.  ``theta -> 0`` gives ``variance I / 2`` (one gate); two gates on
+    orthogonal inputs give ``I / 4`` plus ``(u v^T + v u^T) / (2 pi)``, the term that the
+    gradient-independence step drops: gates correlated with the weights they multiply.
+
+    Examples
+    --------
+    >>> M = wedge_moment(np.array([1.0, 0.0]), np.array([0.0, 1.0]))
+    >>> np.round(M * 2 * math.pi, 6).tolist()   # (pi/2) I + u v^T + v u^T
+    [[1.570796, 1.0], [1.0, 1.570796]]
+    >>> bool(np.allclose(wedge_moment(np.array([1.0, 2.0]), np.array([2.0, 4.0])), np.eye(2) / 2))
+    True
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or not (np.linalg.norm(a) > 0 and np.linalg.norm(b) > 0):
+        raise ValueError(f"wedge_moment needs two non-zero vectors of one length, got shapes {a.shape} and {b.shape}")
+    u, v = a / np.linalg.norm(a), b / np.linalg.norm(b)
+    cos = float(np.clip(u @ v, -1.0, 1.0))
+    theta = math.acos(cos)
+    result = (math.pi - theta) / (2 * math.pi) * np.eye(len(a))
+    sin = math.sin(theta)
+    if sin > 1e-12:  # at theta = 0 or pi the rank-two term vanishes (it is O(sin theta))
+        result += (np.outer(u, v) + np.outer(v, u) - cos * (np.outer(u, u) + np.outer(v, v))) / (2 * math.pi * sin)
+    return variance * result
 
 
 def off_moment(law: Law) -> float | None:
