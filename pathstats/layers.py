@@ -40,7 +40,7 @@ from torch import nn
 
 from . import moments
 from .algebra import FloatAlgebra
-from .errors import AssumptionError, PathstatsError, UnsupportedLayerError
+from .errors import AssumptionError, InvalidArgumentError, UnsupportedLayerError
 from .generators import PADDING_MODES, padded_source
 from .moments import centre
 
@@ -143,10 +143,10 @@ def conv_axis(n: int, kernel: int, stride: int, left: int, right: int, dilation:
     if mode not in PADDING_MODES:
         raise UnsupportedLayerError(f"padding mode {mode!r} is not one of {PADDING_MODES}")
     if mode == "reflect" and max(left, right) >= n:
-        raise PathstatsError(f"reflect padding {max(left, right)} needs an input longer than {max(left, right)}, got {n}")
+        raise InvalidArgumentError(f"reflect padding {max(left, right)} needs an input longer than {max(left, right)}, got {n}")
     n_out = (n + left + right - dilation * (kernel - 1) - 1) // stride + 1
     if n_out < 1:
-        raise PathstatsError(f"kernel {kernel} (dilation {dilation}) does not fit an input of {n} with padding {left}+{right}")
+        raise InvalidArgumentError(f"kernel {kernel} (dilation {dilation}) does not fit an input of {n} with padding {left}+{right}")
     rows = []
     for q in range(n_out):
         taps = (padded_source(q * stride + t * dilation, n, left, mode) for t in range(kernel))
@@ -1089,9 +1089,9 @@ def weight_variance(name: str, module: nn.Module, init: Any) -> float:
         return float(module.weight.detach().double().pow(2).mean())
     if isinstance(init, dict):
         if name not in init:
-            raise PathstatsError(f"init mapping has no variance for weight layer {name!r}; it has {sorted(init)[:8]}")
+            raise InvalidArgumentError(f"init mapping has no variance for weight layer {name!r}; it has {sorted(init)[:8]}")
         return float(init[name])
-    raise PathstatsError(f"init must be 'he', 'torch', 'weights' or a mapping from layer name to variance, not {init!r}")
+    raise InvalidArgumentError(f"init must be 'he', 'torch', 'weights' or a mapping from layer name to variance, not {init!r}")
 
 
 def _tuple(value: Any, n: int) -> tuple:

@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 from scipy.special import ndtr
 
+from .errors import InvalidArgumentError
+
 __all__ = ["BINS", "SPAN", "Law", "Joint", "collapse", "centre", "gaussian_law", "map_law", "sum_law", "sum_backward", "SumPlan", "max_law",
            "equicorrelation", "window_conditionals", "off_moment", "pair_gain", "sum_off_moment", "wedge_moment",
            "independent_centred"]
@@ -318,7 +320,7 @@ def wedge_moment(a: np.ndarray, b: np.ndarray, variance: float = 1.0) -> np.ndar
     """
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 1 or not (np.linalg.norm(a) > 0 and np.linalg.norm(b) > 0):
-        raise ValueError(f"wedge_moment needs two non-zero vectors of one length, got shapes {a.shape} and {b.shape}")
+        raise InvalidArgumentError(f"wedge_moment needs two non-zero vectors of one length, got shapes {a.shape} and {b.shape}")
     u, v = a / np.linalg.norm(a), b / np.linalg.norm(b)
     cos = float(np.clip(u @ v, -1.0, 1.0))
     theta = math.acos(cos)

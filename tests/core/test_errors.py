@@ -18,9 +18,8 @@ BUILTIN_MIXINS = (ValueError, LookupError, MemoryError, RuntimeError, OSError)
 
 # Modules still allowed an exception class of their own (strict: once moved, the mark must go).
 PENDING: dict = {}
-# Modules that still raise the bare base class or a plain ValueError (strict: once fixed, the
-# mark must go): layers.py's four checks wait for the model-mode rebuild of that module.
-PENDING_RAISES = {"pathstats.layers": "4 raises of PathstatsError (padding and init checks)"}
+# Modules that still raise the bare base class or a plain ValueError (strict: once fixed, the mark must go).
+PENDING_RAISES: dict = {}
 #: What a module must not raise directly: the base class says nothing, a built-in is no PathstatsError.
 VAGUE = ("PathstatsError", "ValueError", "LookupError", "KeyError")
 
