@@ -520,7 +520,8 @@ def _satterthwaite(v1: float, d1: float, v2: float, d2: float) -> float:
     return (v1 + v2) ** 2 / den if den > 0 else max(d1, d2)
 
 
-def common_curve(x, y, groups, low: float, high: float, degree: int = 2, level: float = LEVEL) -> Estimate:
+def common_curve(x, y, groups, low: float, high: float, degree: int = 2, level: float = LEVEL,
+                 levels=None) -> Estimate:
     """Is ``y`` one smooth function of ``x`` whatever the group, or does each group have its own curve?
 
     For each group ``g``, the common curve is a polynomial of ``degree`` (least squares)
@@ -530,7 +531,10 @@ def common_curve(x, y, groups, low: float, high: float, degree: int = 2, level: 
     one at both ends of its range (the mean residual if ``g`` has two points), with a
     variance adding ``g``'s own scatter and the common fit's prediction variance, and a
     t interval (Welch-Satterthwaite degrees of freedom) at the simultaneous level over all
-    deviations (Bonferroni).  The verdict
+    deviations (Bonferroni).  ``levels`` (optional, one per point: the setting that produced
+    it, e.g. the training strength) marks a group whose compared points all come from ONE
+    setting: its x spread is replicate scatter, not a range, so it is judged by its mean
+    residual rather than by a line through the scatter.  The verdict
     (field ``verdict``) is :func:`all_within` ``[low, high]``: one curve holds only if
     every group's deviation lies inside, and fails as soon as one lies wholly outside.
     ``value`` is the largest deviation; ``per_group`` lists them.
@@ -547,8 +551,9 @@ def common_curve(x, y, groups, low: float, high: float, degree: int = 2, level: 
     """
     x, y = np.asarray(x, float).ravel(), np.asarray(y, float).ravel()
     groups = np.asarray([str(v) for v in groups])
+    settings = np.asarray([str(v) for v in levels]) if levels is not None else np.asarray(["" for _ in x])
     keep = np.isfinite(x) & np.isfinite(y)
-    x, y, groups = x[keep], y[keep], groups[keep]
+    x, y, groups, settings = x[keep], y[keep], groups[keep], settings[keep]
     labels = sorted(set(groups.tolist()))
     raw = []
     for lab in labels:
@@ -568,7 +573,8 @@ def common_curve(x, y, groups, low: float, high: float, degree: int = 2, level: 
         if len(xg) < 2:
             continue
         resid = yg - _design(xg, deg, centre, scale) @ coef
-        if len(xg) >= 3 and np.ptp(xg) > 0:
+        one_setting = levels is not None and len(set(settings[inside].tolist())) < 2
+        if len(xg) >= 3 and np.ptp(xg) > 0 and not one_setting:
             fit = slope_ci(xg, resid)
             xbar = float(xg.mean())
             s2_g = float(((resid - fit["intercept"] - fit["value"] * xg) ** 2).sum()) / (len(xg) - 2)

@@ -207,3 +207,17 @@ def test_paired_match_drops_seeds_without_a_partner():
     e = stats.curve_match(a, b, -MARGIN, MARGIN)
     assert e["paired"] and e.n == 2 * (4 * 5 - 1)
     assert [p["n"] for p in e["per_x"]] == [10, 8, 10, 10]
+
+
+def test_common_curve_judges_a_one_setting_group_by_its_mean_residual():
+    rng = np.random.default_rng(11)
+    x = np.concatenate([np.linspace(0, 2, 12), np.linspace(0, 2, 12), 1.0 + 0.05 * rng.standard_normal(6)])
+    groups = ["a"] * 12 + ["b"] * 12 + ["none"] * 6
+    levels = list(np.repeat(np.arange(6), 2)) * 2 + [0.0] * 6  # "none": six seeds of one setting
+    y = 2 * x + 0.02 * rng.standard_normal(len(x))
+    e = stats.common_curve(x, y, groups, -0.4, 0.4, levels=levels)
+    none = [p for p in e["per_group"] if p["group"] == "none"]
+    assert [p["at"] for p in none] == ["mean"] and e["verdict"] == "holds"
+    # without the settings, the seeds' scatter would be read as a range with two ends
+    e = stats.common_curve(x, y, groups, -0.4, 0.4)
+    assert [p["at"] for p in e["per_group"] if p["group"] == "none"] == ["low end", "high end"]

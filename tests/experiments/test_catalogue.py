@@ -77,13 +77,24 @@ def test_medium_grids_decide_claims_on_digits(name):
     assert grid.train["channels"] < 64
 
 
-def test_medium_conv8_sizes_and_projected_cost():
+def test_medium_conv8_sizes_and_measured_cost():
+    import csv
+    import os
+
     fig2 = EXPERIMENTS["fig2"].medium
     assert fig2.archs == ("conv8",) and fig2.sizes == (16, 32, 64)
+    kept = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "docs", "experiments")
     for name in ("fig1", "fig2"):
-        minutes = catalogue.medium_minutes(EXPERIMENTS[name].medium)
-        # SPEC 9: about an hour on 2 CPU cores; fig1 and fig2 are run side by side, one core each
-        assert 5 < minutes <= 120, (name, minutes)
+        grid = EXPERIMENTS[name].medium
+        with open(os.path.join(kept, f"{name}-medium", "results.csv")) as f:
+            rows = list(csv.DictReader(f))
+        assert len(rows) == grid.n_runs  # the kept run is this grid's
+        measured = sum(float(r["wall_s"]) for r in rows) / 60
+        # SPEC 9: about an hour on 2 CPU cores; fig1 and fig2 ran side by side, one core each, on a
+        # shared machine (load 2-12), so the kept wall times are upper figures of the grid's cost
+        assert 5 < measured <= 120, (name, measured)
+        # the projection from the measured step costs (taken under load: upper figures) bounds it
+        assert catalogue.medium_minutes(grid) >= measured, (name, measured)
 
 
 def test_grid_rejects_unknown_scale():
