@@ -51,6 +51,25 @@ def colour(name) -> str:
     return _ASSIGNED[name]
 
 
+def _short_label(value: float, _position=None) -> str:
+    """A log axis's tick label: plain digits (0.02, 5, 30) at 1, 2 and 5 times a power of ten, none elsewhere."""
+    if value <= 0:
+        return ""
+    mantissa = round(value / 10 ** math.floor(math.log10(value)), 6)
+    return f"{value:g}" if mantissa in (1.0, 2.0, 5.0) else ""
+
+
+def _compact_log_labels(ax) -> None:
+    """On a log axis spanning less than two decades, matplotlib labels every minor tick as
+    ``m x 10^k`` and the labels overlap; label 1, 2 and 5 times the powers of ten in plain digits instead."""
+    from matplotlib.ticker import FuncFormatter
+
+    for axis, (low, high) in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+        if axis.get_scale() == "log" and low > 0 and high / low < 100:
+            axis.set_major_formatter(FuncFormatter(_short_label))
+            axis.set_minor_formatter(FuncFormatter(_short_label))
+
+
 def _mean_interval(values) -> tuple:
     """Mean and half-width of the 95% t interval of replicates (a sequence, or a mapping seed -> value)."""
     est = stats.mean_ci(list(values.values()) if isinstance(values, dict) else values)
@@ -174,8 +193,10 @@ class Figure:
         for ax in self.axes:
             if not ax.has_data():
                 ax.set_visible(False)
-            elif ax.get_legend_handles_labels()[0]:
+                continue
+            if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=6)
+            _compact_log_labels(ax)
         paths = [f"{base}.png", f"{base}.pdf"]
         self.fig.tight_layout()  # once: both files share the layout
         for path in paths[:-1]:
