@@ -292,3 +292,14 @@ def test_report_of_an_incomplete_grid_is_provisional_and_its_tables_render(tmp_p
         assert len(set(cells)) == 1, block  # every row has the header's number of cells: E||dL/dx||_1 is escaped
     assert "E\\|\\|dL/dx\\|\\|_1" in text and "Rule: a run is kept out" in text
     assert "![fig1.png](fig1.png)" in text and (tmp_path / "fig1.png").stat().st_size > 0
+
+
+def test_last_epochs_count_epochs_not_evaluation_rows():
+    from pathstats.robust.experiments.analysis import Tables
+
+    run = _row("none", 0.0, 0, test_grad_l1=9.0)
+    epochs = [{"id": run["id"], "epoch": e, "test_grad_l1": float(e)} for e in range(0, 11, 2)]  # every 2 epochs
+    t = Tables([run], epochs, {"last_epochs": 5})
+    # the last 5 epochs of a 10-epoch run are 6..10: the rows of epochs 6, 8 and 10, not the last 5 rows (2..10)
+    assert list(t.tail(run, "test_grad_l1")) == [6.0, 8.0, 10.0]
+    assert t.median(run, "test_grad_l1") == 8.0
