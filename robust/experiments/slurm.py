@@ -286,7 +286,8 @@ def _pickled_by_value():
         cloudpickle.unregister_pickle_by_value(module)
 
 
-def _one_line(text: str) -> str:
+def _sbatch_error_line(text: str) -> str:
+    """The line of sbatch's output that says what went wrong (the last one naming an error, else the last)."""
     lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
     errors = [line for line in lines if "error" in line.lower()]
     return (errors or lines or ["no message"])[-1][:300]
@@ -338,7 +339,7 @@ def submit(tasks: list, out: str, partition: str | None = None, gpus_per_job: in
                 jobs = executor.map_array(RunBatch(stop_timeout_s=max(5.0, 0.8 * delay)), batches)
         except (submitit.core.utils.UncompletedJobError, submitit.core.utils.FailedSubmissionError,
                 subprocess.SubprocessError, OSError) as exc:
-            raise SlurmError(f"sbatch refused the job array: {_one_line(str(exc) or stderr.getvalue())} "
+            raise SlurmError(f"sbatch refused the job array: {_sbatch_error_line(str(exc) or stderr.getvalue())} "
                              "(check --partition, --gpus-per-job and --time against the cluster's limits: sinfo)") from None
         # submitit submits one batch as a plain job ("123"), several as an array ("123_0", "123_1", ...)
         submission["arrays"].append({"job_id": jobs[0].job_id.split("_")[0], "time_min": int(limit), "signal_delay_s": delay,
