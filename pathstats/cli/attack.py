@@ -60,7 +60,7 @@ def _validate(args: argparse.Namespace) -> None:
     """Refuse every bad flag in one line, before any data or model is loaded."""
     from pathstats import nets
     from pathstats._validate import check_device, check_seed
-    from pathstats.robust.data import check_data_spec, check_model_input, native_size
+    from pathstats.robust.data import check_data_spec, check_model_input, native_shape
 
     if not (math.isfinite(args.eps) and args.eps > 0):
         raise InvalidArgumentError(f"--eps must be a positive pixel-wise radius such as 0.005, got {args.eps}")
@@ -88,8 +88,7 @@ def _validate(args: argparse.Namespace) -> None:
         raise InvalidArgumentError("--arch needs --data DATA (digits, cifar10:DIR or folder:DIR)")
     nets.get(args.arch)
     check_data_spec(args.data, args.size)
-    height, width = native_size(args.data)
-    channels = 1 if args.data == "digits" else 3
+    channels, height, width = native_shape(args.data)  # a folder's channels are its images' (1 for grayscale)
     check_model_input(args.arch, (channels, args.size or height, args.size or width))
 
 

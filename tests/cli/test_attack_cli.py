@@ -119,3 +119,14 @@ def test_run_refuses_other_data(capsys, trained_run):
     code, _, err = _run(capsys, "attack", "--run", trained_run, "--data", "digits", "--size", "16", "--attack", "pgd",
                         "--eps", "0.01")
     assert code == 2 and "trained without --size" in err and len(err.strip().splitlines()) == 1
+
+
+def test_grayscale_folder_is_checked_with_its_own_channels(capsys, tmp_path):
+    # a folder of grayscale images has 1 channel, not the 3 the command assumed for any data but digits
+    from tests.robust.test_data import _write_folder
+
+    _write_folder(tmp_path, ["a", "b"], mode="L", size=(8, 8), per_class=3)
+    code, out, err = _run(capsys, "attack", "--arch", "fc", "--data", f"folder:{tmp_path}", "--attack", "fgm",
+                          "--eps", "0.01", "--n", "4", "--json")
+    assert code == 0, err
+    assert json.loads(out)["d"] == 64
