@@ -217,6 +217,8 @@ def _last_half_slope(t: Tables, row: dict, key: str, log: bool = False) -> float
 
 # ------------------------------------------------------------------------------ Figure 1 (and 5)
 
+#: Metrics that are proportions: their intervals are drawn cut to [0, 1].
+_PROPORTIONS = ("vulnerability", "test_accuracy")
 _FIG1_PANELS = (("test_grad_l1", "E||dL/dx||_1", True), ("vulnerability", "adversarial vulnerability", True),
                 ("test_accuracy", "accuracy", False))
 _FIG1_PAIRS = (
@@ -280,7 +282,8 @@ def fig1(t: Tables, out_dir: str, context: dict) -> dict:
                        logy=logy)
         fig.zero_position(ax, [eps(r) for r in rows])
         for method, rs in methods.items():
-            fig.curve(ax, _curves(rs, method, lambda r, k=key: t.get(r, k)), method)
+            fig.curve(ax, _curves(rs, method, lambda r, k=key: t.get(r, k)), method,
+                      bounds=(0.0, 1.0) if key in _PROPORTIONS else None)
     for i, (xk, yk, xl, yl, log) in enumerate([("test_grad_l1", "vulnerability", "E||dL/dx||_1", "vulnerability", True),
                                                ("test_grad_l1", "test_grad_l2", "E||dL/dx||_1", "E||dL/dx||_2", True),
                                                ("vulnerability", "test_accuracy", "vulnerability", "accuracy", False)]):
@@ -399,18 +402,27 @@ def fig2(t: Tables, out_dir: str, context: dict) -> dict:
         for e, rs in by_eps.items():
             fig.band(ax, [math.sqrt(dim(r)) for r in rs], [t.tail(r, key) for r in rs], f"eps = {e:g}")
         if key == "test_grad_l1":
-            fig.prediction(ax, {math.sqrt(dim(r)): t.get(r, "predicted_grad_l1") for r in rows})
+            fig.prediction(ax, {math.sqrt(dim(r)): t.get(r, "predicted_grad_l1") for r in rows},
+                           "pathstats.predict at init (model mode)")
+            # the same networks measured at initialisation (epoch 0), on the grid's own inputs
+            at_init = defaultdict(list)
+            for r in by_eps.get(0.0, []):
+                row0 = t.init(r)
+                if row0 is not None:
+                    at_init[math.sqrt(dim(r))].append(_num(row0.get("test_grad_l1")))
+            if at_init:
+                fig.curve(ax, dict(at_init), "measured at init (eps = 0, epoch 0)", "none", linestyle=":")
     ax = fig.panel(2, "(c) accuracy against PGD strength", "PGD strength eps", "accuracy", logx=True)
     fig.zero_position(ax, [eps(r) for r in rows])
     for d, rs in by_d.items():
         fig.curve(ax, {e: [t.median(r, "test_accuracy") for r in rs if eps(r) == e] for e in {eps(r) for r in rs}},
-                  f"d = {d:g}")
+                  f"d = {d:g}", bounds=(0.0, 1.0))
     ax = fig.panel(3, "(d) accuracy-vulnerability trade-off (per-strength means)", "vulnerability",
                    "accuracy")
     for d, rs in by_d.items():
         cells = [([t.median(r, "vulnerability") for r in rs if eps(r) == e],
                   [t.median(r, "test_accuracy") for r in rs if eps(r) == e]) for e in sorted({eps(r) for r in rs})]
-        fig.trade_off(ax, cells, f"d = {d:g}")
+        fig.trade_off(ax, cells, f"d = {d:g}", xbounds=(0.0, 1.0), ybounds=(0.0, 1.0))
     figures = fig.save(os.path.join(out_dir, "fig2"))
     if t.epochs and by_d:
         fig = Figure(2, len(by_d), "Figure 12: E||dL/dx||_1 over training epochs, test (top) and train (bottom)")
@@ -675,7 +687,7 @@ def fig4(t: Tables, out_dir: str, context: dict) -> dict:
         for attack in ATTACKS:
             key = f"atk_{threshold}_{attack}_vulnerability"
             name = "fgm-l2 attack" if attack == "fgm-l2" else attack
-            fig.curve(ax_a, _curves(rows, "grad-l1", lambda r: t.get(r, key)), attack, name)
+            fig.curve(ax_a, _curves(rows, "grad-l1", lambda r: t.get(r, key)), attack, name, bounds=(0.0, 1.0))
             fig.points(ax_b, [t.get(r, "test_grad_l1") for r in rows], [t.get(r, key) for r in rows], attack, name)
         figures += fig.save(os.path.join(out_dir, f"fig{number}"))
     if not rows:

@@ -70,11 +70,23 @@ def _compact_log_labels(ax) -> None:
             axis.set_minor_formatter(FuncFormatter(_short_label))
 
 
-def _mean_interval(values) -> tuple:
-    """Mean and half-width of the 95% t interval of replicates (a sequence, or a mapping seed -> value)."""
+def _mean_interval(values, bounds: tuple | None = None) -> tuple:
+    """Mean and the (below, above) half-widths of the 95% t interval of replicates (a sequence, or a
+    mapping seed -> value), the interval cut to ``bounds`` where the quantity has them (a proportion
+    lies in [0, 1]: a t interval over three seeds can reach past them)."""
     est = stats.mean_ci(list(values.values()) if isinstance(values, dict) else values)
-    half = (est["ci_high"] - est["value"]) if est["ci_high"] is not None else 0.0
-    return est["value"], half
+    m = est["value"]
+    if est["ci_high"] is None:
+        return m, (0.0, 0.0)
+    low, high = est["ci_low"], est["ci_high"]
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return m, (max(m - low, 0.0), max(high - m, 0.0))  # a mean outside the bounds keeps no bar on that side
+
+
+def _bars(halves: list) -> list:
+    """matplotlib's asymmetric error bars: ``[[below...], [above...]]``."""
+    return [[h[0] for h in halves], [h[1] for h in halves]]
 
 
 class Figure:
@@ -131,21 +143,22 @@ class Figure:
         return x0
 
     @classmethod
-    def curve(cls, ax, points: dict, label: str, name: str | None = None, **style) -> None:
-        """Mean over seeds against x with 95% t intervals (``points``: x -> values or seed -> value); on a log x axis
-        x = 0 is drawn at :meth:`zero_position` with an open marker, never dropped."""
+    def curve(cls, ax, points: dict, label: str, name: str | None = None, bounds: tuple | None = None, **style) -> None:
+        """Mean over seeds against x with 95% t intervals (``points``: x -> values or seed -> value; the
+        intervals cut to ``bounds``, e.g. ``(0, 1)`` for a proportion); on a log x axis x = 0 is drawn
+        at :meth:`zero_position` with an open marker, never dropped."""
         c = colour(name or label)
         xs = sorted(points)
         pos = [x for x in xs if x > 0 or ax.get_xscale() != "log"]
         if pos:
-            mi = [_mean_interval(points[x]) for x in pos]
-            ax.errorbar(pos, [m for m, _ in mi], yerr=[h for _, h in mi], marker="o", ms=3, capsize=2, color=c,
+            mi = [_mean_interval(points[x], bounds) for x in pos]
+            ax.errorbar(pos, [m for m, _ in mi], yerr=_bars([h for _, h in mi]), marker="o", ms=3, capsize=2, color=c,
                         label=label, **style)
         if ax.get_xscale() == "log" and 0 in points:
             x0 = cls.zero_position(ax, xs)
             if x0 is not None:
-                m, h = _mean_interval(points[0])
-                ax.errorbar([x0], [m], yerr=[h], marker="s", mfc="none", ms=4, capsize=2, color=c,
+                m, h = _mean_interval(points[0], bounds)
+                ax.errorbar([x0], [m], yerr=_bars([h]), marker="s", mfc="none", ms=4, capsize=2, color=c,
                             label=None if pos else label)
 
     @staticmethod
@@ -168,18 +181,21 @@ class Figure:
                     color=colour(name or label), label=label)
 
     @staticmethod
-    def trade_off(ax, cells: list, label: str, name: str | None = None) -> None:
+    def trade_off(ax, cells: list, label: str, name: str | None = None, xbounds: tuple | None = None,
+                  ybounds: tuple | None = None) -> None:
         """A curve through per-strength means (``cells``: ``(x values, y values)`` per strength, in the
-        order of the strengths) with 95% intervals in both directions: the summary the paper's
-        smoothing splines stood for, without inventing wiggles between noisy points."""
+        order of the strengths) with 95% intervals in both directions (cut to ``xbounds`` /
+        ``ybounds``): the summary the paper's smoothing splines stood for, without inventing wiggles
+        between noisy points."""
         mx, my, ex, ey = [], [], [], []
         for xv, yv in cells:
-            (a, ha), (b, hb) = _mean_interval(xv), _mean_interval(yv)
+            (a, ha), (b, hb) = _mean_interval(xv, xbounds), _mean_interval(yv, ybounds)
             if a is None or b is None:
                 continue
             mx.append(a), my.append(b), ex.append(ha), ey.append(hb)
         if mx:
-            ax.errorbar(mx, my, xerr=ex, yerr=ey, fmt="o-", ms=3, capsize=2, color=colour(name or label), label=label)
+            ax.errorbar(mx, my, xerr=_bars(ex), yerr=_bars(ey), fmt="o-", ms=3, capsize=2, color=colour(name or label),
+                        label=label)
 
     @staticmethod
     def prediction(ax, points: dict, label: str = "pathstats.predict at init") -> None:
