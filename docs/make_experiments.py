@@ -97,7 +97,7 @@ def kept_run_section(name: str, scale: str) -> list:
     lines = [f"**The {scale} run** (kept in ``docs/{rel}/``: ``results.csv``, ``epochs.csv``, ``claims.json``, "
              f"``report.md``, figures; regenerate with ``{command}``): "
              + ", ".join(f"{n} {v}" for v, n in counts.items()) + ".", ""]
-    findings = os.path.join(folder, "findings.rst")
+    findings = os.path.join(folder, "findings.inc")  # not .rst: Sphinx would read it as a page of its own
     if os.path.exists(findings):  # what the team read in the run, written after it (with the figures it cites)
         with open(findings) as f:
             lines += [f.read().rstrip(), ""]
