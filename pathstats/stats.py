@@ -325,8 +325,8 @@ def slope_trend(x, y, groups, order: Mapping, level: float = LEVEL) -> Estimate:
     its own intercept, the slope varies linearly with the group's position ``r_g =
     order[g]`` (e.g. the strength's rank), and the residual variance is pooled over every
     point, so the interval of ``b1`` (``value``; a t interval on ``n - G - 2`` degrees of
-    freedom) rests on all replicates, not on one fitted slope per group.  ``per_group``
-    gives each group's own slope for display; ``b0`` is the slope at ``r = 0``.
+    freedom) rests on all replicates, not on one fitted slope per group.  ``b0`` is the
+    slope at ``r = 0``.
 
     Examples
     --------
@@ -359,11 +359,7 @@ def slope_trend(x, y, groups, order: Mapping, level: float = LEVEL) -> Estimate:
     cov = s2 * np.linalg.inv(design.T @ design)
     b1, se = float(coef[-1]), math.sqrt(float(cov[-1, -1]))
     half = t_quantile(dof, level) * se
-    per = []
-    for g in labels:
-        m = groups == g
-        per.append({"group": g, **slope_ci(x[m], y[m], level=level)})
-    return Estimate(b1, b1 - half, b1 + half, n, stderr=se, b0=float(coef[-2]), dof=dof, per_group=per)
+    return Estimate(b1, b1 - half, b1 + half, n, stderr=se, b0=float(coef[-2]), dof=dof)
 
 
 def spearman_ci(x, y, level: float = LEVEL) -> Estimate:
