@@ -76,10 +76,14 @@ class Grid:
     methods : tuple of (str, tuple of float)
         Each training method with the strengths ``eps`` it is trained at.
     seeds : tuple of int
+        The seeds of every method, unless ``method_seeds`` names the method.
     train : dict
         Settings shared by every run (epochs, batch, lr, eval_eps, ...).
     evaluations : tuple of dict
         What to measure on each trained network (``name`` plus options).
+    method_seeds : tuple of (str, tuple of int)
+        Methods run at other seeds than ``seeds`` (e.g. the cheap unregularised runs at more
+        seeds, where a claim rests on them alone).
     """
 
     archs: tuple
@@ -88,16 +92,22 @@ class Grid:
     seeds: tuple
     train: dict = field(default_factory=dict)
     evaluations: tuple = ()
+    method_seeds: tuple = ()
+
+    def seeds_of(self, method: str) -> tuple:
+        """The seeds ``method`` is run at."""
+        return dict(self.method_seeds).get(method, self.seeds)
 
     @property
     def n_runs(self) -> int:
-        return len(self.archs) * len(self.sizes) * sum(len(s) for _, s in self.methods) * len(self.seeds)
+        return len(self.archs) * len(self.sizes) * sum(len(s) * len(self.seeds_of(m)) for m, s in self.methods)
 
     def axes(self) -> dict:
         """The axes as plain data (for experiment.json and the docs)."""
         return {"archs": list(self.archs), "sizes": list(self.sizes),
                 "methods": {m: list(s) for m, s in self.methods}, "seeds": list(self.seeds),
-                "train": dict(self.train), "evaluations": [dict(e) for e in self.evaluations]}
+                "train": dict(self.train), "evaluations": [dict(e) for e in self.evaluations],
+                **({"method_seeds": {m: list(s) for m, s in self.method_seeds}} if self.method_seeds else {})}
 
 
 def expand(grid: Grid, data: str) -> list:
@@ -112,10 +122,14 @@ def expand(grid: Grid, data: str) -> list:
     (6, 6, {'arch': 'fc', 'data': 'digits', 'size': None, 'method': 'none', 'eps': 0.0, 'seed': 0, 'epochs': 2})
     >>> len({job.id for job in jobs})
     6
+    >>> more = Grid(("fc",), (None,), (("none", (0.0,)), ("pgd", (0.01,))), (0, 1), method_seeds=(("none", (0, 1, 2)),))
+    >>> [(j.train["method"], j.train["seed"]) for j in expand(more, "digits")], more.n_runs
+    ([('none', 0), ('none', 1), ('none', 2), ('pgd', 0), ('pgd', 1)], 5)
     """
     jobs = []
-    pairs = [(method, float(eps)) for method, strengths in grid.methods for eps in strengths]
-    for arch, size, (method, eps), seed in itertools.product(grid.archs, grid.sizes, pairs, grid.seeds):
+    triples = [(method, float(eps), seed) for method, strengths in grid.methods for eps in strengths
+               for seed in grid.seeds_of(method)]
+    for arch, size, (method, eps, seed) in itertools.product(grid.archs, grid.sizes, triples):
         train = {"arch": arch, "data": data, "size": size, "method": method, "eps": eps, "seed": int(seed), **grid.train}
         jobs.append(Job(train, tuple(grid.evaluations)))
     return jobs

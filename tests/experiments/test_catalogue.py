@@ -8,6 +8,7 @@ import math
 import pytest
 
 from pathstats.robust.experiments import catalogue
+from pathstats.robust.experiments.grid import expand
 from pathstats.robust.experiments.catalogue import EXPERIMENTS, SCALES, format_value, grid_value, settings_rows
 from pathstats.robust.train import TrainConfig
 
@@ -38,7 +39,22 @@ def test_settings_table_shows_the_grids_values(name):
         actual = grid_value(experiment.paper, setting.key)
         assert actual == setting.value, setting.label  # the record is what runs
         assert row[3] == format_value(setting.key, actual)
-        assert row[4] == format_value(setting.key, grid_value(experiment.medium, setting.key))
+        medium = format_value(setting.key, grid_value(experiment.medium, setting.key))
+        if setting.key == "seeds":  # and the methods run at other seeds
+            medium += "".join(f"; {m}: {format_value('seeds', s)}" for m, s in experiment.medium.method_seeds)
+        assert row[4] == medium
+
+
+def test_fig2_medium_runs_the_unregularised_nets_at_more_seeds():
+    grid = EXPERIMENTS["fig2"].grid("medium")
+    seeds = {(j.train["method"], j.train["size"]): set() for j in expand(grid, "digits")}
+    for job in expand(grid, "digits"):
+        seeds[job.train["method"], job.train["size"]].add(job.train["seed"])
+    assert all(len(s) == 15 for (m, _), s in seeds.items() if m == "none")
+    assert all(s == {0, 1, 2} for (m, _), s in seeds.items() if m == "pgd")
+    assert grid.n_runs == len(expand(grid, "digits")) == 3 * 15 + 3 * 3 * 3
+    row = [s.key for s in EXPERIMENTS["fig2"].settings].index("seeds")
+    assert settings_rows(EXPERIMENTS["fig2"])[row][4] == "0, 1, 2; none: 15 (0..14)"
 
 
 def test_simon_gabriel_protocol_follows_the_authors_code():
