@@ -24,11 +24,11 @@ from pathstats import analyze_dag
 from pathstats._format import format_table
 from pathstats._io import write_json
 from pathstats.provenance import provenance
-from pathstats.analysis import DagReport
-from pathstats.dag import _path_counts, _path_sums, backward_plan
-from pathstats.enumeration import brute_force
-from pathstats.generators import random_layered_dag
-from pathstats.symmetry import _path_degree_polynomials
+from pathstats.dag.analysis import DagReport
+from pathstats.dag.paths import _path_counts, _path_sums, backward_plan
+from pathstats.dag.enumeration import brute_force
+from pathstats.dag.generators import random_layered_dag
+from pathstats.dag.symmetry import _path_degree_polynomials
 
 
 def _timed(fn, *args):

@@ -32,7 +32,7 @@ import torch
 from pathstats import nets, predict
 from pathstats._io import write_json
 from pathstats.layer_engine import backward_map
-from pathstats.trace import read_model
+from pathstats.layer_engine.trace import read_model
 from pathstats.nets.probes import Probe
 from pathstats.verify.compare import compare
 from pathstats.verify.montecarlo import run_monte_carlo

@@ -32,10 +32,10 @@ from pathstats import path_counts, path_sums, symmetry_classes, weighted_path_su
 from pathstats._format import format_table
 from pathstats._io import write_json
 from pathstats.provenance import provenance
-from pathstats.expand import expand
+from pathstats.layer_engine.expand import expand
 from pathstats.layer_engine import backward_map, count_classes, fingerprint_maps, path_count_map
 from pathstats.prediction import predict
-from pathstats.trace import read_model
+from pathstats.layer_engine.trace import read_model
 
 
 def _layer_engine(model, shape):

@@ -61,7 +61,7 @@ from pathstats import nets  # noqa: E402
 from pathstats._format import format_table
 from pathstats._io import write_json  # noqa: E402
 from pathstats.stats import standard_error  # noqa: E402
-from pathstats.trace import read_model  # noqa: E402
+from pathstats.layer_engine.trace import read_model  # noqa: E402
 from pathstats.verify.montecarlo import run_monte_carlo  # noqa: E402
 
 SHAPE = (3, 32, 32)

@@ -4,7 +4,7 @@ Net: two 3x3 circular convolutions (3 -> C1 -> 64 channels) with ReLUs, global
 average pooling, a linear layer; He weights; inputs 3x16x16 ``N(0, I)``.  The
 gates of the second convolution at positions ``p != q`` share its weights ``w``:
 ``E[w w^T g_p g_q] = sigma^2 [(pi - theta)/(2 pi) I + R_pq]``
-(:func:`pathstats.moments.wedge_moment`), where gradient independence keeps only
+(:func:`pathstats.layer_engine.moments.wedge_moment`), where gradient independence keeps only
 the first part.  The rank-two part ``R_pq`` reaches the input through the
 Jacobians ``J_p`` of the patches that the layer reads, and adds
 ``C_out sigma^2 sum_{p != q} D(p, q) tr(J_p^T R_pq J_q)`` to ``sum_i E[(do/dx_i)^2]``;

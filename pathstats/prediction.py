@@ -20,11 +20,11 @@ from torch import nn
 from ._io import atomic_write
 from ._validate import check_int, check_shape
 from .errors import InvalidArgumentError, PathstatsError
-from .layer_engine import (FINGERPRINT_PRIMES, backward_map, count_classes, fingerprint_maps, model_map, path_count_map,
+from .layer_engine.recursion import (FINGERPRINT_PRIMES, backward_map, count_classes, fingerprint_maps, model_map, path_count_map,
                            propagate_laws)
-from .layers import Note
+from .layer_engine.rules import Note
 from .progress import progress as progress_bar
-from .trace import read_model
+from .layer_engine.trace import read_model
 
 __all__ = ["Prediction", "predict", "loss_gradient_factor", "MODES", "save_array"]
 

@@ -6,8 +6,8 @@ convolution (``groups = B * g``) and a linear layer one batched product; every
 other layer (BatchNorm in eval mode, activations, pooling, flatten, additions)
 already treats the examples of a batch separately.  Weights are plain tensors
 that do not require gradients, so a backward pass computes input gradients only.
-The graph is read as :func:`pathstats.trace.read_model` reads it: functional
-forms become their layers (:func:`pathstats.functional.modularise`), so
+The graph is read as :func:`pathstats.layer_engine.trace.read_model` reads it: functional
+forms become their layers (:func:`pathstats.layer_engine.functional.modularise`), so
 ``F.linear(x, self.fc.weight)`` draws the weights of layer ``fc`` like
 ``self.fc(x)`` does.
 
@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from pathstats.errors import InvalidArgumentError, PathstatsError, UnsupportedLayerError
-from pathstats.functional import modularise, symbolic_trace
-from pathstats.generators import padded_source
+from pathstats.layer_engine.functional import modularise, symbolic_trace
+from pathstats.dag.generators import padded_source
 from pathstats.nets.base import WEIGHT_LAYERS  # re-exported: verify's one name for it
 
 __all__ = ["BatchedInitialisations", "WEIGHT_LAYERS"]

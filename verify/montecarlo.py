@@ -33,7 +33,7 @@ from torch import fx, nn
 
 from pathstats._validate import check_seed
 from pathstats.errors import InvalidArgumentError, PathstatsError, UnsupportedLayerError
-from pathstats.layers import weight_variance
+from pathstats.layer_engine.rules import weight_variance
 from pathstats.nets.base import meta_forward
 from pathstats.prediction import _init_policy
 from pathstats.progress import progress as progress_bar
@@ -117,7 +117,7 @@ def weight_layers(model: nn.Module, graph: fx.GraphModule | None = None) -> list
     """``[(name, layer)]``: every weight layer the Monte Carlo draws, named as model mode names them.
 
     The module's own ``nn.Linear`` / ``nn.Conv*d`` layers (subclasses included, in
-    ``named_modules`` order), then the layers that :func:`pathstats.functional.modularise`
+    ``named_modules`` order), then the layers that :func:`pathstats.layer_engine.functional.modularise`
     reads from a custom block's own parameter (``F.linear(x, self.weight)`` in block
     ``block1``: an ``nn.Linear`` named ``block1`` sharing that weight).  ``graph`` is the
     modularised trace when the caller has one (:class:`BatchedInitialisations` keeps it).
@@ -150,7 +150,7 @@ def init_law(model: nn.Module, init=None, layers: list | None = None) -> InitLaw
     ``None`` is the declared initialisation of a registered net, else ``"weights"``
     (as for the prediction).  ``layers``: :func:`weight_layers` of ``model``, when the
     caller has them.  Gaussian laws take each layer's variance from
-    :func:`pathstats.layers.weight_variance`, the function that gives model mode its
+    :func:`pathstats.layer_engine.rules.weight_variance`, the function that gives model mode its
     variances, so the prediction and the Monte Carlo cannot drift apart.
 
     Raises

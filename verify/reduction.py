@@ -54,7 +54,7 @@ from dataclasses import dataclass
 import torch
 from torch import fx, nn
 
-from pathstats.trace import FLATTEN_FUNCTIONS, FLATTEN_METHODS, RELU_FUNCTIONS
+from pathstats.layer_engine.trace import FLATTEN_FUNCTIONS, FLATTEN_METHODS, RELU_FUNCTIONS
 
 __all__ = ["ClassifierReduction", "plan_reduction", "reduction_factors"]
 

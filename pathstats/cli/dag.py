@@ -14,14 +14,14 @@ from pathstats.provenance import provenance
 from ._common import EXIT_OK, print_result
 
 if TYPE_CHECKING:
-    from pathstats.analysis import DagReport
+    from pathstats.dag.analysis import DagReport
 
 __all__ = ["register"]
 
 
 def register(commands) -> None:
     """Add the ``dag`` sub-command to the sub-parsers object of ``pathstats``' parser."""
-    from pathstats.generators import EXAMPLES
+    from pathstats.dag.generators import EXAMPLES
 
     dag = commands.add_parser(
         "dag",
@@ -40,7 +40,7 @@ def register(commands) -> None:
 
 
 def _default_output(G) -> object:
-    from pathstats.dag import check_acyclic
+    from pathstats.dag.paths import check_acyclic
 
     check_acyclic(G)  # a cycle, not the count of sinks it leaves, is what is wrong with such a graph
     sinks = [v for v in G if G.out_degree(v) == 0]
@@ -50,9 +50,9 @@ def _default_output(G) -> object:
 
 
 def _cmd_dag(args: argparse.Namespace) -> int:
-    from pathstats.analysis import analyze_dag
-    from pathstats.generators import EXAMPLES
-    from pathstats.graphio import read_node_link, resolve_node
+    from pathstats.dag.analysis import analyze_dag
+    from pathstats.dag.generators import EXAMPLES
+    from pathstats.dag.graphio import read_node_link, resolve_node
 
     check_int(args.max_rows, "--max-rows", minimum=0)
     if args.example:

@@ -37,7 +37,7 @@ from pathstats.errors import InvalidArgumentError, UnknownExperimentError
 from .grid import Grid
 
 __all__ = ["SCALES", "SCALE_PURPOSE", "Setting", "Experiment", "EXPERIMENTS", "MEDIUM_COST", "MEDIUM_NET_COST",
-           "get", "grid_value", "settings_rows", "format_value", "medium_minutes", "UnknownExperimentError",
+           "get", "grid_value", "setting_cell", "settings_rows", "format_value", "medium_minutes", "UnknownExperimentError",
            "quarter_decades"]
 
 
@@ -171,7 +171,7 @@ class Experiment:
         return getattr(self, scale)
 
 
-def _cell(key: str, grid: Grid) -> str:
+def setting_cell(key: str, grid: Grid) -> str:
     """A setting's cell for ``grid``: its value, and for ``seeds`` the methods run at other seeds."""
     cell = format_value(key, grid_value(grid, key))
     if key == "seeds":
@@ -188,7 +188,7 @@ def settings_rows(experiment: Experiment) -> list:
         if s.key is None:
             paper_cell, medium_cell = str(s.value), str(s.value)
         else:
-            paper_cell, medium_cell = (_cell(s.key, experiment.paper), _cell(s.key, experiment.medium))
+            paper_cell, medium_cell = (setting_cell(s.key, experiment.paper), setting_cell(s.key, experiment.medium))
         rows.append([s.label, s.paper, s.authors, paper_cell, medium_cell, s.reason])
     return rows
 

@@ -8,8 +8,8 @@ from fractions import Fraction
 import networkx as nx
 
 from pathstats.cli import main
-from pathstats.enumeration import brute_force
-from pathstats.generators import EXAMPLES, conv1d_dag
+from pathstats.dag.enumeration import brute_force
+from pathstats.dag.generators import EXAMPLES, conv1d_dag
 
 
 def test_json_output_follows_the_spec(tmp_path, capsys):

@@ -215,7 +215,7 @@ def test_unexpected_errors_are_one_line_with_exit_1(monkeypatch, capsys):
     def bug(*args, **kwargs):
         raise TypeError("an internal bug\nwith two lines")
 
-    monkeypatch.setattr("pathstats.analysis.analyze_dag", bug)
+    monkeypatch.setattr("pathstats.dag.analysis.analyze_dag", bug)
     assert main(["dag", "--example", "fc"]) == 1
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "internal error: TypeError: an internal bug with two lines" in err
@@ -350,7 +350,7 @@ def test_command_line_files_follow_the_umask_and_the_extension(tmp_path, capsys)
 def test_dag_reads_standard_input(monkeypatch, capsys):
     import networkx as nx
 
-    from pathstats.generators import EXAMPLES
+    from pathstats.dag.generators import EXAMPLES
 
     G, _ = EXAMPLES["fc"][1]()
     monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps(nx.node_link_data(G, edges="links"))))
@@ -361,7 +361,7 @@ def test_dag_reads_standard_input(monkeypatch, capsys):
 def test_lemma7_totals_compare_with_one():
     from fractions import Fraction
 
-    from pathstats.generators import EXAMPLES
+    from pathstats.dag.generators import EXAMPLES
 
     G, o = EXAMPLES["conv1d-reflect"][1]()
     assert pathstats.lemma7_total(G, o) == 1 and isinstance(pathstats.lemma7_total(G, o), Fraction)

@@ -13,7 +13,7 @@ from torch import nn
 
 import pathstats
 from pathstats.cli import main
-from pathstats.layers import UnsupportedLayerError  # re-exported from pathstats.errors (as on main)
+from pathstats.layer_engine.rules import UnsupportedLayerError  # re-exported from pathstats.errors (as on main)
 
 
 class Branches(nn.Module):

@@ -12,7 +12,7 @@ import pytest
 
 from pathstats import GraphFormatError, NotADAGError, PathstatsError, UnknownNodeError, analyze_dag, path_sums, weighted_path_sums
 from pathstats.cli import main
-from pathstats.graphio import read_node_link
+from pathstats.dag.graphio import read_node_link
 
 
 def test_cycle_is_refused_even_away_from_the_output():
@@ -104,7 +104,7 @@ def test_cli_usage_errors_are_one_line(capsys):
 
 
 def test_reading_round_trips_tuple_nodes_and_parallel_edges(tmp_path):
-    from pathstats.generators import conv1d_dag
+    from pathstats.dag.generators import conv1d_dag
 
     G, o = conv1d_dag(5, [dict(kernel=3, padding=1)], padding_mode="reflect")
     path = _write(tmp_path, "g.json", json.dumps(nx.node_link_data(G, edges="links")))

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 
 from pathstats import analyze_dag, lemma7_total, path_counts, path_sums, weighted_path_sums
-from pathstats.enumeration import brute_force
-from pathstats.generators import EXAMPLES, conv1d_dag, fully_connected_dag
+from pathstats.dag.enumeration import brute_force
+from pathstats.dag.generators import EXAMPLES, conv1d_dag, fully_connected_dag
 from tests.helpers.strategies import layered_dags
 
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from pathstats import predict
-from pathstats.moments import wedge_moment
+from pathstats.layer_engine.moments import wedge_moment
 from pathstats.verify.montecarlo import run_monte_carlo
 
 K_SE = 4.0

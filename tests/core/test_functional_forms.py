@@ -12,10 +12,10 @@ from torch import nn
 
 from tests.helpers.batched_check import assert_batched_equals_module
 from pathstats.errors import PathstatsError
-from pathstats.layers import AssumptionError, Scale, UnsupportedLayerError
+from pathstats.layer_engine.rules import AssumptionError, Scale, UnsupportedLayerError
 from pathstats.nets.base import InitialisedNet, spatial_after
 from pathstats.prediction import predict
-from pathstats.trace import read_model
+from pathstats.layer_engine.trace import read_model
 from pathstats.verify.batched import BatchedInitialisations
 from pathstats.verify.compare import compare
 from pathstats.verify.montecarlo import run_monte_carlo

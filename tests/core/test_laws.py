@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pathstats import analyze_dag, is_symmetric, lemma7_total, path_counts, path_sums, symmetry_classes
-from pathstats.enumeration import brute_force
-from pathstats.generators import conv1d_dag
+from pathstats.dag.enumeration import brute_force
+from pathstats.dag.generators import conv1d_dag
 from tests.helpers.strategies import layered_dags, symmetric_dags
 
 

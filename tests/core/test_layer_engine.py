@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 
 from pathstats import path_counts, path_sums, symmetry_classes, weighted_path_sums
-from pathstats.algebra import ExactAlgebra
-from pathstats.expand import expand
+from pathstats.layer_engine.algebra import ExactAlgebra
+from pathstats.layer_engine.expand import expand
 from pathstats.layer_engine import backward_map, fingerprint_maps, path_count_map
-from pathstats.trace import read_model
+from pathstats.layer_engine.trace import read_model
 from tests.helpers.model_strategies import small_nets
 from pathstats.nets.base import spatial_after
 from torch import nn

@@ -18,10 +18,10 @@ from torch import nn
 from pathstats import predict
 from pathstats.cli.predict import _predict_text
 from pathstats.layer_engine import model_map, propagate_laws
-from pathstats.layers import AssumptionError, Note
+from pathstats.layer_engine.rules import AssumptionError, Note
 from pathstats.nets.base import InitialisedNet, conv_bn_relu, spatial_after
 from pathstats.nets.probes import Probe
-from pathstats.trace import read_model
+from pathstats.layer_engine.trace import read_model
 from pathstats.verify.compare import compare
 from pathstats.verify.montecarlo import run_monte_carlo
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pathstats import nets
-from pathstats.generators import padded_source
+from pathstats.dag.generators import padded_source
 from pathstats.nets.base import WEIGHT_LAYERS, meta_forward
 from pathstats.resources import activation_bytes
 from pathstats.robust import opnorm

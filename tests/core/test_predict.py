@@ -13,12 +13,12 @@ from torch import nn
 
 from pathstats import nets
 from pathstats import PathstatsError
-from pathstats.algebra import ExactAlgebra
+from pathstats.layer_engine.algebra import ExactAlgebra
 from pathstats.cli import main
 from pathstats.layer_engine import backward_map
-from pathstats.layers import AssumptionError, UnsupportedLayerError
+from pathstats.layer_engine.rules import AssumptionError, UnsupportedLayerError
 from pathstats.prediction import loss_gradient_factor, predict
-from pathstats.trace import read_model
+from pathstats.layer_engine.trace import read_model
 
 SMALLEST = {"conv6": 17, "conv8": 32, "conv6-avgpool": 8, "conv6-maxpool": 8, "conv6-strided": 8, "resnet": 8,
             "resnet18": 32, "resnet18-nopool": 16, "vgg": 32}

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from pathstats.trace import read_model
+from pathstats.layer_engine.trace import read_model
 
 
 def _jacobian(layer: nn.Module, shape: tuple) -> np.ndarray:

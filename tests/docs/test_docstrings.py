@@ -13,7 +13,7 @@ import pytest
 
 import pathstats
 
-PACKAGES = ["pathstats", "pathstats.cli", "pathstats.nets", "pathstats.verify", "pathstats.robust", "pathstats.robust.experiments"]
+PACKAGES = ["pathstats", "pathstats.cli", "pathstats.dag", "pathstats.layer_engine", "pathstats.nets", "pathstats.verify", "pathstats.robust", "pathstats.robust.experiments"]
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 

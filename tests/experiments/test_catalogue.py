@@ -39,10 +39,9 @@ def test_settings_table_shows_the_grids_values(name):
         actual = grid_value(experiment.paper, setting.key)
         assert actual == setting.value, setting.label  # the record is what runs
         assert row[3] == format_value(setting.key, actual)
-        medium = format_value(setting.key, grid_value(experiment.medium, setting.key))
-        if setting.key == "seeds":  # and the methods run at other seeds
-            medium += "".join(f"; {m}: {format_value('seeds', s)}" for m, s in experiment.medium.method_seeds)
-        assert row[4] == medium
+        assert row[4] == catalogue.setting_cell(setting.key, experiment.medium)
+        if not (setting.key == "seeds" and experiment.medium.method_seeds):
+            assert row[4] == format_value(setting.key, grid_value(experiment.medium, setting.key))
 
 
 def test_fig2_medium_runs_the_unregularised_nets_at_more_seeds():
@@ -139,4 +138,4 @@ def test_docs_settings_table_renders_the_grids_values():
             cells = rows[make_experiments._text(setting.label)]
             if setting.key is not None:  # columns: paper, authors' code, pathstats, medium, reason
                 assert cells[2] == make_experiments._text(format_value(setting.key, grid_value(experiment.paper, setting.key)))
-                assert cells[3] == make_experiments._text(format_value(setting.key, grid_value(experiment.medium, setting.key)))
+                assert cells[3] == make_experiments._text(catalogue.setting_cell(setting.key, experiment.medium))

@@ -9,7 +9,7 @@ from typing import Any, Hashable
 
 import networkx as nx
 
-from .errors import GraphFormatError, UnknownNodeError
+from ..errors import GraphFormatError, UnknownNodeError
 
 __all__ = ["read_node_link", "parse_node_link", "resolve_node"]
 

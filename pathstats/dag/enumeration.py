@@ -11,7 +11,7 @@ from collections import Counter
 from fractions import Fraction
 from typing import Any, Hashable, Iterator
 
-from .dag import backward_plan
+from .paths import backward_plan
 
 __all__ = ["enumerate_paths", "brute_force"]
 
@@ -65,7 +65,7 @@ def brute_force(G: Any, output: Node) -> dict:
     dict
         ``{x: (path_sum, path_count, path_degrees)}`` for every source ``x``:
         an exact Fraction, an int, and a Counter over path-degrees in the form of
-        :data:`pathstats.symmetry.PathDegree` (sorted ``(in_degree, multiplicity)`` pairs).
+        :data:`pathstats.dag.symmetry.PathDegree` (sorted ``(in_degree, multiplicity)`` pairs).
 
     Raises
     ------

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Hashable
 
-from .progress import progress as progress_bar
-from .dag import _path_counts, _path_sums, backward_plan
+from ..progress import progress as progress_bar
+from .paths import _path_counts, _path_sums, backward_plan
 from .symmetry import _classes, _path_degree_polynomials
 
 __all__ = ["InputReport", "DagReport", "analyze_dag"]
@@ -95,7 +95,7 @@ def analyze_dag(G: Any, output: Hashable, *, progress: bool = False) -> DagRepor
 
     Examples
     --------
-    >>> from pathstats.generators import fully_connected_dag
+    >>> from pathstats.dag.generators import fully_connected_dag
     >>> report = analyze_dag(*fully_connected_dag([4, 3]))
     >>> report.lemma7_total, report.symmetric, str(report.inputs[0].path_sum)
     (Fraction(1, 1), True, '1/4')

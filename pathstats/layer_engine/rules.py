@@ -31,7 +31,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import numpy as np
 import scipy.sparse as sp
@@ -40,9 +40,12 @@ from torch import nn
 
 from . import moments
 from .algebra import FloatAlgebra
-from .errors import AssumptionError, InvalidArgumentError, UnsupportedLayerError
-from .generators import PADDING_MODES, padded_source
+from ..errors import AssumptionError, InvalidArgumentError, UnsupportedLayerError
+from ..dag.generators import padded_source
 from .moments import centre
+from .geometry import (COVARIANCE_POSITIONS, _channel_field, _csr, _kron_all, _outer, _overlapping, _row_counts,
+                       _sandwich, _split, _taps, adaptive_axis, axis_forward, conv_axis, pool_axis)
+from .notes import EFFECTS, MODEL_MODE, Note
 
 __all__ = [
     "Note",
@@ -68,208 +71,7 @@ __all__ = [
 ]
 
 
-class Note(str):
-    """One caveat of a prediction: the layer, the assumption it rests on, and its size where measured.
-
-    A ``str`` (``"layer: assumption (effect)"``) so that notes read and print as
-    text, with the three parts kept as attributes for :meth:`to_dict`.
-
-    Examples
-    --------
-    >>> note = Note("pool1", "window members taken as independent", "measured -3.1% +- 0.5%")
-    >>> str(note)
-    'pool1: window members taken as independent (measured -3.1% +- 0.5%)'
-    >>> note.to_dict()["layer"]
-    'pool1'
-    """
-
-    def __new__(cls, layer: str | None, assumption: str, effect: str | None = None) -> "Note":
-        text = (f"{layer}: " if layer else "") + assumption + (f" ({effect})" if effect else "")
-        note = super().__new__(cls, text)
-        note.layer, note.assumption, note.effect = layer, assumption, effect
-        return note
-
-    def __getnewargs__(self) -> tuple:
-        return (self.layer, self.assumption, self.effect)
-
-    def to_dict(self) -> dict:
-        """``{"layer", "assumption", "effect"}`` (``effect`` None where not measured)."""
-        return {"layer": self.layer, "assumption": self.assumption, "effect": self.effect}
-
-
 _FLOAT = FloatAlgebra()
-
-
-def axis_forward(state: np.ndarray, axis: int, matrix: sp.csr_matrix) -> np.ndarray:
-    """``out[..., q, ...] = sum_i matrix[q, i] * state[..., i, ...]`` along ``axis`` (the transpose of a backward step)."""
-    n_out, n_in = matrix.shape
-    shape = list(state.shape)
-    shape[axis] = n_in
-    moved = np.moveaxis(np.broadcast_to(state, shape), axis, 0)
-    result = np.asarray(matrix @ moved.reshape(n_in, -1)).reshape((n_out,) + moved.shape[1:])
-    return np.moveaxis(result, 0, axis)
-
-
-# --------------------------------------------------------------------------- axes
-def _csr(rows: Sequence[Sequence[int]], n_in: int) -> sp.csr_matrix:
-    """Count matrix ``A[q, i] = #{taps of output q that read input i}``."""
-    data, indices, indptr = [], [], [0]
-    for sources in rows:
-        counts: dict = {}
-        for i in sources:
-            counts[i] = counts.get(i, 0) + 1
-        for i in sorted(counts):
-            indices.append(i)
-            data.append(counts[i])
-        indptr.append(len(indices))
-    return sp.csr_matrix((np.array(data, dtype=np.int64), np.array(indices, dtype=np.int64), np.array(indptr)), shape=(len(rows), n_in))
-
-
-def conv_axis(n: int, kernel: int, stride: int, left: int, right: int, dilation: int, mode: str) -> sp.csr_matrix:
-    """The taps of a torch convolution along one axis, as a count matrix.
-
-    ``A[q, i]`` counts the taps of output position ``q`` that read input ``i``
-    after padding by ``left``/``right`` in ``mode``: zero padding drops taps,
-    reflect and replicate fold them onto inputs (parallel edges), circular wraps.
-
-    Examples
-    --------
-    >>> conv_axis(4, 3, 1, 1, 1, 1, "reflect").toarray()
-    array([[1, 2, 0, 0],
-           [1, 1, 1, 0],
-           [0, 1, 1, 1],
-           [0, 0, 2, 1]])
-    """
-    if mode not in PADDING_MODES:
-        raise UnsupportedLayerError(f"padding mode {mode!r} is not one of {PADDING_MODES}")
-    if mode == "reflect" and max(left, right) >= n:
-        raise InvalidArgumentError(f"reflect padding {max(left, right)} needs an input longer than {max(left, right)}, got {n}")
-    n_out = (n + left + right - dilation * (kernel - 1) - 1) // stride + 1
-    if n_out < 1:
-        raise InvalidArgumentError(f"kernel {kernel} (dilation {dilation}) does not fit an input of {n} with padding {left}+{right}")
-    rows = []
-    for q in range(n_out):
-        taps = (padded_source(q * stride + t * dilation, n, left, mode) for t in range(kernel))
-        rows.append([i for i in taps if i is not None])
-    return _csr(rows, n)
-
-
-def pool_axis(n: int, kernel: int, stride: int, padding: int, dilation: int, ceil_mode: bool) -> tuple:
-    """Windows of a torch pooling along one axis: count matrix and clipped window sizes.
-
-    Returns ``(A, padded_size)``; ``padded_size[q]`` is the window length that
-    ``count_include_pad=True`` divides by (the window clipped to the padded input).
-    """
-    span = n + 2 * padding - dilation * (kernel - 1) - 1
-    n_out = (-(-span // stride) if ceil_mode else span // stride) + 1
-    if ceil_mode and (n_out - 1) * stride >= n + padding:
-        n_out -= 1  # torch: the last window must start inside the input or left padding
-    rows, padded_size = [], []
-    for q in range(n_out):
-        start = q * stride - padding
-        rows.append([start + t * dilation for t in range(kernel) if 0 <= start + t * dilation < n])
-        padded_size.append(min(start + kernel, n + padding) - start)
-    return _csr(rows, n), np.array(padded_size, dtype=np.int64)
-
-
-def adaptive_axis(n: int, n_out: int) -> sp.csr_matrix:
-    """Windows of adaptive pooling: ``[floor(q n / m), ceil((q + 1) n / m))``."""
-    rows = [list(range((q * n) // n_out, -(-((q + 1) * n) // n_out))) for q in range(n_out)]
-    return _csr(rows, n)
-
-
-def _outer(vectors: Sequence[np.ndarray]) -> np.ndarray:
-    result = np.ones((), dtype=np.int64)
-    for v in vectors:
-        result = np.multiply.outer(result, v)
-    return result
-
-
-def _row_counts(matrix: sp.csr_matrix) -> np.ndarray:
-    return np.asarray(matrix.sum(axis=1)).ravel().astype(np.int64)
-
-
-def _taps(axes: Sequence[sp.csr_matrix]) -> Iterator[tuple]:
-    """Yield ``(out_position, in_position, multiplicity)`` over all spatial axes.
-
-    The multiplicity of a pair is the product of the per-axis tap counts (for
-    reflect padding, two taps along each of two axes give four parallel edges).
-    """
-    rows = [[list(zip(a.indices[a.indptr[q]:a.indptr[q + 1]].tolist(), a.data[a.indptr[q]:a.indptr[q + 1]].tolist())) for q in range(a.shape[0])] for a in axes]
-    for q in itertools.product(*(range(a.shape[0]) for a in axes)):
-        for combo in itertools.product(*(rows[k][q[k]] for k in range(len(q)))):
-            yield q, tuple(i for i, _ in combo), math.prod(m for _, m in combo)
-
-
-def _overlapping(matrix: sp.csr_matrix) -> bool:
-    return bool((np.asarray((matrix > 0).sum(axis=0)).ravel() > 1).any())
-
-
-# ------------------------------------------------- covariance between positions
-#: Most positions per channel whose gradient covariance model mode keeps (a dense
-#: matrix of this side: 4096 = 64 x 64, 128 MiB); above it the covariance is dropped (noted).
-COVARIANCE_POSITIONS = 4096
-
-
-def _kron_all(matrices: Sequence[sp.csr_matrix]) -> sp.csr_matrix:
-    """``A_1 (x) A_2 (x) ...``: the map on flattened (C-order) positions of per-axis maps."""
-    result = sp.csr_matrix(np.ones((1, 1)))
-    for m in matrices:
-        result = sp.kron(result, m, format="csr")
-    return result
-
-
-def _sandwich(matrix: sp.csr_matrix, cov: np.ndarray) -> np.ndarray:
-    """``matrix.T @ cov @ matrix`` for a symmetric dense ``cov``."""
-    transposed = matrix.T.tocsr()
-    half = np.ascontiguousarray((transposed @ cov).T)  # (A^T C)^T = C A, (n_out, n_in)
-    return np.asarray(transposed @ half)  # A^T C A
-
-
-def _split(cov: np.ndarray) -> tuple:
-    """``(off-diagonal part, diagonal)`` of a square matrix."""
-    diag = np.diag(cov).copy()
-    off = cov.copy()
-    np.fill_diagonal(off, 0.0)
-    return off, diag
-
-
-def _channel_field(total: np.ndarray, spatial: tuple) -> np.ndarray:
-    """The gradient's second moment per position, averaged over exchangeable channels, flattened."""
-    full = np.broadcast_to(total, (np.shape(total)[0],) + tuple(spatial)) if np.ndim(total) == len(spatial) + 1 else np.broadcast_to(total, tuple(spatial))
-    return np.asarray(full).reshape(-1, math.prod(spatial)).mean(axis=0) if full.ndim == len(spatial) + 1 else np.asarray(full).ravel()
-
-
-# ---------------------------------------------------------- model mode's accuracy
-#: What model mode does with a layer outside the paper's assumptions, and how well it
-#: agrees with the Monte Carlo there (measured with ``pathstats verify``; the table and
-#: the script that measured it are on the docs page "Where the assumptions fail").
-#: Theory-mode refusals and model-mode notes quote these texts.
-MODEL_MODE = {
-    "maxpool": "routes the gradient to each window's arg-max from the laws of the window's correlated members "
-               "(measured against the Monte Carlo: within 1% on 2x2 windows before or after the ReLU, -2% on "
-               "overlapping 3x3 windows, +7% on VGG-11)",
-    "add": "follows the law of the skip stream through the addition (post-add ReLUs open about 2/3 of the time; "
-           "measured against the Monte Carlo: within 3% on post-activation residual nets)",
-    "gate": "takes each gate's open probability from the law of its input (exact in the infinite-width limit)",
-}
-#: Measured size of each approximation that remains, as ``measured / predicted - 1 +- SE``
-#: (``benchmarks/model_mode.py``: 3x32x32 inputs, 16-32 channels, 1200-2800 initialisations).
-EFFECTS = {
-    "maxpool": "measured: +6.6% +- 0.8% on VGG-11 (width 16), -2.2% +- 0.5% on two overlapping 3x3 pools, "
-               "-0.7% +- 0.6% on three 2x2 pools; +5.0% +- 0.6% on conv6-maxpool with circular padding, +3.1% with "
-               "zero padding, +9.7% with reflect (3x32x32, 64 ch, N = 1600)",
-    "maxpool_independent": "measured: -15% +- 0.5% on two 2x2 pools of ReLU outputs, where uncorrelated members "
-                           "over-predict the open arg-max",
-    "avgpool": "measured with the first layer treated exactly: +16.7% +- 1.3% on conv6-avgpool at 3x32x32 with "
-               "reflect padding, +19.9% circular, +21.4% zeros (64 ch, N = 1600; benchmarks/registered_gaps.py; "
-               "+21%, +24%, +26% before), +17% to +20% at 3x64x64; behind one convolution it is gone (+0.1% +- 0.6%), behind two it is "
-               "+9.3% +- 0.9%, behind three +17% +- 1% (3x16x16, circular, 64 ch, N = 2000-4000): it grows with "
-               "depth, comes from the first layer's small fan-in (3 x 3 x 3 = 27), falls to 1-2% with 16-64 input "
-               "channels and does not shrink with width",
-    "stream": "measured: +2.7% +- 0.4% on three post-add-ReLU blocks (32 ch)",
-}
-
 
 # --------------------------------------------------------------------------- rules
 @dataclass(frozen=True)
@@ -279,7 +81,7 @@ class GateDeferred:
     Two gates of one channel read ``w.a_p`` and ``w.a_q`` with the same weights
     ``w``, which also carry the gradient to the input: the pair's factor is
     ``E[w w^T g_p g_q]``, not ``E[w w^T] E[g_p g_q]``
-    (:func:`pathstats.moments.wedge_moment`), so the gate leaves it to the
+    (:func:`pathstats.layer_engine.moments.wedge_moment`), so the gate leaves it to the
     layer below (:meth:`ConvRule.cov_backward`).  ``gain`` is the independent
     pair gain, which a rule that does not apply the exact factor uses
     (:meth:`resolved`); ``slope`` the gate's negative slope.
@@ -393,7 +195,7 @@ class NodeRule:
     def law_backward(self, B: "moments.Joint", laws: list, out_law, context) -> list:
         """The value-conditional backward step: ``B_in(u, a) = p_in(u, a) * step(sum_c B_out(v, c))``.
 
-        ``B(u, a) = E[delta_u^2 ; value_u = a]`` (see :mod:`pathstats.moments`).
+        ``B(u, a) = E[delta_u^2 ; value_u = a]`` (see :mod:`pathstats.layer_engine.moments`).
         Through random weights the gradient that reaches ``u`` does not depend
         on ``u``'s own value: in the infinite-width limit one input moves no
         downstream gate (gradient independence).  Same for the deterministic
@@ -468,7 +270,7 @@ class ConvRule(NodeRule):
         inputs are independent centred Gaussians, so given the weights the two
         gates are open together with probability ``1/4 + arcsin(rho_pq)/(2 pi)``,
         ``rho_pq = v_p.v_q / (|v_p| |v_q|)`` (the wedge moment
-        :func:`pathstats.moments.wedge_moment` averaged over the input); the
+        :func:`pathstats.layer_engine.moments.wedge_moment` averaged over the input); the
         ``1/4`` is the independent pair gain already applied, and what is new is
         ``(1 - slope)^2 E[v_p(i) v_q(i) arcsin(rho_pq)] / (2 pi)``.  To first order in
         ``rho`` (``|v_p| |v_q|`` taken as its mean ``|w|^2 sqrt(m_p m_q) / k`` over the
@@ -699,9 +501,9 @@ class PoolRule(NodeRule):
         law matters only where a gate or a max pool reads it (the engine then
         notes it).
 
-        Max pooling: :func:`pathstats.moments.max_law` on the window's
+        Max pooling: :func:`pathstats.layer_engine.moments.max_law` on the window's
         members, independent given the common factor of their equicorrelated
-        latent Gaussians (:func:`pathstats.moments.equicorrelation`), mixed
+        latent Gaussians (:func:`pathstats.layer_engine.moments.equicorrelation`), mixed
         over that factor; the context keeps, per member, the probability that
         it is the arg-max given its value.  Limits: the interior correlation
         is used at the borders too; two overlapping windows share members, so
@@ -786,7 +588,7 @@ class PoolRule(NodeRule):
         at the same value: a ReLU below then keeps only open winners (ties at
         0, where torch picks the first member, are cut by that member's
         closed gate).  Limit: members taken as independent (see
-        :func:`pathstats.moments.max_law`).
+        :func:`pathstats.layer_engine.moments.max_law`).
         """
         if self.category == "avgpool":
             return super().law_backward(B, laws, out_law, context)
@@ -849,7 +651,7 @@ class AddRule(NodeRule):
         In the infinite-width limit the branch (a sum over random weights) is
         a centred Gaussian independent of the skip's value at the same unit,
         so the sum's law is the skip's law convolved with it
-        (:func:`pathstats.moments.sum_law`), and a ReLU after the addition is
+        (:func:`pathstats.layer_engine.moments.sum_law`), and a ReLU after the addition is
         open with probability ``E[Phi(x / sigma_y)]`` (about 2/3 in a
         post-activation ResNet, not 1/2).  Two non-Gaussian operands: the
         second is replaced by the Gaussian of its mean and variance (noted).
@@ -877,7 +679,7 @@ class AddRule(NodeRule):
                      "input patch where the first layer reads few input channels", EFFECTS["stream"])]
 
     def law_backward(self, B, laws, out_law, context):
-        """The skip keeps ``B_x(u, a) = p_x(a) E[B_z(u, a + y) / p_z]`` (:func:`pathstats.moments.sum_backward`): its
+        """The skip keeps ``B_x(u, a) = p_x(a) E[B_z(u, a + y) / p_z]`` (:func:`pathstats.layer_engine.moments.sum_backward`): its
         value decides the gates after the addition.  The Gaussian branch gets its marginal, ``p_y(b) sum_c B_z(c)``
         (exact where the branch ends in random weights or BatchNorm, as in ResNets)."""
         order, plan, x = context
@@ -984,7 +786,7 @@ class PointwiseRule:
 
     def cov_backward(self, off, total, laws) -> tuple:
         """A gate multiplies the covariance of two positions by ``E[a_p a_q]``, the joint gain of their gates
-        (:func:`pathstats.moments.pair_gain`, from the correlation of their inputs); other pointwise layers by
+        (:func:`pathstats.layer_engine.moments.pair_gain`, from the correlation of their inputs); other pointwise layers by
         their (mean) squared gain."""
         if off is None:
             return [None], [None]

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 from . import moments
 from .algebra import ExactAlgebra, FloatAlgebra, ModularAlgebra
-from .errors import InvalidArgumentError
-from .layers import COVARIANCE_POSITIONS, Note
+from ..errors import InvalidArgumentError
+from .rules import COVARIANCE_POSITIONS, Note
 from .trace import LayerGraph
 
 __all__ = ["WEIGHTINGS", "backward_map", "path_count_map", "fingerprint_maps", "count_classes", "ForwardLaws",
@@ -58,7 +58,7 @@ def backward_map(graph: LayerGraph, weighting: str, algebra=None, *, logit: int 
     Parameters
     ----------
     graph : LayerGraph
-        The traced network (:func:`pathstats.trace.read_model`).
+        The traced network (:func:`pathstats.layer_engine.trace.read_model`).
     weighting : {"path_sum", "count", "theory", "model", "fingerprint"}
         Which node factors and pointwise gains to use (see :data:`WEIGHTINGS`).
     algebra : FloatAlgebra, ExactAlgebra or ModularAlgebra, optional
@@ -130,7 +130,7 @@ def fingerprint_maps(graph: LayerGraph, seed: int = 0, bar=None) -> np.ndarray:
     """Fingerprints of each input's multiset of path-degrees, shape ``(4,) + input_shape``.
 
     The multiset of path-degrees of ``x`` is the polynomial
-    ``G_x(t) = sum_p prod_{v in p, v != x} t_{d_v}`` (see :mod:`pathstats.symmetry`).
+    ``G_x(t) = sum_p prod_{v in p, v != x} t_{d_v}`` (see :mod:`pathstats.dag.symmetry`).
     Each fingerprint evaluates it at a random point modulo a prime ``p`` below
     ``2**31``.  Equal multisets give equal fingerprints; by the Schwartz-Zippel
     lemma two different ones agree on one fingerprint with probability at most
@@ -188,7 +188,7 @@ class ForwardLaws:
     Attributes
     ----------
     laws : dict
-        Tensor name -> :class:`pathstats.moments.Law`.
+        Tensor name -> :class:`pathstats.layer_engine.moments.Law`.
     contexts : dict
         Tensor name -> what its rule's :meth:`law_backward` needs.
     gates : dict
@@ -216,7 +216,7 @@ def propagate_laws(graph: LayerGraph) -> ForwardLaws:
     Examples
     --------
     >>> from torch import nn
-    >>> from pathstats.trace import read_model
+    >>> from pathstats.layer_engine.trace import read_model
     >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.ReLU(), nn.Linear(8, 2))
     >>> forward = propagate_laws(read_model(net, (4,), init="he"))
     >>> forward.gates                        # the second ReLU reads non-negative values
@@ -276,7 +276,7 @@ def model_map(graph: LayerGraph, forward: ForwardLaws | None = None, *, logit: i
 
     The recursion of :func:`backward_map` carries, instead of one number per
     unit, the joint moment ``B(u, a) = E[delta_u^2 ; value_u = a]`` over the
-    value grid of the unit's law (:mod:`pathstats.moments`); each rule's
+    value grid of the unit's law (:mod:`pathstats.layer_engine.moments`); each rule's
     ``law_backward`` moves it one layer down.  Summing over ``a`` at the input
     gives the map.
 
@@ -291,7 +291,7 @@ def model_map(graph: LayerGraph, forward: ForwardLaws | None = None, *, logit: i
     Examples
     --------
     >>> from torch import nn
-    >>> from pathstats.trace import read_model
+    >>> from pathstats.layer_engine.trace import read_model
     >>> graph = read_model(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.ReLU(), nn.Linear(8, 2)), (4,), init="he")
     >>> round(float(model_map(graph).sum()), 6)    # He: 4 inputs * 2/4 * 8 units * 1/2 (one gate, not two) * 2/8
     2.0

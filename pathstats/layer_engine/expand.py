@@ -41,7 +41,7 @@ def expand(graph: LayerGraph, *, logit: int = 0) -> tuple:
     Examples
     --------
     >>> from torch import nn
-    >>> from pathstats.trace import read_model
+    >>> from pathstats.layer_engine.trace import read_model
     >>> graph = read_model(nn.Sequential(nn.Conv1d(1, 1, 3, padding=1, padding_mode="reflect"), nn.Flatten(), nn.Linear(4, 2)), (1, 4))
     >>> G, o, inputs, _ = expand(graph)
     >>> conv = [v for v in G if v[0] != "x" and v != o][0]  # first output of the convolution

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Hashable
 
-from .dag import BackwardPlan, _backward, _per_input, backward_plan
+from .paths import BackwardPlan, _backward, _per_input, backward_plan
 
 __all__ = [
     "PathDegree",

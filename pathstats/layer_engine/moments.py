@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from scipy.special import ndtr
 
-from .errors import InvalidArgumentError
+from ..errors import InvalidArgumentError
 
 __all__ = ["BINS", "SPAN", "Law", "Joint", "collapse", "centre", "gaussian_law", "map_law", "sum_law", "sum_backward", "SumPlan", "max_law",
            "equicorrelation", "window_conditionals", "off_moment", "pair_gain", "sum_off_moment", "wedge_moment",

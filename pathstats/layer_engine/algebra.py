@@ -19,7 +19,7 @@ from fractions import Fraction
 import numpy as np
 import scipy.sparse as sp
 
-from .errors import InvalidArgumentError
+from ..errors import InvalidArgumentError
 
 __all__ = ["FloatAlgebra", "ExactAlgebra", "ModularAlgebra"]
 

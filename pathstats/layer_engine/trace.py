@@ -4,8 +4,8 @@ The module is traced by :func:`torch.fx.symbolic_trace` (torch.nn layers are
 leaves), shapes are annotated on ``node.meta`` by fx's ``ShapeProp`` run on a
 meta-device copy (no arithmetic, no change to the user's model), functional
 forms (``F.relu``, ``F.avg_pool2d``, ``x.mean((2, 3))``, ``F.linear`` with a
-stored weight...) are rewritten as their layers (:mod:`pathstats.functional`),
-and each node gets the rule of :mod:`pathstats.layers` for its layer.
+stored weight...) are rewritten as their layers (:mod:`pathstats.layer_engine.functional`),
+and each node gets the rule of :mod:`pathstats.layer_engine.rules` for its layer.
 Values that are not tensors (shape arithmetic such as ``x.size(0)``) carry no
 gradient and get no rule.
 """
@@ -23,7 +23,7 @@ import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from .errors import InvalidArgumentError, PathstatsError
+from ..errors import InvalidArgumentError, PathstatsError
 from .functional import (
     FLATTEN_FUNCTIONS,
     FLATTEN_METHODS,
@@ -33,8 +33,8 @@ from .functional import (
     symbolic_trace,
     unsupported_operation,
 )
-from .layers import MODULE_RULES, AddRule, Scale, ScaleRule, UnsupportedLayerError, add_rule, scale_rule
-from .nets.base import meta_copy
+from .rules import MODULE_RULES, AddRule, Scale, ScaleRule, UnsupportedLayerError, add_rule, scale_rule
+from ..nets.base import meta_copy
 
 __all__ = ["LayerGraph", "read_model", "RELU_FUNCTIONS", "FLATTEN_FUNCTIONS", "FLATTEN_METHODS"]
 
@@ -48,7 +48,7 @@ class LayerGraph:
     Attributes
     ----------
     rules : dict
-        fx node name -> rule (:mod:`pathstats.layers`), in topological order;
+        fx node name -> rule (:mod:`pathstats.layer_engine.rules`), in topological order;
         the input has rule None.
     input_name, output_name : str
         The input tensor and the logits tensor.
@@ -170,7 +170,7 @@ def merge_identical_operands(rules: dict) -> dict:
     (``2 delta^2``), which the addition's rule (independent operands) would
     give.  Operands are compared by the tensor they carry after identity-like
     layers (:func:`_carried`); each group becomes one operand scaled by the
-    sum of its coefficients (a :class:`~pathstats.layers.ScaleRule`, exact in
+    sum of its coefficients (a :class:`~pathstats.layer_engine.rules.ScaleRule`, exact in
     every mode), and an addition left with one operand becomes that scaling.
 
     Examples

@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import networkx as nx
 import numpy as np
 
-from .errors import InvalidArgumentError
+from ..errors import InvalidArgumentError
 
 __all__ = [
     "PADDING_MODES",
@@ -177,7 +177,7 @@ def conv1d_dag(
     Kernel 3, stride 2, circular padding 1 on 4 inputs: every input is read
     by one or two taps, so (S) fails (the paper's stride-2, 3x3 example).
 
-    >>> from pathstats.symmetry import is_symmetric
+    >>> from pathstats.dag.symmetry import is_symmetric
     >>> G, o = conv1d_dag(4, [dict(kernel=3, stride=2, padding=1)], padding_mode="circular")
     >>> is_symmetric(G, o)
     False

@@ -24,7 +24,7 @@ from typing import Any, Callable, Hashable, Mapping, TypeVar, Union
 
 import networkx as nx
 
-from .errors import GraphFormatError, NotADAGError, UnknownNodeError
+from ..errors import GraphFormatError, NotADAGError, UnknownNodeError
 
 __all__ = [
     "BackwardPlan",

@@ -5,7 +5,7 @@ Researchers write ``F.relu(x)``, ``F.avg_pool2d(x, 2)``, ``x.mean((2, 3))`` or
 :func:`modularise` rewrites a traced graph so that each such call becomes a
 call of the equivalent ``torch.nn`` layer (built by the table
 :data:`FUNCTIONAL_FORMS`, from the call's own arguments), so every reader of the
-graph (the layer rules of :func:`pathstats.trace.read_model` and the Monte Carlo
+graph (the layer rules of :func:`pathstats.layer_engine.trace.read_model` and the Monte Carlo
 interpreter :class:`pathstats.verify.batched.BatchedInitialisations`) sees one
 form, and each operation has one rule.
 
@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from .errors import TracingError, UnsupportedLayerError
-from .layers import MODULE_RULES, Scale
+from ..errors import TracingError, UnsupportedLayerError
+from .rules import MODULE_RULES, Scale
 
 __all__ = [
     "TracingError",
@@ -178,7 +178,7 @@ SCALE_FORMS: dict = {
 }
 
 #: fx targets of a difference ``a - b`` (``torch.sub(a, b)``, ``a.sub(b)``): of two tensors it is read as
-#: ``a + (-1) b``, the sum the add rule knows, with the negation a :class:`~pathstats.layers.Scale` layer.
+#: ``a + (-1) b``, the sum the add rule knows, with the negation a :class:`~pathstats.layer_engine.rules.Scale` layer.
 SUBTRACTIONS = {operator.sub, operator.isub, torch.sub, torch.subtract, "sub", "subtract"}
 
 _WEIGHT_FORMS = {F.linear: nn.Linear, F.conv1d: nn.Conv1d, F.conv2d: nn.Conv2d, F.conv3d: nn.Conv3d}
