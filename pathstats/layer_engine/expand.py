@@ -52,24 +52,23 @@ def expand(graph: LayerGraph, *, logit: int = 0) -> tuple:
     size = math.prod(graph.input_shape)
     inputs = [("x", i) for i in range(size)]
     G.add_nodes_from(inputs)
-    producer: dict = {graph.input_name: lambda i: (("x", i), 1.0)}
     floats = FloatAlgebra()
-    for name, rule in graph.rules.items():
-        if rule is None:
-            continue
+
+    # A tensor's value is its producer: flat index -> (the DAG node it is, the gain on the way).
+    def step(name, rule, sources):
         if rule.kind == "pointwise":
-            source = producer[rule.operands[0]]
+            source = sources[0]
             gain = np.broadcast_to(np.asarray(rule.model_gain, dtype=float), rule.out_shape).ravel()
-            producer[name] = lambda i, source=source, gain=gain: (source(i)[0], source(i)[1] * float(gain[i]))
-        elif rule.kind == "reshape":
-            producer[name] = producer[rule.operands[0]]  # C-order flatten keeps flat indices
-        else:
-            factor = np.broadcast_to(rule.model_factor(floats), rule.out_shape).ravel()
-            G.add_nodes_from(((name, j), dict(category=rule.category, model_factor=float(factor[j]))) for j in range(factor.size))
-            sources = [producer[operand] for operand in rule.operands]
-            for k, i, j, multiplicity in rule.edges():
-                u, gain = sources[k](i)
-                G.add_edges_from([(u, (name, j), dict(gain=gain))] * multiplicity)
-            producer[name] = lambda j, name=name: ((name, j), 1.0)
+            return lambda i: (source(i)[0], source(i)[1] * float(gain[i]))
+        if rule.kind == "reshape":
+            return sources[0]  # C-order flatten keeps flat indices
+        factor = np.broadcast_to(rule.model_factor(floats), rule.out_shape).ravel()
+        G.add_nodes_from(((name, j), dict(category=rule.category, model_factor=float(factor[j]))) for j in range(factor.size))
+        for k, i, j, multiplicity in rule.edges():
+            u, gain = sources[k](i)
+            G.add_edges_from([(u, (name, j), dict(gain=gain))] * multiplicity)
+        return lambda j: ((name, j), 1.0)
+
+    producer = graph.forward(lambda i: (("x", i), 1.0), step)
     output, output_gain = producer[graph.output_name](logit)
     return G, output, inputs, output_gain

@@ -88,30 +88,17 @@ def backward_map(graph: LayerGraph, weighting: str, algebra=None, *, logit: int 
     costs about ``sum_layers k * H * W`` operations whatever its channel count.
     """
     algebra = algebra or FloatAlgebra()
-    values: dict = {}
     unit = np.zeros(graph.classes, dtype=np.int64)
     unit[logit] = 1
-    values[graph.output_name] = algebra.cast(unit)
-    result = None
-    for name in reversed(list(graph.rules)):
-        if bar is not None:
-            bar.update(1)
-        state = values.pop(name, None)
-        if state is None:
-            continue  # this tensor does not reach the logit
-        rule = graph.rules[name]
-        if rule is None:
-            result = state
-            continue
+
+    def step(name, rule, state):
         if rule.kind == "node":
-            entered = algebra.mul(state, _node_factor(rule, weighting, algebra, table))
-            contributions = rule.backward(entered, algebra)
-        elif rule.kind == "pointwise":
-            contributions = [algebra.mul(state, _gain(rule, weighting, algebra))]
-        else:
-            contributions = [rule.backward(state)]
-        for operand, contribution in zip(rule.operands, contributions):
-            values[operand] = contribution if operand not in values else algebra.add(values[operand], contribution)
+            return rule.backward(algebra.mul(state, _node_factor(rule, weighting, algebra, table)), algebra)
+        if rule.kind == "pointwise":
+            return [algebra.mul(state, _gain(rule, weighting, algebra))]
+        return [rule.backward(state)]
+
+    result = graph.backward(algebra.cast(unit), step, algebra.add, bar)
     if result is None:
         return np.zeros(graph.input_shape, dtype=algebra.cast(0).dtype)
     return np.array(np.broadcast_to(result, graph.input_shape))
@@ -224,25 +211,25 @@ def propagate_laws(graph: LayerGraph) -> ForwardLaws:
     """
     source = moments.gaussian_law(np.ones((1,) * len(graph.input_shape)), rho=0.0)  # x ~ N(0, I)
     source.independent = True
-    laws = {graph.input_name: source}
     contexts, gates, routing, notes, seen = {}, {}, {}, [], set()
-    for name, rule in graph.rules.items():
-        if rule is None:
-            continue
-        inputs = [laws[o] for o in rule.operands]
+
+    def step(name, rule, inputs):
         reads_law = getattr(rule, "is_gate", False) or getattr(rule, "category", None) == "maxpool"
         for law in inputs:
             if reads_law and law.caveat and law.caveat not in seen:
                 seen.add(law.caveat)
                 layer, _, text = law.caveat.partition(": ")
                 notes.append(Note(layer, text + f", and {rule.name} reads that law"))
-        laws[name], contexts[name] = rule.law_forward(inputs)
+        law, contexts[name] = rule.law_forward(inputs)
         if getattr(rule, "is_gate", False):
             gates[rule.name] = float(inputs[0].positive().mean())
         if hasattr(rule, "law_notes"):
-            notes += rule.law_notes(inputs)
+            notes.extend(rule.law_notes(inputs))
         if getattr(rule, "category", None) == "maxpool":
             routing[rule.name] = _routing_summary(rule, inputs[0], contexts[name])
+        return law
+
+    laws = graph.forward(source, step)
     return ForwardLaws(laws, contexts, gates, routing, _merge_notes(notes))
 
 
@@ -300,37 +287,36 @@ def model_map(graph: LayerGraph, forward: ForwardLaws | None = None, *, logit: i
     out_law = forward.laws[graph.output_name]
     unit = np.zeros((graph.classes, 1))
     unit[logit] = 1.0
-    values = {graph.output_name: moments.Joint(unit[:, 0], out_law.probs)}
-    offs: dict = {}  # tensor -> covariance of the gradient between distinct positions of a channel (None: zero)
     dropped = []
-    result = None
-    for name in reversed(list(graph.rules)):
-        state = values.pop(name, None)
-        off = offs.pop(name, None)
-        if state is None:
-            continue
-        rule = graph.rules[name]
-        if rule is None:
-            result = state.total()
-            continue
+
+    # The state of a tensor: the joint moment B (a Joint) and the covariance of the gradient
+    # between distinct positions of a channel (None: zero), both summed over its consumers.
+    def step(name, rule, state):
+        joint, off = state
         inputs = [forward.laws[o] for o in rule.operands]
-        contributions = rule.law_backward(state, inputs, forward.laws[name], forward.contexts[name])
+        contributions = rule.law_backward(joint, inputs, forward.laws[name], forward.contexts[name])
         covariance = None
         if covariance_between_positions:
             covariance = (rule.max_cov_backward(off, inputs, forward.contexts[name]) if getattr(rule, "category", None) == "maxpool"
-                          else rule.cov_backward(off, state.total(), inputs))
+                          else rule.cov_backward(off, joint.total(), inputs))
         if covariance is None:
             if off is not None or covariance_between_positions:
-                dropped += [rule.name] if off is not None or getattr(rule, "category", None) == "avgpool" else []
+                dropped.extend([rule.name] if off is not None or getattr(rule, "category", None) == "avgpool" else [])
             covariance = ([None] * len(rule.operands), [None] * len(rule.operands))
-        for k, (operand, contribution) in enumerate(zip(rule.operands, contributions)):
+        out = []
+        for k, contribution in enumerate(contributions):
             new_off, extra = covariance[0][k], covariance[1][k]
             if extra is not None:
                 extra = np.asarray(extra).reshape((1,) + tuple(rule.in_shapes[k][1:]))
                 contribution = contribution + moments.Joint(extra, inputs[k].probs)
-            values[operand] = contribution if operand not in values else values[operand] + contribution
-            if new_off is not None:
-                offs[operand] = new_off if offs.get(operand) is None else offs[operand] + new_off
+            out.append((contribution, new_off))
+        return out
+
+    def add(a, b):
+        return a[0] + b[0], (a[1] if b[1] is None else b[1] if a[1] is None else a[1] + b[1])
+
+    final = graph.backward((moments.Joint(unit[:, 0], out_law.probs), None), step, add)
+    result = None if final is None else final[0].total()
     if dropped:
         forward.notes.append(Note(dropped[0] + (f" and {len(dropped) - 1} more" if len(dropped) > 1 else ""),
                                   "the covariance of the gradient between positions of a channel is dropped here "

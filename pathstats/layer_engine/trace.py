@@ -71,6 +71,46 @@ class LayerGraph:
         """The rules whose outputs are DAG nodes."""
         return [r for r in self.rules.values() if r is not None and r.kind == "node"]
 
+    # The one interpreter of the graph: every pass of the engines (the recursions of
+    # :mod:`.recursion`, the forward laws, the neuron-level DAG of :mod:`.expand`) is one
+    # of these two walks with its own step, as torch.fx's Interpreter runs one node at a time.
+    def forward(self, source: Any, step) -> dict:
+        """Walk the rules in topological order from ``source`` at the input.
+
+        ``step(name, rule, operands)`` gets the values of the rule's operands and returns
+        the value of its output; the result maps every tensor to its value.
+        """
+        values = {self.input_name: source}
+        for name, rule in self.rules.items():
+            if rule is not None:
+                values[name] = step(name, rule, [values[o] for o in rule.operands])
+        return values
+
+    def backward(self, seed: Any, step, add, bar=None) -> Any:
+        """Walk the rules in reverse topological order from ``seed`` at the logits.
+
+        ``step(name, rule, state)`` gets the state of the rule's output and returns one
+        contribution per operand; contributions that reach one tensor through several
+        consumers are combined with ``add(a, b)``.  A tensor that does not reach the logits
+        is never visited.  Returns the state at the input (None if it does not reach them);
+        ``bar`` advances by one per traced layer.
+        """
+        values = {self.output_name: seed}
+        result = None
+        for name in reversed(list(self.rules)):
+            if bar is not None:
+                bar.update(1)
+            state = values.pop(name, None)
+            if state is None:
+                continue
+            rule = self.rules[name]
+            if rule is None:
+                result = state
+                continue
+            for operand, contribution in zip(rule.operands, step(name, rule, state)):
+                values[operand] = contribution if operand not in values else add(values[operand], contribution)
+        return result
+
 
 def _shape(node: fx.Node) -> tuple:
     meta = node.meta.get("tensor_meta")

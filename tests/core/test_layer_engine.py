@@ -94,3 +94,30 @@ def test_theory_mode_equals_the_generic_engine_in_exact_rationals(net):
 def test_lemma7_total_is_one_on_every_random_net(net):
     model, shape = net
     assert sum(_as_list(backward_map(read_model(model, shape), "path_sum", ExactAlgebra()))) == 1
+
+
+def test_one_interpreter_walks_every_pass():
+    """The graph's two walks: forward in topological order, backward summing over consumers."""
+    from torch import nn
+
+    from pathstats.layer_engine.trace import read_model
+
+    class Fork(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.out = nn.Linear(3, 3), nn.Linear(3, 3), nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.out(self.a(x) + self.b(x))
+
+    graph = read_model(Fork(), (3,), init="he")
+    order = graph.forward("x", lambda name, rule, operands: "(" + "+".join(operands) + f")>{name}")
+    assert order[graph.output_name].count(graph.input_name) == 2  # both branches read the input
+    visits = []
+
+    def step(name, rule, state):
+        visits.append(name)
+        return [state] * len(rule.operands)
+
+    assert graph.backward(1, step, lambda a, b: a + b) == 2  # two paths from the logits to the input
+    assert visits == [n for n in reversed(list(graph.rules)) if graph.rules[n] is not None]
