@@ -159,6 +159,9 @@ FUNCTIONAL_FORMS: dict = {
     "clamp_min": lambda input, min: _clamp(input, min),
     F.leaky_relu: _leaky_relu,
     F.leaky_relu_: _leaky_relu,
+    **{f: (lambda input: nn.Tanh()) for f in (torch.tanh, F.tanh, "tanh")},
+    F.silu: lambda input, inplace=False: nn.SiLU(),
+    F.gelu: lambda input, approximate="none": nn.GELU(approximate),
     F.dropout: _dropout(nn.Dropout),
     F.dropout1d: _dropout(nn.Dropout1d),
     F.dropout2d: _dropout(nn.Dropout2d),
@@ -284,7 +287,8 @@ def _advice(node: fx.Node, gm: fx.GraphModule | None) -> str:
     else:
         key = getattr(node.target, "__name__", str(node.target)).lower().rstrip("_")
     if key in _ACTIVATIONS:
-        return "pathstats models ReLU and LeakyReLU activations; use nn.ReLU / F.relu or nn.LeakyReLU / F.leaky_relu"
+        return ("pathstats models ReLU and LeakyReLU activations (both modes) and tanh, SiLU and GELU (model mode); "
+                "use one of them")
     if key in _CONCAT:
         return "concatenation has no rule; combine branches by addition (x + y) of tensors of one shape"
     if node.target in SUBTRACTIONS or node.target == "sub_":
@@ -326,7 +330,7 @@ def unsupported_operation(node: fx.Node, gm: fx.GraphModule | None = None, why: 
     >>> gm = symbolic_trace(Net())
     >>> node = [n for n in gm.graph.nodes if n.op == "call_function"][0]
     >>> print(unsupported_operation(node, gm))
-    torch.sigmoid is not supported: pathstats models ReLU and LeakyReLU activations; use nn.ReLU / F.relu or nn.LeakyReLU / F.leaky_relu
+    torch.sigmoid is not supported: pathstats models ReLU and LeakyReLU activations (both modes) and tanh, SiLU and GELU (model mode); use one of them
     """
     return UnsupportedLayerError(f"{located(node, gm)} is not supported: {why or _advice(node, gm)}")
 

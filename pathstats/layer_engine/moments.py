@@ -35,7 +35,7 @@ from ..errors import InvalidArgumentError
 
 __all__ = ["BINS", "SPAN", "Law", "Joint", "collapse", "centre", "gaussian_law", "map_law", "sum_law", "sum_backward", "SumPlan", "max_law",
            "equicorrelation", "window_conditionals", "off_moment", "pair_gain", "sum_off_moment", "wedge_moment",
-           "independent_centred"]
+           "independent_centred", "derivative_pair_gain"]
 
 BINS = 256
 SPAN = 8.0
@@ -288,6 +288,30 @@ def pair_gain(law: Law, slope: float = 0.0) -> float:
     return total
 
 
+def derivative_pair_gain(law: Law, derivative) -> float:
+    """``E[f'(z_p) f'(z_q)]`` for a smooth activation ``f`` at two distinct interior units of one channel.
+
+    As :func:`pair_gain` for a gate: the units' inputs are independent given the common
+    factor of their latent Gaussians, so the expectation is ``E_g[E[f'(z) | g]^2]``
+    (Gauss-Hermite over ``g``); without a known correlation the two are taken as
+    independent, ``E[f'(z)]^2``.
+
+    Examples
+    --------
+    >>> law = gaussian_law(np.ones((1, 1)), rho=0.0)
+    >>> mean = float(law.probs[0, 0] @ (1 - np.tanh(law.values) ** 2))
+    >>> bool(np.isclose(derivative_pair_gain(law, lambda z: 1 - np.tanh(z) ** 2), mean ** 2, rtol=1e-9))
+    True
+    """
+    if law.latent is None or law.rho is None:
+        return float(centre(law.probs @ derivative(law.values))) ** 2
+    grid, mean, std, functions = law.latent
+    shape = law.probs.shape[:-1]
+    unit = Law(grid, np.ones((1, len(grid))), None, None,
+               (grid, np.array([centre(np.broadcast_to(mean, shape))]), np.array([centre(np.broadcast_to(std, shape))]), functions), law.rho)
+    return sum(w * float(c.probs[0] @ derivative(c.values)) ** 2 for w, c in equicorrelation(unit))
+
+
 def independent_centred(law: Law) -> bool:
     """Whether the units are independent centred Gaussians of one variance (see :attr:`Law.independent`)."""
     if not law.independent or law.gauss is None:
@@ -372,10 +396,12 @@ def gaussian_law(std: np.ndarray, mean: np.ndarray | float = 0.0, bins: int = BI
 
 
 def map_law(law: Law, function) -> tuple:
-    """The law of ``function(value)`` for a non-decreasing ``function``; returns ``(law, index)``.
+    """The law of ``function(value)``; returns ``(law, index)``.
 
     Grid values that ``function`` maps onto one value (a ReLU's negative half)
-    merge into one bin; ``index[i]`` is the output bin of input bin ``i``.
+    merge into one bin; ``index[i]`` is the output bin of input bin ``i``.  The
+    function need not be monotone (GELU and SiLU dip below zero): the output grid
+    is the sorted set of mapped values.
     """
     mapped = function(law.values)
     values, index = np.unique(mapped, return_inverse=True)
@@ -383,9 +409,13 @@ def map_law(law: Law, function) -> tuple:
     if len(values) == len(law.values):
         probs = np.zeros_like(law.probs)
         probs[..., index] = law.probs
-    else:  # ``function`` is non-decreasing: merged bins are runs of the grid
+    elif (np.diff(index) >= 0).all():  # a non-decreasing ``function``: merged bins are runs of the grid
         starts = np.flatnonzero(np.r_[True, index[1:] != index[:-1]])
         probs = np.add.reduceat(law.probs, starts, axis=-1)
+    else:  # merged bins scattered over the grid: one 0/1 matrix from input to output bins
+        merge = np.zeros((len(law.values), len(values)))
+        merge[np.arange(len(law.values)), index] = 1.0
+        probs = law.probs @ merge
     latent = None if law.latent is None else law.latent[:3] + (law.latent[3] + (function,),)
     factors = None
     if law.factors is not None:

@@ -35,6 +35,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import scipy.sparse as sp
+from scipy import special
 import torch
 from torch import nn
 
@@ -84,11 +85,16 @@ class GateDeferred:
     (:func:`pathstats.layer_engine.moments.wedge_moment`), so the gate leaves it to the
     layer below (:meth:`ConvRule.cov_backward`).  ``gain`` is the independent
     pair gain, which a rule that does not apply the exact factor uses
-    (:meth:`resolved`); ``slope`` the gate's negative slope.
+    (:meth:`resolved`); ``first_order`` the coefficient of the correlation
+    ``rho_pq`` of the two gates' inputs in their pair gain: ``(1 - slope)^2 / (2 pi)``
+    for a ReLU or LeakyReLU gate (``arcsin(rho) / (2 pi)`` to first order), and
+    ``sigma^2 E[f''(z)]^2`` for a smooth activation ``f`` on inputs of variance
+    ``sigma^2`` (Price's theorem: ``d E[f'(u) f'(v)] / d cov = E[f''(u) f''(v)]``; a ReLU's
+    ``f''`` is the density at 0, which gives the gate's coefficient back).
     """
 
     off: np.ndarray
-    slope: float
+    first_order: float
     gain: float
 
     def resolved(self) -> np.ndarray:
@@ -96,7 +102,7 @@ class GateDeferred:
         return self.gain * self.off
 
     def __rmul__(self, factor: float) -> "GateDeferred":  # a shift-free affine layer between the layer and its gates
-        return GateDeferred(factor * self.off, self.slope, self.gain)
+        return GateDeferred(factor * self.off, self.first_order, self.gain)
 
     def __add__(self, other):  # two consumers: the exact factor is lost, noted by the independent pair gain
         return self.resolved() + (other.resolved() if isinstance(other, GateDeferred) else other)
@@ -272,7 +278,8 @@ class ConvRule(NodeRule):
         ``rho_pq = v_p.v_q / (|v_p| |v_q|)`` (the wedge moment
         :func:`pathstats.layer_engine.moments.wedge_moment` averaged over the input); the
         ``1/4`` is the independent pair gain already applied, and what is new is
-        ``(1 - slope)^2 E[v_p(i) v_q(i) arcsin(rho_pq)] / (2 pi)``.  To first order in
+        ``(1 - slope)^2 E[v_p(i) v_q(i) arcsin(rho_pq)] / (2 pi)``, for a smooth activation
+        ``E[v_p(i) v_q(i) rho_pq] sigma^2 E[f''(z)]^2`` (``GateDeferred.first_order``).  To first order in
         ``rho`` (``|v_p| |v_q|`` taken as its mean ``|w|^2 sqrt(m_p m_q) / k`` over the
         ``m`` valid of ``k`` taps), moments of a Gaussian vector on the sphere give, per pair
         of taps ``s`` of ``p`` and ``t`` of ``q`` that read ``i``,
@@ -310,7 +317,7 @@ class ConvRule(NodeRule):
         coefficient = ((s == t) * c_in * shared + 1.0 + crossed) / (kappa * (fan_in + 2))
         off = np.asarray(gated.off)
         values = coefficient * off[p, q]
-        scale = self.variance * self.out_shape[0] * (1.0 - gated.slope) ** 2 / (2 * math.pi)
+        scale = self.variance * self.out_shape[0] * gated.first_order
         return scale * np.bincount(i, weights=values, minlength=n_in)
 
     def law_forward(self, laws):
@@ -572,8 +579,10 @@ class PoolRule(NodeRule):
         if self.category == "maxpool":
             return [Note(self.name, "max pooling: the winners of two windows are taken as independent given their gates, "
                          "and the members' interior correlation is used at the borders", EFFECTS["maxpool"])]
-        if law.gauss is None and law.nonnegative() and self.in_degree().max() > 1:
-            return [Note(self.name, "average of ReLU outputs: the paths through one window add coherently (their "
+        mean, rms = abs(float(centre(law.mean()))), math.sqrt(float(centre(law.second_moment())))
+        if law.gauss is None and (law.nonnegative() or mean > 1e-3 * rms) and self.in_degree().max() > 1:
+            return [Note(self.name, "average of activations with a non-zero mean (ReLU, GELU, SiLU outputs): the paths "
+                         "through one window add coherently (their "
                          "covariance is carried) and the first layer's gates get the exact wedge moment with its weights, "
                          "but the gates of a deeper convolution at two positions are taken as independent of the weights "
                          "they share (gradient independence), which the forward signal of a first layer with a small "
@@ -723,6 +732,7 @@ class PointwiseRule:
     theory_ok: bool = True
     slope: float | None = None  # a gate: ReLU (0) or LeakyReLU (its negative slope)
     affine: tuple | None = None  # eval BatchNorm: per-channel (scale, shift) arrays
+    smooth: tuple | None = None  # a smooth activation: (f, f', f'') on numpy arrays (:data:`SMOOTH_ACTIVATIONS`)
     kind = "pointwise"
 
     @property
@@ -747,6 +757,8 @@ class PointwiseRule:
         law = laws[0]
         if self.is_gate:
             return moments.map_law(law, lambda v: np.where(v > 0, v, self.slope * v))
+        if self.smooth is not None:
+            return moments.map_law(law, self.smooth[0])
         if self.affine is None:
             return law, None
         scale, shift, caveat = self._law_affine()
@@ -780,6 +792,8 @@ class PointwiseRule:
         share = np.divide(law.probs, p_h, out=np.zeros(np.broadcast_shapes(law.probs.shape, p_h.shape)), where=p_h > 0)
         if self.is_gate:
             share = share * np.where(law.values > 0, 1.0, self.slope**2)
+        elif self.smooth is not None:  # the squared derivative at the input's value
+            share = share * self.smooth[1](law.values) ** 2
         else:
             share = share * np.asarray(self.model_gain, dtype=np.float64)[..., None]
         return [B.map(lambda weight: weight[..., index] * share)]
@@ -790,9 +804,16 @@ class PointwiseRule:
         their (mean) squared gain."""
         if off is None:
             return [None], [None]
-        factor = moments.pair_gain(laws[0], self.slope) if self.is_gate else float(np.mean(self.model_gain))
-        if self.is_gate and laws[0].wedge:  # a first layer's gates: the layer applies their pair gain exactly
-            return [GateDeferred(off, self.slope, factor)], [None]
+        law = laws[0]
+        if self.smooth is not None:
+            factor = moments.derivative_pair_gain(law, self.smooth[1])
+            if law.wedge:  # a first layer's activations: the layer applies the first-order pair gain exactly
+                curvature = float(centre(law.probs @ self.smooth[2](law.values)))
+                return [GateDeferred(off, float(centre(law.second_moment())) * curvature**2, factor)], [None]
+            return [factor * off], [None]
+        factor = moments.pair_gain(law, self.slope) if self.is_gate else float(np.mean(self.model_gain))
+        if self.is_gate and law.wedge:  # a first layer's gates: the layer applies their pair gain exactly
+            return [GateDeferred(off, (1.0 - self.slope) ** 2 / (2 * math.pi), factor)], [None]
         return [factor * off], [None]
 
     def gain(self, mode: str, algebra) -> Any:
@@ -801,7 +822,7 @@ class PointwiseRule:
         if mode == "theory" and not self.theory_ok:
             raise AssumptionError(
                 f"theory mode: {self.layer} at {self.name!r} is outside the paper's assumptions (H) "
-                f"(ReLU activations); use --mode model, which {MODEL_MODE['gate']}"
+                f"(ReLU activations); use --mode model, which {MODEL_MODE['smooth' if self.smooth else 'gate']}"
             )
         return algebra.cast(1)
 
@@ -1036,6 +1057,49 @@ def leaky_relu_rule(name, module, operands, in_shapes, out_shape, init) -> Point
     return PointwiseRule(name, repr(module), operands, in_shapes, out_shape, (1 + slope**2) / 2, False, slope=slope)
 
 
+_GELU_C, _GELU_K = math.sqrt(2 / math.pi), 0.044715
+_PHI = 1 / math.sqrt(2 * math.pi)
+
+
+def _gelu_tanh(z, order: int = 0):
+    """GELU's tanh approximation ``z (1 + tanh(u)) / 2``, ``u = c (z + k z^3)``, or its derivative of ``order`` 1 or 2."""
+    u, du, ddu = _GELU_C * (z + _GELU_K * z**3), _GELU_C * (1 + 3 * _GELU_K * z**2), 6 * _GELU_C * _GELU_K * z
+    t = np.tanh(u)
+    if order == 0:
+        return 0.5 * z * (1 + t)
+    if order == 1:
+        return 0.5 * (1 + t) + 0.5 * z * (1 - t**2) * du
+    return (1 - t**2) * du + 0.5 * z * (1 - t**2) * (ddu - 2 * t * du**2)
+
+
+def _silu(z, order: int = 0):
+    s = special.expit(z)
+    return (z * s, s * (1 + z * (1 - s)), s * (1 - s) * (2 + z * (1 - 2 * s)))[order]
+
+
+def _gelu(z, order: int = 0):
+    density = _PHI * np.exp(-z**2 / 2)
+    return (z * special.ndtr(z), special.ndtr(z) + z * density, density * (2 - z**2))[order]
+
+
+def _tanh(z, order: int = 0):
+    t = np.tanh(z)
+    return (t, 1 - t**2, -2 * t * (1 - t**2))[order]
+
+
+#: Smooth activations of model mode: module type (GELU with its ``approximate``) -> ``f(z, order)``,
+#: the function (order 0) and its first two derivatives on numpy arrays.  Theory mode refuses
+#: them: (H) is about ReLUs.
+SMOOTH_ACTIVATIONS = {nn.Tanh: _tanh, nn.SiLU: _silu, (nn.GELU, "none"): _gelu, (nn.GELU, "tanh"): _gelu_tanh}
+
+
+def smooth_rule(name, module, operands, in_shapes, out_shape, init) -> PointwiseRule:
+    f = SMOOTH_ACTIVATIONS[(nn.GELU, module.approximate) if isinstance(module, nn.GELU) else type(module)]
+    gain = float(moments.FACTOR_WEIGHTS @ f(moments.FACTOR_NODES, 1) ** 2)  # the path-sum form's E[f'(z)^2], z ~ N(0, 1)
+    return PointwiseRule(name, repr(module), operands, in_shapes, out_shape, gain, False,
+                         smooth=(f, lambda z: f(z, 1), lambda z: f(z, 2)))
+
+
 def identity_rule(name, module, operands, in_shapes, out_shape, init) -> PointwiseRule:
     return PointwiseRule(name, "Identity()", operands, in_shapes, out_shape, 1.0, True)
 
@@ -1079,6 +1143,9 @@ MODULE_RULES = {
     nn.Dropout2d: dropout_rule,
     nn.ReLU: relu_rule,
     nn.LeakyReLU: leaky_relu_rule,
+    nn.Tanh: smooth_rule,
+    nn.SiLU: smooth_rule,
+    nn.GELU: smooth_rule,
     nn.Identity: identity_rule,
     nn.Flatten: flatten_rule,
     Scale: scale_rule,

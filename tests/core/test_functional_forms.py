@@ -306,9 +306,9 @@ class Bad(nn.Module):
 
 
 REFUSALS = {
-    "torch.sigmoid": (torch.sigmoid, "torch.sigmoid (at test_functional_forms.py:", "nn.ReLU"),
-    "F.gelu": (F.gelu, "F.gelu (at ", "nn.ReLU"),
-    "x.tanh()": (lambda x: x.tanh(), "x.tanh() (at ", "nn.ReLU"),
+    "torch.sigmoid": (torch.sigmoid, "torch.sigmoid (at test_functional_forms.py:", "tanh, SiLU and GELU (model mode)"),
+    "F.elu": (F.elu, "F.elu (at ", "ReLU and LeakyReLU activations (both modes)"),
+    "x.sigmoid()": (lambda x: x.sigmoid(), "x.sigmoid() (at ", "tanh, SiLU and GELU"),
     "torch.cat": (lambda x: torch.cat([x, x], 1)[:, :1], "torch.cat (at ", "addition"),
     "x * x": (lambda x: x * x, "operator * (at ", "constant"),
     "x + 1": (lambda x: x + 1, "operator + (at ", "bias"),
@@ -317,6 +317,24 @@ REFUSALS = {
     "F.linear made weight": (lambda x: F.linear(x, torch.ones(4, 4)), "F.linear (at ", "stored as parameters"),
     "partial flatten": (lambda x: x.flatten(2).unsqueeze(1), "x.flatten() (at ", "only a flatten of all non-batch axes"),
 }
+SMOOTH_FORMS = {
+    "F.gelu": (lambda x: F.gelu(x), nn.GELU()),
+    "F.gelu tanh": (lambda x: F.gelu(x, approximate="tanh"), nn.GELU("tanh")),
+    "F.silu": (F.silu, nn.SiLU()),
+    "torch.tanh": (torch.tanh, nn.Tanh()),
+    "x.tanh()": (lambda x: x.tanh(), nn.Tanh()),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SMOOTH_FORMS))
+def test_smooth_activations_read_as_their_modules(case):
+    fn, module = SMOOTH_FORMS[case]
+    as_function = predict(Bad(fn).eval(), (1, 4, 4), init="he")
+    as_module = predict(Bad(module).eval(), (1, 4, 4), init="he")
+    np.testing.assert_array_equal(as_function.grad_sq_map, as_module.grad_sq_map)
+    assert as_function.mode == "model"
+
+
 FX_INTERNALS = ("call_function", "call_method", "built-in", "getattr_1", "<function", "Proxy", "torch.fx", "Traceback")
 
 

@@ -1,0 +1,91 @@
+"""Smooth activations (tanh, GELU, SiLU) in model mode, against the Monte Carlo at fixed seeds.
+
+Model mode takes an activation's squared derivative from the law of its input, and at a
+first layer of small fan-in the first-order gain of two positions that read correlated
+inputs through the same weights (Price's theorem; the smooth counterpart of the ReLU
+gates' wedge moment).  Behind two or more convolutions under global average pooling the
+prediction is low, by the same mechanism as for ReLU nets (the first layer's small fan-in
+carried to deeper gates): a recorded gap, measured here, not absorbed into a tolerance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from pathstats import predict
+from pathstats.errors import AssumptionError
+from pathstats.layer_engine.moments import gaussian_law, map_law
+from pathstats.layer_engine.rules import SMOOTH_ACTIVATIONS
+from pathstats.verify.compare import compare
+from pathstats.verify.montecarlo import run_monte_carlo
+
+K_SE = 4.0
+ACTIVATIONS = {"tanh": nn.Tanh, "gelu": nn.GELU, "gelu-tanh": lambda: nn.GELU("tanh"), "silu": nn.SiLU}
+
+
+def mlp(act):
+    return nn.Sequential(nn.Flatten(), nn.Linear(36, 96), act(), nn.Linear(96, 96), act(), nn.Linear(96, 10))
+
+
+def pooled(act, convs=1, channels=3):
+    layers, c = [], channels
+    for _ in range(convs):
+        layers += [nn.Conv2d(c, 24, 3, padding=1, padding_mode="circular"), act()]
+        c = 24
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(24, 10))
+
+
+def _z(model, shape, samples, seed=3):
+    torch.manual_seed(0)
+    result = run_monte_carlo(model, shape, samples, init="he", seed=seed, batch=200, loss=False)
+    return compare(result, predict(model, shape, init="he"))["grad_sq_total"]
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_fully_connected_within_4_standard_errors(name):
+    total = _z(mlp(ACTIVATIONS[name]), (1, 6, 6), 800)
+    assert abs(total["z"]) < K_SE, total
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_a_pooled_first_layer_is_exact(name):
+    """One convolution of fan-in 27 under global pooling: without the first-order pair gain
+    GELU and SiLU measured +9% (z = 6) over the prediction; with it, within the Monte Carlo's 4 SE."""
+    total = _z(pooled(ACTIVATIONS[name]), (3, 6, 6), 2000)
+    assert abs(total["z"]) < K_SE, total
+
+
+def test_recorded_gap_behind_two_pooled_convolutions():
+    """GELU, two convolutions (3 -> 24 -> 24 channels) under global pooling: measured +14% +- 2%
+    (3x8x8, width 32, N = 1000; ReLU +10% on the same net)."""
+    total = _z(pooled(ACTIVATIONS["gelu"], convs=2), (3, 6, 6), 2000)
+    assert total["z"] > K_SE, total  # too low, beyond the statistics
+    assert 0.05 < total["relative_error"] < 0.25, total
+
+
+def test_theory_mode_refuses_smooth_activations():
+    with pytest.raises(AssumptionError, match="squared derivative from the law of its input"):
+        predict(mlp(nn.GELU), (1, 6, 6), mode="theory")
+
+
+@pytest.mark.parametrize("key", list(SMOOTH_ACTIVATIONS), ids=str)
+def test_derivatives_are_the_functions_derivatives(key):
+    f = SMOOTH_ACTIVATIONS[key]
+    z = np.linspace(-6, 6, 2001)
+    module = key[0](key[1]) if isinstance(key, tuple) else key()
+    np.testing.assert_allclose(f(z), module(torch.from_numpy(z)).numpy(), atol=1e-12)
+    np.testing.assert_allclose(f(z, 1)[1:-1], np.gradient(f(z), z)[1:-1], atol=1e-4)
+    np.testing.assert_allclose(f(z, 2)[1:-1], np.gradient(f(z, 1), z)[1:-1], atol=1e-4)
+
+
+def test_a_law_through_a_non_monotone_activation():
+    """GELU dips below zero: bins from both sides of its minimum merge, and the law keeps its mass and mean."""
+    law = gaussian_law(np.full((1, 1), 1.5))
+    f = SMOOTH_ACTIVATIONS[(nn.GELU, "none")]
+    out, index = map_law(law, f)
+    assert np.isclose(out.probs.sum(), 1.0) and (np.diff(out.values) > 0).all()
+    assert np.isclose(float(out.probs[0, 0] @ out.values), float(law.probs[0, 0] @ f(law.values)), rtol=1e-12)
+    np.testing.assert_array_equal(out.values[index], f(law.values))
