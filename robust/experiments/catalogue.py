@@ -8,8 +8,8 @@ Every experiment has three grids (:data:`SCALES`):
 ``medium``
     The papers' architectures (width reduced) on ``digits`` up-sampled from 8 x 8,
     strengths in the first-order regime, at least three seeds and enough epochs that
-    the central claims are decided; about 45 minutes on one CPU core per experiment
-    (the per-epoch costs behind that figure are in :data:`MEDIUM_COST`).
+    the central claims are decided; about an hour on 2 CPU cores (``--jobs 2``) per
+    experiment (the per-epoch costs behind that figure are in :data:`MEDIUM_COST`).
 ``paper``
     The papers' protocol: their grids, and the authors' released code
     (``facebookresearch/AdversarialAndDimensionality``) where the papers are silent.
@@ -42,7 +42,7 @@ __all__ = ["SCALES", "SCALE_PURPOSE", "Setting", "Experiment", "EXPERIMENTS", "M
 
 
 #: The three scales of every experiment: ``quick`` tests the pipeline in minutes, ``medium``
-#: decides the central claims in about 45 minutes on one CPU core, ``paper`` is the papers' grid.
+#: decides the central claims in about an hour on 2 CPU cores, ``paper`` is the papers' grid.
 SCALES = ("quick", "medium", "paper")
 
 #: What each scale is for (the docs and the reports say it).
@@ -50,8 +50,8 @@ SCALE_PURPOSE = {
     "quick": "tests the pipeline in minutes (small nets on 8 x 8 digits, a few epochs); its verdicts say nothing "
              "about the papers",
     "medium": "the papers' architectures, width reduced, on digits up-sampled from 8 x 8; strengths in the "
-              "first-order regime, 3 seeds, enough epochs to decide the central claims; about 45 minutes on one "
-              "CPU core",
+              "first-order regime, 3 seeds or more, enough epochs to decide the central claims; about an hour on 2 "
+              "CPU cores (--jobs 2)",
     "paper": "the papers' protocol (CIFAR-10, full width, the authors' epochs and schedule); GPU cluster scale",
 }
 
