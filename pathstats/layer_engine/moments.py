@@ -257,6 +257,15 @@ def sum_off_moment(x: Law, y: Law) -> float | None:
             + 2 * centre(x.mean()) * centre(y.mean()))
 
 
+def _interior_unit(law: Law) -> Law:
+    """One interior unit of ``law`` (its latent Gaussian at the centre), for :func:`equicorrelation`."""
+    grid, mean, std, functions = law.latent
+    shape = law.probs.shape[:-1]
+    return Law(grid, np.ones((1, len(grid))), None, None,
+               (grid, np.array([centre(np.broadcast_to(mean, shape))]), np.array([centre(np.broadcast_to(std, shape))]), functions),
+               law.rho)
+
+
 def pair_gain(law: Law, slope: float = 0.0) -> float:
     """``E[a_p a_q]`` for the gains ``a = 1`` (open) or ``slope`` (closed) of one gate at two distinct interior units.
 
@@ -277,10 +286,7 @@ def pair_gain(law: Law, slope: float = 0.0) -> float:
     if law.latent is None or law.rho is None:
         p = float(centre(law.positive()))
         return (p + slope * (1 - p)) ** 2
-    grid, mean, std, functions = law.latent
-    shape = law.probs.shape[:-1]
-    unit = Law(grid, np.ones((1, len(grid))), None, None,
-               (grid, np.array([centre(np.broadcast_to(mean, shape))]), np.array([centre(np.broadcast_to(std, shape))]), functions), law.rho)
+    unit = _interior_unit(law)
     total = 0.0
     for w, conditional in equicorrelation(unit):
         p = float(conditional.positive()[0])
@@ -305,10 +311,7 @@ def derivative_pair_gain(law: Law, derivative) -> float:
     """
     if law.latent is None or law.rho is None:
         return float(centre(law.probs @ derivative(law.values))) ** 2
-    grid, mean, std, functions = law.latent
-    shape = law.probs.shape[:-1]
-    unit = Law(grid, np.ones((1, len(grid))), None, None,
-               (grid, np.array([centre(np.broadcast_to(mean, shape))]), np.array([centre(np.broadcast_to(std, shape))]), functions), law.rho)
+    unit = _interior_unit(law)
     return sum(w * float(c.probs[0] @ derivative(c.values)) ** 2 for w, c in equicorrelation(unit))
 
 
@@ -362,10 +365,7 @@ def off_moment(law: Law) -> float | None:
         return sum(w * float(p @ law.values) ** 2 for w, p in law.factors)
     if law.latent is None or law.rho is None:
         return None
-    grid, mean, std, functions = law.latent
-    shape = law.probs.shape[:-1]
-    unit = Law(grid, np.ones((1, len(grid))), None, None,
-               (grid, np.array([centre(np.broadcast_to(mean, shape))]), np.array([centre(np.broadcast_to(std, shape))]), functions), law.rho)
+    unit = _interior_unit(law)
     return sum(w * float(c.mean()[0]) ** 2 for w, c in equicorrelation(unit))
 
 
