@@ -159,7 +159,7 @@ def write_sections(directory: str) -> str:
     return path
 
 
-KEPT_FILES = ("results.csv", "epochs.csv", "claims.json", "report.md")
+KEPT_FILES = ("experiment.json", "results.csv", "epochs.csv", "claims.json", "report.md")
 
 
 def regenerate(names: list, work: str, jobs: int, scale: str = "quick") -> None:

@@ -51,7 +51,7 @@ class _MovedModules(MetaPathFinder, Loader):
         module.__spec__ = module.__spec__.loader_state
 
 
-if not any(isinstance(finder, _MovedModules) for finder in sys.meta_path):
+if not any(type(finder).__module__ == __name__ and type(finder).__name__ == "_MovedModules" for finder in sys.meta_path):  # once, reload too
     sys.meta_path.append(_MovedModules())
 
 

@@ -10,3 +10,9 @@ symmetry assumption (S) (:mod:`.symmetry`), their report for one DAG
 
 from .paths import *  # noqa: F401,F403 -- the recursion is the package's public face
 from .paths import __all__
+from . import paths as _paths
+
+
+def __getattr__(name: str):
+    """Every name the module ``pathstats.dag`` held before it became this package."""
+    return getattr(_paths, name)

@@ -9,3 +9,9 @@ systems of :mod:`.algebra`; model mode's forward laws of units live in :mod:`.mo
 
 from .recursion import *  # noqa: F401,F403 -- the recursions are the package's public face
 from .recursion import __all__
+from . import recursion as _recursion
+
+
+def __getattr__(name: str):
+    """Every name the module ``pathstats.layer_engine`` held before it became this package."""
+    return getattr(_recursion, name)

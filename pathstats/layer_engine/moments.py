@@ -35,7 +35,7 @@ from ..errors import InvalidArgumentError
 
 __all__ = ["BINS", "SPAN", "Law", "Joint", "collapse", "centre", "gaussian_law", "map_law", "sum_law", "sum_backward", "SumPlan", "max_law",
            "equicorrelation", "window_conditionals", "off_moment", "pair_gain", "sum_off_moment", "wedge_moment",
-           "independent_centred", "derivative_pair_gain"]
+           "independent_centred", "derivative_pair_gain", "fan_in_factor"]
 
 BINS = 256
 SPAN = 8.0
@@ -90,6 +90,9 @@ class Law:
     #: the units are the outputs of such a first layer (or a shift-free affine map of them): a gate on
     #: them leaves the pair gain of two positions to that layer (:func:`wedge_moment`)
     wedge: bool = False
+    #: where the units are a random layer's outputs on independent inputs: its fan-in, over which
+    #: the unit's variance ``|w|^2`` fluctuates (:func:`fan_in_factor`)
+    fan_in: int | None = None
 
     def second_moment(self) -> np.ndarray:
         """``E[value^2]`` per unit (exact for a Gaussian law, else from the grid)."""
@@ -116,7 +119,7 @@ class Law:
         latent = None if self.latent is None else (self.latent[0], np.broadcast_to(self.latent[1], shape),
                                                     np.broadcast_to(self.latent[2], shape), self.latent[3])
         return Law(self.values, probs, gauss, self.caveat, latent, self.rho, self.c_off, self.window_rho, self.factors,
-                   self.independent, self.wedge)
+                   self.independent, self.wedge, self.fan_in)
 
 
 @dataclass
@@ -313,6 +316,37 @@ def derivative_pair_gain(law: Law, derivative) -> float:
         return float(centre(law.probs @ derivative(law.values))) ** 2
     unit = _interior_unit(law)
     return sum(w * float(c.probs[0] @ derivative(c.values)) ** 2 for w, c in equicorrelation(unit))
+
+
+def fan_in_factor(derivative, variance: float, fan_in: int, nodes: int = 2048) -> float:
+    """``E[s h(s)] / (E[s] h(E[s]))``, ``h(s) = E[f'(sqrt(s) z)^2]``: a first layer's gain beyond its law's.
+
+    A first layer's unit ``u = w.x`` on independent unit inputs is ``N(0, s)`` given the
+    weights, ``s = |w|^2 = variance chi^2_n / n`` for fan-in ``n``, and the weight it
+    carries the gradient through has ``E[w_i^2 | s] = s / n``; so the gradient's second
+    moment through an activation ``f`` is ``E[s h(s)] / n``, where the law of ``u``
+    (Gaussian of variance ``E[s]``) gives ``E[s] h(E[s]) / n``.  The ratio is 1 for a
+    ReLU (``h`` is constant) and, at fan-in 27, about 0.99 for tanh, whose ``f'^2``
+    falls with the scale (the midpoint rule over ``nodes`` quantiles of ``s``, Gauss-Hermite over ``z``).
+
+    Examples
+    --------
+    >>> relu = lambda z: (z > 0).astype(float)
+    >>> round(fan_in_factor(relu, 2.0, 27), 12)
+    1.0
+    >>> bool(fan_in_factor(lambda z: 1 - np.tanh(z) ** 2, 2.0, 27) < 1)
+    True
+    """
+    from scipy.stats import chi2
+
+    scales = variance * chi2.ppf((np.arange(nodes) + 0.5) / nodes, fan_in) / fan_in
+    weights = np.full(nodes, 1.0 / nodes)
+
+    def h(s):
+        z = np.sqrt(np.asarray(s, dtype=np.float64))[..., None] * FACTOR_NODES
+        return (derivative(z) ** 2) @ FACTOR_WEIGHTS
+
+    return float(weights @ (scales * h(scales))) / (variance * float(h(variance)))
 
 
 def independent_centred(law: Law) -> bool:

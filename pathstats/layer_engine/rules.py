@@ -196,7 +196,10 @@ class NodeRule:
         rho = None
         if law.c_off is not None and variance.ndim > 1:  # spatial units: their correlation, interior
             rho = law.c_off
-        return moments.gaussian_law(np.sqrt(variance), rho=rho), None
+        out = moments.gaussian_law(np.sqrt(variance), rho=rho)
+        if moments.independent_centred(law):  # a first layer: its units' variance |w|^2 fluctuates over this fan-in
+            out.fan_in = int(np.max(self.in_degree()))
+        return out, None
 
     def law_backward(self, B: "moments.Joint", laws: list, out_law, context) -> list:
         """The value-conditional backward step: ``B_in(u, a) = p_in(u, a) * step(sum_c B_out(v, c))``.
@@ -769,7 +772,7 @@ class PointwiseRule:
         # one positive scale and no shift keep independence, and a first layer's gates at zero
         out.independent = out.wedge = False
         if caveat is None and shift == 0 and scale > 0:
-            out.independent, out.wedge = law.independent, law.wedge
+            out.independent, out.wedge, out.fan_in = law.independent, law.wedge, law.fan_in
         return out, index
 
     def law_backward(self, B: "moments.Joint", laws: list, out_law, context) -> list:
@@ -797,6 +800,17 @@ class PointwiseRule:
         else:
             share = share * np.asarray(self.model_gain, dtype=np.float64)[..., None]
         return [B.map(lambda weight: weight[..., index] * share)]
+
+    def law_notes(self, laws: list) -> list:
+        """A smooth activation on a first layer's outputs: the gain its law leaves out (:func:`~pathstats.layer_engine.moments.fan_in_factor`)."""
+        law = laws[0]
+        if self.smooth is None or not law.fan_in:
+            return []
+        factor = moments.fan_in_factor(self.smooth[1], float(centre(law.second_moment())), law.fan_in)
+        return [Note(self.name, f"{self.layer} on a first layer of fan-in {law.fan_in}: the weights' norm, which sets the "
+                     "scale of f'(w.x)^2, is taken at its mean", f"exact for one hidden layer: {factor - 1:+.2%} on the "
+                     "gradient through this layer; in deeper nets the same fluctuation of the forward signal offsets "
+                     "part of it")]
 
     def cov_backward(self, off, total, laws) -> tuple:
         """A gate multiplies the covariance of two positions by ``E[a_p a_q]``, the joint gain of their gates
@@ -864,7 +878,9 @@ class ReshapeRule:
         else:
             law = law.broadcast(tuple(self.in_shapes[0]))
         gauss = None if law.gauss is None else tuple(np.reshape(g, shape) for g in law.gauss)
-        return moments.Law(law.values, law.probs.reshape(shape + law.values.shape), gauss, law.caveat), None
+        out = moments.Law(law.values, law.probs.reshape(shape + law.values.shape), gauss, law.caveat)
+        out.independent = law.independent  # flattening the input keeps its units independent
+        return out, None
 
     def law_backward(self, B, laws: list, out_law, context) -> list:
         """The same units under the input's shape (a law alike on every unit stays one law)."""

@@ -41,3 +41,19 @@ def test_the_dag_engine_does_not_import_torch():
             "pathstats.dag.graphio, pathstats.dag.generators\n"
             "assert 'torch' not in sys.modules, 'the generic engine loaded torch'\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_engines_packages_keep_every_name_their_modules_had():
+    import pathstats.dag
+    import pathstats.layer_engine
+
+    assert pathstats.dag.check_acyclic is pathstats.dag.paths.check_acyclic  # public, though not in __all__
+    assert pathstats.layer_engine.FINGERPRINT_PRIMES is pathstats.layer_engine.recursion.FINGERPRINT_PRIMES
+    with pytest.raises(AttributeError):
+        pathstats.dag.no_such_name
+
+
+def test_reloading_the_package_adds_no_second_finder():
+    finders = [f for f in sys.meta_path if type(f).__name__ == "_MovedModules"]
+    importlib.reload(pathstats)
+    assert len([f for f in sys.meta_path if type(f).__name__ == "_MovedModules"]) == len(finders) == 1

@@ -140,3 +140,20 @@ def test_docs_settings_table_renders_the_grids_values():
             if setting.key is not None:  # columns: paper, authors' code, pathstats, medium, reason
                 assert cells[2] == make_experiments._text(format_value(setting.key, grid_value(experiment.paper, setting.key)))
                 assert cells[3] == make_experiments._text(catalogue.setting_cell(setting.key, experiment.medium))
+
+
+@pytest.mark.parametrize("name", list(EXPERIMENTS))
+def test_kept_medium_runs_record_the_grid_they_ran(name):
+    """The kept experiment.json (provenance of the kept tables) is the catalogue's medium grid, every
+    axis included (a method's own seeds too), and lists exactly the runs of results.csv."""
+    import csv
+    import json
+    import os
+
+    kept = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "docs", "experiments", f"{name}-medium")
+    with open(os.path.join(kept, "experiment.json")) as f:
+        stored = json.load(f)
+    with open(os.path.join(kept, "results.csv")) as f:
+        ids = {row["id"] for row in csv.DictReader(f)}
+    assert stored["grid"] == json.loads(json.dumps(EXPERIMENTS[name].medium.axes()))
+    assert set(stored["runs"]) == ids == {job.id for job in expand(EXPERIMENTS[name].medium, "digits")}

@@ -89,3 +89,31 @@ def test_a_law_through_a_non_monotone_activation():
     assert np.isclose(out.probs.sum(), 1.0) and (np.diff(out.values) > 0).all()
     assert np.isclose(float(out.probs[0, 0] @ out.values), float(law.probs[0, 0] @ f(law.values)), rtol=1e-12)
     np.testing.assert_array_equal(out.values[index], f(law.values))
+
+
+def test_a_first_layers_fan_in_gap_is_the_noted_factor():
+    """tanh after a first layer of fan-in 27: the weights' norm varies (chi-square, 27 dof) and sets the
+    scale of tanh'(w.x)^2, which falls with it; the prediction takes the norm at its mean.  For one
+    hidden layer the exact gain is the prediction times ``fan_in_factor`` (-1.2%), which the note quotes."""
+    from pathstats.layer_engine.moments import fan_in_factor
+
+    model = nn.Sequential(nn.Linear(27, 24), nn.Tanh(), nn.Linear(24, 10))
+    prediction = predict(model, (27,), init="he")
+    result = run_monte_carlo(model, (27,), 20000, init="he", seed=5, batch=2000, loss=False)
+    total = compare(result, prediction)["grad_sq_total"]
+    factor = fan_in_factor(lambda z: SMOOTH_ACTIVATIONS[nn.Tanh](z, 1), 2.0, 27)
+    assert total["z"] < -K_SE  # taken at its mean, the norm over-predicts, beyond the statistics
+    assert abs(total["estimate"] - factor * total["predicted"]) < K_SE * total["stderr"]  # the factor is the gap
+    assert any("fan-in 27" in note and f"{factor - 1:+.2%}" in note for note in prediction.notes)
+
+
+def test_fan_in_factor_against_sampled_weights():
+    from pathstats.layer_engine.moments import FACTOR_NODES, FACTOR_WEIGHTS, fan_in_factor
+
+    f = SMOOTH_ACTIVATIONS[nn.SiLU]
+    rng = np.random.default_rng(3)
+    s = (rng.standard_normal((200_000, 9)) ** 2).sum(axis=1) * 2.0 / 9  # |w|^2, fan-in 9, E[s] = 2
+    h = (f(np.sqrt(s)[:, None] * FACTOR_NODES, 1) ** 2) @ FACTOR_WEIGHTS
+    h_mean = float((f(np.sqrt(2.0) * FACTOR_NODES, 1) ** 2) @ FACTOR_WEIGHTS)
+    ratio = s * h / (2.0 * h_mean)
+    assert abs(ratio.mean() - fan_in_factor(lambda z: f(z, 1), 2.0, 9)) < K_SE * ratio.std() / np.sqrt(len(ratio))
