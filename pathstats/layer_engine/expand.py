@@ -62,6 +62,8 @@ def expand(graph: LayerGraph, *, logit: int = 0) -> tuple:
             return lambda i: (source(i)[0], source(i)[1] * float(gain[i]))
         if rule.kind == "reshape":
             return sources[0]  # C-order flatten keeps flat indices
+        if rule.kind == "concat":
+            return lambda j: sources[rule.part(j)[0]](rule.part(j)[1])
         factor = np.broadcast_to(rule.model_factor(floats), rule.out_shape).ravel()
         G.add_nodes_from(((name, j), dict(category=rule.category, model_factor=float(factor[j]))) for j in range(factor.size))
         for k, i, j, multiplicity in rule.edges():

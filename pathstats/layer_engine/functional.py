@@ -290,7 +290,7 @@ def _advice(node: fx.Node, gm: fx.GraphModule | None) -> str:
         return ("pathstats models ReLU and LeakyReLU activations (both modes) and tanh, SiLU and GELU (model mode); "
                 "use one of them")
     if key in _CONCAT:
-        return "concatenation has no rule; combine branches by addition (x + y) of tensors of one shape"
+        return "concatenation is read along the channel axis only: torch.cat(tensors, dim=1)"
     if node.target in SUBTRACTIONS or node.target == "sub_":
         return ("subtraction has a rule for two tensors of one shape only (a - b, torch.sub(a, b) without alpha); "
                 "subtracting a constant or a parameter (a bias) has none: give biases to the layer that owns them "

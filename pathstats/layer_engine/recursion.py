@@ -96,6 +96,8 @@ def backward_map(graph: LayerGraph, weighting: str, algebra=None, *, logit: int 
             return rule.backward(algebra.mul(state, _node_factor(rule, weighting, algebra, table)), algebra)
         if rule.kind == "pointwise":
             return [algebra.mul(state, _gain(rule, weighting, algebra))]
+        if rule.kind == "concat":
+            return rule.backward(state)
         return [rule.backward(state)]
 
     result = graph.backward(algebra.cast(unit), step, algebra.add, bar)
@@ -321,7 +323,8 @@ def model_map(graph: LayerGraph, forward: ForwardLaws | None = None, *, logit: i
         forward.notes.append(Note(dropped[0] + (f" and {len(dropped) - 1} more" if len(dropped) > 1 else ""),
                                   "the covariance of the gradient between positions of a channel is dropped here "
                                   f"(more than {COVARIANCE_POSITIONS} positions per channel, or a layer that cannot carry "
-                                  "it: max pooling, flatten); paths that share a weight are then taken as independent"))
+                                  "it: max pooling, flatten, a gate on channels whose laws differ after a concatenation); "
+                                  "paths that share a weight are then taken as independent"))
     if result is None:
         return np.zeros(graph.input_shape)
     return np.array(np.broadcast_to(result, graph.input_shape))

@@ -59,6 +59,7 @@ __all__ = [
     "NodeRule",
     "PointwiseRule",
     "ReshapeRule",
+    "ConcatRule",
     "ConvRule",
     "LinearRule",
     "PoolRule",
@@ -819,6 +820,8 @@ class PointwiseRule:
         if off is None:
             return [None], [None]
         law = laws[0]
+        if law.probs.shape[0] > 1 and not _alike(law.probs) and (self.is_gate or self.smooth is not None):
+            return None  # channels with different laws (after a concatenation): one covariance per channel is lost
         if self.smooth is not None:
             factor = moments.derivative_pair_gain(law, self.smooth[1])
             if law.wedge:  # a first layer's activations: the layer applies the first-order pair gain exactly
@@ -893,6 +896,85 @@ class ReshapeRule:
         if array.size == math.prod(tail):
             return array.reshape((1,) * len(self.in_shapes[0]) + tail)
         return np.broadcast_to(array, tuple(self.out_shape) + tail).reshape(tuple(self.in_shapes[0]) + tail)
+
+
+@dataclass
+class ConcatRule:
+    """``torch.cat(tensors, dim=1)``: the operands' units side by side along the channel axis.
+
+    A relabelling, as a flatten is: no node, no gain, so every mode's path sums pass
+    through unchanged (the DAG fragment maps each output unit to one operand's unit).
+    Model mode keeps each part's laws, on the union of their value grids (exact: every
+    part's values are grid values of the union); the layer after reads per-channel laws.
+    What it cannot carry is one correlation of distinct positions for channels whose laws
+    differ: the latent factor of each part is dropped (a gate after the concatenation then
+    takes the pair gain of independent gates), and the parts' uncentred correlations
+    enter the next random layer as their second-moment-weighted mean, which is exact for it.
+    """
+
+    name: str
+    layer: str
+    operands: list
+    in_shapes: list
+    out_shape: tuple
+    kind = "concat"
+
+    def bounds(self) -> np.ndarray:
+        """The first output channel of each operand, and the total."""
+        return np.cumsum([0] + [shape[0] for shape in self.in_shapes])
+
+    def part(self, j: int) -> tuple:
+        """``(operand, flat index in it)`` of the output's flat unit ``j``."""
+        positions = math.prod(tuple(self.out_shape[1:]))
+        channel, position = divmod(int(j), positions)
+        k = int(np.searchsorted(self.bounds(), channel, side="right")) - 1
+        return k, (channel - int(self.bounds()[k])) * positions + position
+
+    def backward(self, state: np.ndarray) -> list:
+        """Each operand's slice of the channels (all of ``state`` where it is alike along them)."""
+        if np.shape(state)[0] == 1:
+            return [state] * len(self.operands)
+        b = self.bounds()
+        return [state[b[k]:b[k + 1]] for k in range(len(self.operands))]
+
+    def law_forward(self, laws: list) -> tuple:
+        """The parts' laws side by side, on the union of their grids; context: each part's grid positions."""
+        values = np.unique(np.concatenate([law.values for law in laws]))
+        index = [np.searchsorted(values, law.values) for law in laws]
+        spatial = np.broadcast_shapes(*(law.probs.shape[1:-1] for law in laws))
+        parts, means, stds = [], [], []
+        for law, idx, shape in zip(laws, index, self.in_shapes):
+            probs = np.zeros(law.probs.shape[:-1] + (len(values),))
+            probs[..., idx] = law.probs
+            parts.append(np.broadcast_to(probs, (shape[0],) + spatial + (len(values),)))
+            if law.gauss is not None:
+                means.append(np.broadcast_to(law.gauss[0], (shape[0],) + spatial))
+                stds.append(np.broadcast_to(law.gauss[1], (shape[0],) + spatial))
+        gauss = (np.concatenate(means), np.concatenate(stds)) if len(means) == len(laws) else None
+        caveat = next((law.caveat for law in laws if law.caveat), None)
+        out = moments.Law(values, np.concatenate(parts), gauss, caveat)
+        if all(law.c_off is not None for law in laws):  # what the next random layer's latent correlation reads
+            weights = [shape[0] * float(centre(law.second_moment())) for law, shape in zip(laws, self.in_shapes)]
+            out.c_off = sum(w * law.c_off for w, law in zip(weights, laws)) / max(sum(weights), 1e-300)
+        return out, index
+
+    def law_backward(self, B: "moments.Joint", laws: list, out_law, context) -> list:
+        """Each part's channels, on its own grid (the union's positions of its values)."""
+        dense = B.dense()
+        full = np.broadcast_to(dense, (self.out_shape[0],) + dense.shape[1:])
+        b = self.bounds()
+        return [moments.Joint.of(np.ascontiguousarray(full[b[k]:b[k + 1]][..., idx])) for k, idx in enumerate(context)]
+
+    def cov_backward(self, off, total, laws) -> tuple:
+        """The covariance between positions is one for every channel above (a random layer's weights are
+        exchangeable across its input channels): each part gets it."""
+        return [off] * len(self.operands), [None] * len(self.operands)
+
+    def edges(self) -> Iterator[tuple]:
+        """``(operand, its unit, output unit, 1)``: a relabelling."""
+        for j in range(math.prod(tuple(self.out_shape))):
+            k, i = self.part(j)
+            yield k, i, j, 1
 
 
 # ---------------------------------------------------------------- module -> rule

@@ -33,7 +33,7 @@ from .functional import (
     symbolic_trace,
     unsupported_operation,
 )
-from .rules import MODULE_RULES, AddRule, Scale, ScaleRule, UnsupportedLayerError, add_rule, scale_rule
+from .rules import MODULE_RULES, AddRule, ConcatRule, Scale, ScaleRule, UnsupportedLayerError, add_rule, scale_rule
 from ..nets.base import meta_copy
 
 __all__ = ["LayerGraph", "read_model", "RELU_FUNCTIONS", "FLATTEN_FUNCTIONS", "FLATTEN_METHODS"]
@@ -142,7 +142,25 @@ def _rule_for(node: fx.Node, gm: fx.GraphModule, init: Any):
             raise unsupported_operation(node, gm, str(error).removeprefix(f"{name}: ")) from None
     if node.target in _ADD_FUNCTIONS and len(operands) == len(node.args) >= 2 and not node.kwargs:
         return add_rule(node.name, None, names, [_shape(a) for a in operands], _shape(node), init)
+    if node.target in _CONCAT_FUNCTIONS:
+        return _concat_rule(node, gm)
     raise unsupported_operation(node, gm, node.meta.get("pathstats_refusal", ""))
+
+
+_CONCAT_FUNCTIONS = (torch.cat, torch.concat, torch.concatenate)
+
+
+def _concat_rule(node: fx.Node, gm: fx.GraphModule) -> ConcatRule:
+    """``torch.cat(tensors, dim)`` along the channel axis (``dim=1``, or its negative form), as a :class:`ConcatRule`."""
+    tensors = node.args[0] if node.args else node.kwargs.get("tensors")
+    dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", node.kwargs.get("axis", 0))
+    rank = len(_shape(node)) + 1
+    if not isinstance(tensors, (list, tuple)) or not all(isinstance(t, fx.Node) and _is_tensor(t) for t in tensors):
+        raise unsupported_operation(node, gm, "concatenation is read for a list of tensors")
+    if not isinstance(dim, int) or dim % rank != 1 or rank < 2:
+        raise unsupported_operation(node, gm, f"concatenation is read along the channel axis (dim=1) only, got dim={dim!r}")
+    return ConcatRule(node.name, f"concatenation of {len(tensors)} tensors", [t.name for t in tensors],
+                      [_shape(t) for t in tensors], _shape(node))
 
 
 class _ShapeProbe(ShapeProp):

@@ -309,7 +309,7 @@ REFUSALS = {
     "torch.sigmoid": (torch.sigmoid, "torch.sigmoid (at test_functional_forms.py:", "tanh, SiLU and GELU (model mode)"),
     "F.elu": (F.elu, "F.elu (at ", "ReLU and LeakyReLU activations (both modes)"),
     "x.sigmoid()": (lambda x: x.sigmoid(), "x.sigmoid() (at ", "tanh, SiLU and GELU"),
-    "torch.cat": (lambda x: torch.cat([x, x], 1)[:, :1], "torch.cat (at ", "addition"),
+    "torch.cat": (lambda x: torch.cat([x, x], 2)[:, :, :4], "torch.cat (at ", "channel axis (dim=1) only"),
     "x * x": (lambda x: x * x, "operator * (at ", "constant"),
     "x + 1": (lambda x: x + 1, "operator + (at ", "bias"),
     "F.dropout active": (lambda x: F.dropout(x, 0.5), "F.dropout (at ", "model.eval()"),

@@ -16,7 +16,10 @@ from pathstats.layer_engine import backward_map, fingerprint_maps, path_count_ma
 from pathstats.layer_engine.trace import read_model
 from tests.helpers.model_strategies import small_nets
 from pathstats.nets.base import spatial_after
+import torch
 from torch import nn
+
+from pathstats.errors import UnsupportedLayerError
 
 
 def _theory_factor(G):
@@ -121,3 +124,39 @@ def test_one_interpreter_walks_every_pass():
 
     assert graph.backward(1, step, lambda a, b: a + b) == 2  # two paths from the logits to the input
     assert visits == [n for n in reversed(list(graph.rules)) if graph.rules[n] is not None]
+
+
+class _Concat(nn.Module):
+    """Inception-like branches and a DenseNet-like reuse of the input, joined by torch.cat on channels."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(2, 3, 1, bias=False), nn.Conv2d(2, 2, 3, padding=1, padding_mode="reflect", bias=False)
+        self.mix = nn.Conv2d(7, 2, 3, stride=2, padding=1, bias=False)
+        self.head = nn.Linear(2 * 3 * 3, 3)
+
+    def forward(self, x):
+        h = torch.cat([self.a(x), torch.relu(self.b(x)), x], dim=1)
+        return self.head(torch.relu(self.mix(h)).flatten(1))
+
+
+def test_channel_concatenation_equals_the_generic_engine():
+    """A concatenation is a relabelling: path sums, counts, model weights and (S) as on the expanded DAG."""
+    _check_against_generic_engine(_Concat().eval(), (2, 5, 5))
+    graph = read_model(_Concat().eval(), (2, 5, 5))
+    G, o, inputs, _ = expand(graph)
+    generic = weighted_path_sums(G, o, _theory_factor(G), one=Fraction(1))
+    assert _as_list(backward_map(graph, "theory", ExactAlgebra())) == [generic[x] for x in inputs]
+
+
+def test_concatenation_along_another_axis_is_refused_in_one_line():
+    class Rows(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.head = nn.Conv2d(2, 2, 1), nn.Linear(2 * 10 * 5, 3)
+
+        def forward(self, x):
+            return self.head(torch.cat([self.a(x), x], dim=2).flatten(1))
+
+    with pytest.raises(UnsupportedLayerError, match=r"^torch.cat \(at .*channel axis \(dim=1\) only, got dim=2$"):
+        read_model(Rows().eval(), (2, 5, 5))
