@@ -346,7 +346,8 @@ def fan_in_factor(derivative, variance: float, fan_in: int, nodes: int = 2048) -
         z = np.sqrt(np.asarray(s, dtype=np.float64))[..., None] * FACTOR_NODES
         return (derivative(z) ** 2) @ FACTOR_WEIGHTS
 
-    return float(weights @ (scales * h(scales))) / (variance * float(h(variance)))
+    mean = float(weights @ scales)  # the rule's own E[s], so that a constant h gives exactly 1
+    return float(weights @ (scales * h(scales))) / (mean * float(h(mean)))
 
 
 def independent_centred(law: Law) -> bool:
