@@ -286,7 +286,8 @@ _FIG2 = (
     Setting("input sizes", "§4.2: 32, 64, 128, 256 (nearest-neighbour copies)",
             "data.py: Resize(size, NEAREST) after the augmentation", "sizes", (32, 64, 128, 256)),
     Setting("dilation", "App. G.1: 1, 2, 4, 8 at 32, 64, 128, 256", "utils.py: img_size / 32", None,
-            "conv8: input side / native side (1, 2, 4, 8 on CIFAR-10; 2, 4, 8 on digits at 16, 32, 64)"),
+            "conv8: input side / native side (1, 2, 4, 8 on CIFAR-10; the medium grid takes a native side of 16 on "
+            "digits, so 1, 2, 4 at 16, 32, 64, as CIFAR-10's 32, 64, 128 get)"),
     Setting("methods", "§4.2: PGD at several strengths; Figure 2c knee at eps ~ .0005",
             "configs/config_bcifar.txt: penalty pgd, steps 7, lam .00018", "methods",
             (("none", (0.0,)), ("pgd", quarter_decades(1e-5, 1e-3))),
