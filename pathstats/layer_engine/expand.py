@@ -63,7 +63,10 @@ def expand(graph: LayerGraph, *, logit: int = 0) -> tuple:
         if rule.kind == "reshape":
             return sources[0]  # C-order flatten keeps flat indices
         if rule.kind == "concat":
-            return lambda j: sources[rule.part(j)[0]](rule.part(j)[1])
+            def part(j, rule=rule):
+                k, i = rule.part(j)
+                return sources[k](i)
+            return part
         factor = np.broadcast_to(rule.model_factor(floats), rule.out_shape).ravel()
         G.add_nodes_from(((name, j), dict(category=rule.category, model_factor=float(factor[j]))) for j in range(factor.size))
         for k, i, j, multiplicity in rule.edges():

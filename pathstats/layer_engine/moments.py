@@ -286,15 +286,7 @@ def pair_gain(law: Law, slope: float = 0.0) -> float:
     """
     if law.nonnegative():
         return 1.0
-    if law.latent is None or law.rho is None:
-        p = float(centre(law.positive()))
-        return (p + slope * (1 - p)) ** 2
-    unit = _interior_unit(law)
-    total = 0.0
-    for w, conditional in equicorrelation(unit):
-        p = float(conditional.positive()[0])
-        total += w * (p + slope * (1 - p)) ** 2
-    return total
+    return derivative_pair_gain(law, lambda v: np.where(v > 0, 1.0, slope))  # a gate's derivative: 1 or its slope
 
 
 def derivative_pair_gain(law: Law, derivative) -> float:
