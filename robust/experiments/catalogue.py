@@ -470,7 +470,7 @@ _register(
                     (("none", (0.0,)),) + tuple((m, (0.0056, 0.018, 0.056))
                                                 for m in ("grad-l1", "grad-l2", "fgsm", "fgm-l2", "pgd", "crosslip")),
                     tuple(range(12)), {**_MEDIUM, "channels": 8, "epochs": 8, "eval_every": 4},
-                    method_seeds=(("none", tuple(range(15))), ("grad-l2", tuple(range(30))))),
+                    method_seeds=(("none", tuple(range(15))), ("grad-l2", tuple(range(30))), ("pgd", tuple(range(20))))),
         medium_note="fgsm-through is left out of the medium grid: its gradient through the attack is zero "
                     "almost everywhere (the sign's derivative), so it trains as fgsm does (Appendix E) at the "
                     "cost of a PGD run; twelve seeds (fifteen for the cheap unregularised nets): a first medium run "
