@@ -484,25 +484,37 @@ def fig2(t: Tables, out_dir: str, context: dict) -> dict:
 
 
 def _dampening(t: Tables, rows: list, med: dict, src: str) -> list:
-    exps = {}
-    for e, rs in _by(rows, eps).items():
-        if len({dim(r) for r in rs}) >= 2:
-            exps[e] = stats.loglog_slope([dim(r) for r in rs], [med[r.get('id')]["test_grad_l1"] for r in rs])
-    exps = {e: s for e, s in exps.items() if s["value"] is not None}
+    """Figure 2's caption: larger PGD strengths dampen "this dimension dependence", of the gradient norm (2b, a
+    log-log exponent) and of the vulnerability (2a, a proportion: its slope on log d, the statistic of "vulnerability
+    increases with d"); and at the largest strength the gradient norm's dependence breaks."""
     out = []
-    rank = _ranks(exps)
-    text = "larger PGD regularisation decreases the slope of the dimension dependence"
-    runs = [r for r in rows if eps(r) in exps and med[r.get("id")]["test_grad_l1"] > 0]
-    est = stats.slope_trend([math.log(dim(r)) for r in runs], [math.log(med[r.get("id")]["test_grad_l1"]) for r in runs],
-                            [eps(r) for r in runs], rank)
-    if len(exps) >= 3 and est["value"] is not None:
-        out.append(claim(text, f"{src}b", f"change of the log-log exponent of E||dL/dx||_1 on d per step of strength "
-                         f"(rank; all {len(exps)} strengths, eps = 0 first): one regression over all runs with an "
-                         f"intercept per strength and an exponent linear in the rank, residuals pooled",
-                         {**est, "per_x": [{"x": e, **s} for e, s in exps.items()]}, -math.inf, 0.0, "< 0",
-                         "a decrease over the strengths is all the statement says; every strength enters the fit"))
-    else:
-        out.append(untested(text, f"{src}b", f"a trend needs exponents at 3 or more strengths; the tables give {len(exps)}"))
+    exps = {}
+    for key, panel, log_y in (("test_grad_l1", "b", True), ("vulnerability", "a", False)):
+        per = {}
+        for e, rs in _by(rows, eps).items():
+            if len({dim(r) for r in rs}) >= 2:
+                per[e] = (stats.loglog_slope([dim(r) for r in rs], [med[r.get('id')][key] for r in rs]) if log_y else
+                          stats.slope_ci(np.log([dim(r) for r in rs]), [med[r.get('id')][key] for r in rs]))
+        per = {e: s for e, s in per.items() if s["value"] is not None}
+        if key == "test_grad_l1":
+            exps = per
+        label = "E||dL/dx||_1" if log_y else "vulnerability"
+        text = ("larger PGD regularisation decreases the slope of the dimension dependence" if log_y else
+                "larger PGD regularisation decreases the slope of the vulnerability's dimension dependence")
+        runs = [r for r in rows if eps(r) in per and (med[r.get("id")][key] > 0 or not log_y)]
+        y = [math.log(med[r.get("id")][key]) if log_y else med[r.get("id")][key] for r in runs]
+        est = stats.slope_trend([math.log(dim(r)) for r in runs], y, [eps(r) for r in runs], _ranks(per))
+        slope = "log-log exponent" if log_y else "slope on log d"
+        of = f"log-log exponent of {label} on d" if log_y else f"slope of {label} on log d"
+        if len(per) >= 3 and est["value"] is not None:
+            out.append(claim(text, f"{src}{panel}", f"change of the {of} per step of strength "
+                             f"(rank; all {len(per)} strengths, eps = 0 first): one regression over all runs with an "
+                             f"intercept per strength and a {slope} linear in the rank, residuals pooled",
+                             {**est, "per_x": [{"x": e, **s} for e, s in per.items()]}, -math.inf, 0.0, "< 0",
+                             "a decrease over the strengths is all the statement says; every strength enters the fit"))
+        else:
+            out.append(untested(text, f"{src}{panel}",
+                                f"a trend needs {slope}s at 3 or more strengths; the tables give {len(per)}"))
     if exps:
         top = max(exps)
         out.append(claim("with strong enough regularisation the dimension dependence eventually breaks", f"{src}b",

@@ -159,6 +159,15 @@ def test_dampening_is_a_trend_over_all_strengths(tmp_path):
     claims, _ = _claims("fig2", _fig2_rows(falling.get), tmp_path=tmp_path)
     assert claims[key]["verdict"] == "holds" and len(claims[key]["per_x"]) == 4
     assert claims["with strong enough regularisation the dimension dependence eventually breaks"]["verdict"] == "holds"
+    # Figure 2a: the vulnerability (here proportional to the gradient norm) loses its dimension dependence alike
+    vulnerability = "larger PGD regularisation decreases the slope of the vulnerability's dimension dependence"
+    assert claims[vulnerability]["verdict"] == "holds" and len(claims[vulnerability]["per_x"]) == 4
+    # a vulnerability that grows with d alike at every strength is not dampened, whatever the gradient norm does
+    rows, rng = _fig2_rows(falling.get), np.random.default_rng(1)
+    for r in rows:
+        r["vulnerability"] = 0.02 * math.log(r["d"]) - 3 * r["eps"] + 0.002 * rng.standard_normal()
+    claims, _ = _claims("fig2", rows, tmp_path=tmp_path)
+    assert claims[vulnerability]["verdict"] != "holds" and claims[key]["verdict"] == "holds"
     # only the two extremes differ, the middle strengths go up: a trend over all strengths does not hold
     zigzag = {0.0: 0.5, 0.001: 0.9, 0.003: 0.9, 0.01: 0.45}
     claims, _ = _claims("fig2", _fig2_rows(zigzag.get), tmp_path=tmp_path)
