@@ -24,10 +24,11 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 from scipy import special
+from scipy import stats as scipy_stats
 
 __all__ = ["LEVEL", "Estimate", "standard_error", "t_quantile", "verdict", "all_within", "mean_ci",
            "mean_difference_ci", "std_ci", "proportion_ci", "slope_ci", "loglog_slope", "slope_trend", "spearman_ci", "curve_match",
-           "common_curve", "sphere_abs_cosine_mean"]
+           "common_curve", "select_degree", "SUPPORT", "sphere_abs_cosine_mean"]
 
 LEVEL = 0.95
 
@@ -516,24 +517,70 @@ def _satterthwaite(v1: float, d1: float, v2: float, d2: float) -> float:
     return (v1 + v2) ** 2 / den if den > 0 else max(d1, d2)
 
 
-def common_curve(x, y, groups, low: float, high: float, degree: int = 2, level: float = LEVEL,
+#: The common curve is judged only where the other groups' points surround it: between their
+#: ``SUPPORT``-th smallest and ``SUPPORT``-th largest x, so that at least that many of their points lie
+#: at or beyond each compared point (a polynomial is an extrapolation past its last few points).
+SUPPORT = 3
+
+
+def _poly_fit(x, y, degree: int, centre: float, scale: float) -> tuple:
+    design = _design(x, degree, centre, scale)
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    rss = float(((y - design @ coef) ** 2).sum())
+    return design, coef, rss
+
+
+def select_degree(x, y, max_degree: int, alpha: float = 0.05) -> int:
+    """The degree of a polynomial in ``x`` that the data ask for: from ``max_degree`` down, the
+    highest power is dropped while its F test (one numerator degree of freedom) has ``p >= alpha``;
+    at least 1 (a straight line).  Capped by the number of distinct ``x`` and by the points (one
+    residual degree of freedom at least).
+
+    Examples
+    --------
+    >>> x = np.linspace(-1, 1, 40)
+    >>> noise = 0.01 * np.cos(np.arange(40.0) * 2.3)
+    >>> select_degree(x, 1 + 2 * x + noise, 4), select_degree(x, x**3 - x + noise, 4)
+    (1, 3)
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    top = max(1, min(max_degree, len(np.unique(x)) - 1, len(x) - 2))
+    centre, scale = float(x.mean()), float(np.ptp(x)) or 1.0
+    degree = top
+    while degree > 1:
+        _, _, rss_high = _poly_fit(x, y, degree, centre, scale)
+        _, _, rss_low = _poly_fit(x, y, degree - 1, centre, scale)
+        dof = len(x) - (degree + 1)
+        if dof < 1 or rss_high <= 0:
+            break
+        f = (rss_low - rss_high) / (rss_high / dof)
+        if float(scipy_stats.f.sf(f, 1, dof)) < alpha:
+            break
+        degree -= 1
+    return degree
+
+
+def common_curve(x, y, groups, low: float, high: float, degree: int = 4, level: float = LEVEL,
                  levels=None) -> Estimate:
     """Is ``y`` one smooth function of ``x`` whatever the group, or does each group have its own curve?
 
-    For each group ``g``, the common curve is a polynomial of ``degree`` (least squares)
-    fitted to the OTHER groups' points, so a group cannot pull the curve it is judged
-    against; ``g``'s points inside the others' x range are compared with it: a straight
-    line through ``g``'s residuals gives the deviation of ``g``'s curve from the common
-    one at both ends of its range (the mean residual if ``g`` has two points), with a
-    variance adding ``g``'s own scatter and the common fit's prediction variance, and a
-    t interval (Welch-Satterthwaite degrees of freedom) at the simultaneous level over all
-    deviations (Bonferroni).  ``levels`` (optional, one per point: the setting that produced
-    it, e.g. the training strength) marks a group whose compared points all come from ONE
-    setting: its x spread is replicate scatter, not a range, so it is judged by its mean
-    residual rather than by a line through the scatter.  The verdict
-    (field ``verdict``) is :func:`all_within` ``[low, high]``: one curve holds only if
-    every group's deviation lies inside, and fails as soon as one lies wholly outside.
-    ``value`` is the largest deviation; ``per_group`` lists them.
+    For each group ``g``, the common curve is a polynomial (least squares) fitted to the
+    OTHER groups' points, so a group cannot pull the curve it is judged against; its degree
+    (1 to ``degree``) is chosen on those points alone by :func:`select_degree` (a curve
+    too stiff for the others' data would read its own misfit as ``g``'s deviation).  ``g``'s
+    points inside the others' support (between their :data:`SUPPORT`-th smallest and largest x)
+    are compared with it: a straight line through ``g``'s residuals gives the deviation of
+    ``g``'s curve from the common one at both ends of its range (the mean residual if ``g``
+    has two points), with a variance adding ``g``'s own scatter and the common fit's
+    variance carried through the same line (or mean), and a t interval (Welch-Satterthwaite
+    degrees of freedom) at the simultaneous level over all deviations (Bonferroni).
+    ``levels`` (optional, one per point: the setting that produced it, e.g. the training
+    strength) marks a group whose compared points all come from ONE setting: its x spread is
+    replicate scatter, not a range, so it is judged by its mean residual rather than by a
+    line through the scatter.  The verdict (field ``verdict``) is :func:`all_within` ``[low,
+    high]``: one curve holds only if every group's deviation lies inside, and fails as soon
+    as one lies wholly outside.  ``value`` is the largest deviation; ``per_group`` lists them,
+    each with the common curve's ``degree``.
 
     Examples
     --------
@@ -555,20 +602,20 @@ def common_curve(x, y, groups, low: float, high: float, degree: int = 2, level: 
     for lab in labels:
         mine, others = groups == lab, groups != lab
         xo, yo = x[others], y[others]
-        deg = min(degree, len(np.unique(xo)) - 1)
-        if deg < 0 or len(xo) <= deg + 1:
+        if len(xo) < max(2 * SUPPORT, 3) or len(np.unique(xo)) < 2:
             continue
+        deg = select_degree(xo, yo, degree)
         centre, scale = float(xo.mean()), float(np.ptp(xo)) or 1.0
-        design = _design(xo, deg, centre, scale)
-        coef, *_ = np.linalg.lstsq(design, yo, rcond=None)
+        design, coef, rss = _poly_fit(xo, yo, deg, centre, scale)
         dof_o = len(xo) - (deg + 1)
-        s2_o = float(((yo - design @ coef) ** 2).sum()) / dof_o
-        cov_o = s2_o * np.linalg.pinv(design.T @ design)
-        inside = mine & (x >= xo.min()) & (x <= xo.max())
+        cov_o = rss / dof_o * np.linalg.pinv(design.T @ design)
+        ordered = np.sort(xo)
+        inside = mine & (x >= ordered[SUPPORT - 1]) & (x <= ordered[-SUPPORT])
         xg, yg = x[inside], y[inside]
         if len(xg) < 2:
             continue
-        resid = yg - _design(xg, deg, centre, scale) @ coef
+        design_g = _design(xg, deg, centre, scale)
+        resid = yg - design_g @ coef
         one_setting = levels is not None and len(set(settings[inside].tolist())) < 2
         if len(xg) >= 3 and np.ptp(xg) > 0 and not one_setting:
             fit = slope_ci(xg, resid)
@@ -580,28 +627,29 @@ def common_curve(x, y, groups, low: float, high: float, degree: int = 2, level: 
             for x0, where in points:
                 dev = fit["intercept"] + fit["value"] * x0
                 var_g = s2_g * (1 / len(xg) + (x0 - xbar) ** 2 / sxx)
-                d0 = _design([x0], deg, centre, scale)[0]
-                var_o = float(d0 @ cov_o @ d0)
-                raw.append((lab, where, x0, dev, var_g + var_o, _satterthwaite(var_g, dof_g, var_o, dof_o), len(xg)))
+                # the line's value at x0 is sum_i w_i resid_i: the curve enters through the same weights
+                w = 1 / len(xg) + (x0 - xbar) * (xg - xbar) / sxx
+                dw = w @ design_g
+                var_o = float(dw @ cov_o @ dw)
+                raw.append((lab, where, x0, dev, var_g + var_o, _satterthwaite(var_g, dof_g, var_o, dof_o), len(xg), deg))
         else:
             x0 = float(xg.mean())
             s2_g = float(resid.var(ddof=1))
-            d0 = _design([x0], deg, centre, scale)[0]
-            # the mean residual's variance: the group's scatter plus the common fit's variance (taken at the mean)
-            var_g, var_o = s2_g / len(xg), float(d0 @ cov_o @ d0)
+            dw = design_g.mean(axis=0)  # the mean residual subtracts the curve's mean over g's points
+            var_g, var_o = s2_g / len(xg), float(dw @ cov_o @ dw)
             raw.append((lab, "mean", x0, float(resid.mean()), var_g + var_o,
-                        _satterthwaite(var_g, len(xg) - 1, var_o, dof_o), len(xg)))
+                        _satterthwaite(var_g, len(xg) - 1, var_o, dof_o), len(xg), deg))
     if not raw:
         return Estimate(None, None, None, len(x), verdict="inconclusive", per_group=[])
     m = len(raw)
     per = []
-    for lab, where, x0, dev, var, dof, count in raw:
+    for lab, where, x0, dev, var, dof, count, deg in raw:
         if dof < 1 or not math.isfinite(var):
-            per.append(Estimate(dev, None, None, count, group=lab, at=where, x=x0))
+            per.append(Estimate(dev, None, None, count, group=lab, at=where, x=x0, degree=deg))
             continue
         se = math.sqrt(max(var, 0.0))
         half = t_quantile(dof, 1 - (1 - level) / m) * se
-        per.append(Estimate(dev, dev - half, dev + half, count, stderr=se, group=lab, at=where, x=x0))
+        per.append(Estimate(dev, dev - half, dev + half, count, stderr=se, group=lab, at=where, x=x0, degree=deg))
     worst = max(per, key=lambda e: abs(e["value"]))
     complete = all(e["ci_low"] is not None for e in per)
     return Estimate(worst["value"], min(e["ci_low"] for e in per) if complete else None,

@@ -302,8 +302,9 @@ def fig1(t: Tables, out_dir: str, context: dict) -> dict:
     strengths = [eps(r) for r in rows]  # a method trained at one strength (none) is judged by its mean deviation
     claims.append(claim("vulnerability is a function of E||dL/dx||_1 whatever the training method", f"{src}d",
                         "deviation of each method's log vulnerability from the common curve of the other methods "
-                        "(quadratic in log E||dL/dx||_1), at both ends of its range (a method run at one strength: its "
-                        "mean deviation); largest shown",
+                        "(a polynomial in log E||dL/dx||_1 of degree 1-4, chosen on their runs by F tests), at both ends "
+                        "of its range inside their support (3 of their runs at or beyond each end; a method run at one "
+                        "strength: its mean deviation); largest shown",
                         stats.common_curve(lg, [_log(t.get(r, "vulnerability")) for r in rows], names,
                                            -math.log(FACTOR), math.log(FACTOR), levels=strengths),
                         -math.log(FACTOR), math.log(FACTOR), f"every deviation within log {FACTOR:g}", _FACTOR_WHY))

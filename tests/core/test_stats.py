@@ -221,3 +221,45 @@ def test_common_curve_judges_a_one_setting_group_by_its_mean_residual():
     # without the settings, the seeds' scatter would be read as a range with two ends
     e = stats.common_curve(x, y, groups, -0.4, 0.4)
     assert [p["at"] for p in e["per_group"] if p["group"] == "none"] == ["low end", "high end"]
+
+
+def test_common_curve_takes_the_degree_the_others_data_ask_for():
+    # the others' points follow a cubic; a curve of degree 2 or less misfits them, and that misfit
+    # would read as a deviation of the group judged there, which follows the same cubic
+    rng = np.random.default_rng(12)
+    x = np.concatenate([np.linspace(-1, 1, 30), np.linspace(-1, 1, 30), np.linspace(0.5, 0.85, 10)])
+    groups = ["a"] * 30 + ["b"] * 30 + ["c"] * 10
+    y = 1.5 * x**3 - x + 0.02 * rng.standard_normal(len(x))
+    stiff = stats.common_curve(x, y, groups, -0.1, 0.1, degree=2)
+    chosen = stats.common_curve(x, y, groups, -0.1, 0.1)
+    c_stiff = [p for p in stiff["per_group"] if p["group"] == "c"]
+    c_chosen = [p for p in chosen["per_group"] if p["group"] == "c"]
+    assert max(abs(p["value"]) for p in c_stiff) > 0.1  # the stiff curve's misfit, not c's
+    assert {p["degree"] for p in c_chosen} == {3}
+    assert all(p["ci_low"] < 0 < p["ci_high"] for p in c_chosen)  # within its interval of the common curve
+    assert any(p["ci_low"] > 0 or p["ci_high"] < 0 for p in c_stiff)  # the stiff curve's misfit is "significant"
+
+
+def test_common_curve_compares_only_inside_the_others_support():
+    # one of the others' points reaches far out; the judged group's runs out there are not compared
+    x = np.concatenate([np.linspace(0, 1, 20), [3.0], np.linspace(0, 3, 16)])
+    groups = ["a"] * 21 + ["b"] * 16
+    y = 2 * x + 0.01 * np.cos(np.arange(len(x)) * 1.3)
+    e = stats.common_curve(x, y, groups, -0.4, 0.4)
+    b = [p for p in e["per_group"] if p["group"] == "b"]
+    third_largest = np.sort(x[:21])[-stats.SUPPORT]
+    assert b and all(p["x"] <= third_largest for p in b)
+
+
+def test_common_curve_rarely_fails_a_true_common_curve():
+    # calibration under the null: one curve for every group, noise 0.05; simultaneous 95% intervals
+    # and a margin of 0.1 should almost never exclude the margin (expected rate well under 5%)
+    rng = np.random.default_rng(13)
+    fails, trials = 0, 200
+    base = np.tile(np.linspace(0, 2, 12), 4)
+    groups = np.repeat(["a", "b", "c", "d"], 12)
+    for _ in range(trials):
+        y = np.sin(base) + 0.05 * rng.standard_normal(base.size)
+        fails += stats.common_curve(base, y, groups, -0.1, 0.1)["verdict"] == "fails"
+    rate = fails / trials
+    assert rate <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / trials), rate
