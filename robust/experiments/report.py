@@ -30,6 +30,14 @@ def _number(value) -> str:
     return "n/a" if value is None else f"{value:.3g}"
 
 
+def _member(shown: dict) -> str:
+    """``{"x": 0.056}`` -> "at 0.056"; ``{"group": "pgd", "at": "low end", "x": 0.64}`` -> "pgd, low end"."""
+    if shown.get("group") is not None:
+        return ", ".join(str(shown[k]) for k in ("group", "at") if shown.get(k) is not None)
+    x = shown.get("x")
+    return f"at {x:g}" if isinstance(x, (int, float)) else str(x)
+
+
 def claims_table(claims: list) -> str:
     """The tested claims as a Markdown table (claim, source, statistic, value [95% CI], n, expected, verdict).
 
@@ -46,10 +54,11 @@ def claims_table(claims: list) -> str:
     for c in claims:
         verdict = f"**{c['verdict']}**" + (" (provisional)" if c.get("provisional") else "")
         expected = c.get("expected", "") + (f" ({c['why']})" if c.get("why") else "")
+        value = f"{_number(c.get('value'))} [{_number(c.get('ci_low'))}, {_number(c.get('ci_high'))}]"
+        if c.get("shown"):  # a joint claim: the member that decides the verdict
+            value += " (" + _member(c["shown"]) + ")"
         lines.append("| " + " | ".join(cell(v) for v in (
-            c["claim"], c.get("source", ""), c.get("statistic", ""),
-            f"{_number(c.get('value'))} [{_number(c.get('ci_low'))}, {_number(c.get('ci_high'))}]", c.get("n", ""),
-            expected)) + f" | {verdict} |")
+            c["claim"], c.get("source", ""), c.get("statistic", ""), value, c.get("n", ""), expected)) + f" | {verdict} |")
     return "\n".join(lines)
 
 
@@ -89,7 +98,9 @@ def write_report(path: str, experiment, results: list, analysis: dict, context: 
         f"Claims: {len(claims)} in the catalogue; {len(tested)} tested: {counts['holds']} hold, {counts['fails']} fail, "
         f"{counts['inconclusive']} inconclusive; {len(skipped)} untested. A verdict compares the 95% interval with the "
         "region the paper's statement allows: holds if inside, fails if outside, inconclusive if it straddles; claims "
-        "over several strengths or groups hold only if every one holds and fail if any one fails.", "",
+        "over several strengths or groups hold only if every one holds and fail if any one fails, and their row shows "
+        "the strength or group that decides the verdict (for one that holds, the one nearest the region's edge; "
+        "claims.json keeps every one).", "",
         "## Tested claims", "",
         claims_table(tested) if tested else "No claim could be tested: no run finished.", "",
     ]

@@ -312,3 +312,28 @@ def test_last_epochs_count_epochs_not_evaluation_rows():
     # the last 5 epochs of a 10-epoch run are 6..10: the rows of epochs 6, 8 and 10, not the last 5 rows (2..10)
     assert list(t.tail(run, "test_grad_l1")) == [6.0, 8.0, 10.0]
     assert t.median(run, "test_grad_l1") == 8.0
+
+
+def test_every_kept_claim_row_reads_by_the_one_rule():
+    """The row of a tested claim shows an interval that gives its verdict by the rule the report states
+    (inside the region: holds; wholly outside: fails; straddling: inconclusive); a joint claim shows the
+    member that decides it."""
+    import glob
+    import json
+    import os
+
+    from pathstats import stats
+
+    kept = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "docs", "experiments")
+    checked = 0
+    for path in sorted(glob.glob(os.path.join(kept, "*", "claims.json"))):
+        with open(path) as f:
+            entries = json.load(f)
+        for c in entries:
+            if c["verdict"] == "untested" or c.get("ci_low") is None or c.get("provisional"):
+                continue
+            low, high = (-math.inf if c["region"][0] is None else c["region"][0],
+                         math.inf if c["region"][1] is None else c["region"][1])
+            assert stats.verdict(c, low, high) == c["verdict"], (path, c["claim"])
+            checked += 1
+    assert checked > 50
