@@ -299,6 +299,35 @@ def _read(path: str) -> list:
         raise TablesError(f"cannot read {path}: {exc.strerror or exc}") from None
     except csv.Error as exc:
         raise TablesError(f"{path} is not a readable CSV table: {exc}") from None
+    except UnicodeDecodeError:
+        raise TablesError(f"{path} is not a readable CSV table: not UTF-8 text") from None
+
+
+#: The columns every analysis reads from ``results.csv``: the method, its strength, the seed that pairs
+#: runs, and the input dimension (the x axis of fig2 and of every eq. 3 unit conversion).
+REQUIRED = ("method", "eps", "seed", "d")
+
+
+def _check_results(path: str, results: list) -> None:
+    """Refuse a ``results.csv`` the analysis would silently misread: no runs, a required column missing,
+    or a value that is not what the column holds (the first bad cell is named)."""
+    if not results:
+        raise TablesError(f"{path} holds no runs (a header at most)")
+    missing = [c for c in REQUIRED if c not in results[0]]
+    if missing:
+        raise TablesError(f"{path} lacks the column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                          f"(every results.csv has {', '.join(REQUIRED)})")
+    for line, row in enumerate(results, start=2):
+        if row.get("status", "done") not in ("done", None):
+            continue  # a failed or unfinished run has no metrics to check
+        if not isinstance(row.get("method"), str) or not row["method"]:
+            raise TablesError(f"{path}, line {line}: method is empty")
+        for key, positive in (("eps", False), ("d", True)):
+            value = row.get(key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or \
+                    (value <= 0 if positive else value < 0):
+                raise TablesError(f"{path}, line {line}: {key} = {value!r} is not a "
+                                  f"{'positive' if positive else 'non-negative'} number")
 
 
 def read_tables(out_dir: str) -> tuple:
@@ -309,11 +338,11 @@ def read_tables(out_dir: str) -> tuple:
     Raises
     ------
     TablesError
-        ``results.csv`` is missing or unreadable, or lacks the columns ``method`` and ``eps``.
+        ``results.csv`` is missing, unreadable or empty, lacks a column of :data:`REQUIRED`, or holds a
+        strength or dimension that is not a number.
     """
     results = _read(os.path.join(out_dir, RESULTS))
-    if results and not {"method", "eps"} <= set(results[0]):
-        raise TablesError(f"{os.path.join(out_dir, RESULTS)} lacks the columns method and eps")
+    _check_results(os.path.join(out_dir, RESULTS), results)
     path = os.path.join(out_dir, EPOCHS)
     epochs = _read(path) if os.path.exists(path) else []
     return _finish(results), epochs

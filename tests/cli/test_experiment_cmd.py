@@ -240,6 +240,55 @@ def test_reanalyse_refuses_unreadable_tables_and_writes_nothing(tmp_path, capsys
     assert sorted(os.listdir(tmp_path)) == before
 
 
+KEPT_FIG2 = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "docs", "experiments", "fig2-medium")
+
+
+def _kept_tables_with(tmp_path, edit=None, raw: bytes | None = None):
+    """fig2-medium's kept tables copied to ``tmp_path/t``, results.csv rewritten by ``edit(header, rows)``."""
+    folder = tmp_path / "t"
+    folder.mkdir()
+    for name in ("epochs.csv", "experiment.json"):
+        shutil.copy(os.path.join(KEPT_FIG2, name), folder / name)
+    if raw is not None:
+        (folder / "results.csv").write_bytes(raw)
+        return folder
+    with open(os.path.join(KEPT_FIG2, "results.csv"), newline="") as f:
+        rows = list(csv.DictReader(f))
+    header = list(rows[0])
+    header, rows = edit(header, rows)
+    with open(folder / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, header, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return folder
+
+
+def _drop(column):
+    return lambda header, rows: ([c for c in header if c != column], rows)
+
+
+def _set(column, value):
+    return lambda header, rows: (header, [{**r, column: value} for r in rows])
+
+
+@pytest.mark.parametrize("edit, raw, message", [
+    (_drop("d"), None, "lacks the column d"),
+    (_drop("method"), None, "lacks the column method ("),
+    (_set("d", "abc"), None, "line 2: d = 'abc' is not a positive number"),
+    (_set("eps", "-1"), None, "line 2: eps = -1 is not a non-negative number"),
+    (lambda header, rows: (header, []), None, "holds no runs"),
+    (None, bytes(range(128, 256)) * 20, "not UTF-8 text"),
+])
+def test_reanalyse_refuses_tables_it_would_misread(tmp_path, capsys, edit, raw, message):
+    # a table without the dimension column used to exit 0 with fig2's dimension claims silently empty
+    folder = _kept_tables_with(tmp_path, edit, raw)
+    out = tmp_path / "out"
+    assert main(["experiment", "fig2", "--reanalyse", str(folder), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
 def test_reanalyse_refuses_tables_of_another_experiment(tmp_path, capsys):
     _experiment_folder(str(tmp_path), name="fig1")
     (tmp_path / "results.csv").write_text("id,status\n")
