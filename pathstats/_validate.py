@@ -266,6 +266,37 @@ def check_memory(nbytes: float, what: str, advice: str) -> None:
 PREDICT_BYTES_PER_COORDINATE = 200
 
 
+def _reads(arch: str, shape: tuple, classes: int) -> bool:
+    import torch
+
+    from pathstats import nets
+    from pathstats.nets.base import meta_forward
+
+    try:
+        with torch.device("meta"):
+            model = nets.get(arch).build(shape, classes)
+        meta_forward(model, shape, copy=False)
+        return True
+    except (RuntimeError, ValueError, IndexError, TypeError, InvalidArgumentError):
+        return False
+
+
+def _smallest_square_side(arch: str, shape: tuple, classes: int, limit: int = 4096) -> int | None:
+    """For a square image shape ``(C, s, s)`` that ``arch`` cannot read: the smallest larger side it reads
+    (doubling, then bisection, on the meta device: no arithmetic), or None (not square, or none up to ``limit``)."""
+    if len(shape) != 3 or shape[1] != shape[2]:
+        return None
+    low, high = shape[1], max(2 * shape[1], 2)
+    while not _reads(arch, (shape[0], high, high), classes):
+        low, high = high, 2 * high
+        if high > limit:
+            return None
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if _reads(arch, (shape[0], middle, middle), classes) else (middle, high)
+    return high
+
+
 def check_architecture_input(arch: str, shape: tuple, classes: int = 10, *, predict: bool = True) -> int:
     """Check that registered ``arch`` reads inputs of ``shape`` and fits in memory, without
     allocating it (the network is built on PyTorch's ``meta`` device); return its
@@ -281,7 +312,7 @@ def check_architecture_input(arch: str, shape: tuple, classes: int = 10, *, pred
     >>> check_architecture_input("conv6", (3, 2, 2))
     Traceback (most recent call last):
     ...
-    pathstats.errors.InvalidArgumentError: conv6 cannot read inputs of shape (3, 2, 2): ...
+    pathstats.errors.InvalidArgumentError: conv6 cannot read inputs of shape (3, 2, 2) (its smallest 3 x s x s input has s = 17): ...
     """
     import torch
 
@@ -289,12 +320,16 @@ def check_architecture_input(arch: str, shape: tuple, classes: int = 10, *, pred
     from pathstats.nets.base import meta_forward
 
     architecture = nets.get(arch)
-    with torch.device("meta"):
-        model = architecture.build(shape, classes)
-    try:  # a forward pass without arithmetic finds the layers the shape does not fit
+    try:  # building it, then a forward pass without arithmetic, finds the layers the shape does not fit
+        with torch.device("meta"):
+            model = architecture.build(shape, classes)
         meta_forward(model, shape, copy=False)
-    except (RuntimeError, ValueError, IndexError, TypeError) as exc:
-        raise InvalidArgumentError(f"{arch} cannot read inputs of shape {tuple(shape)}: {str(exc).splitlines()[0]}") from None
+    except (RuntimeError, ValueError, IndexError, TypeError, InvalidArgumentError) as exc:
+        smallest = _smallest_square_side(arch, shape, classes)
+        hint = f" (its smallest {shape[0]} x s x s input has s = {smallest})" if smallest else ""
+        reason = str(exc).splitlines()[0].split(": ", 1)[-1] if isinstance(exc, InvalidArgumentError) else \
+            str(exc).splitlines()[0]
+        raise InvalidArgumentError(f"{arch} cannot read inputs of shape {tuple(shape)}{hint}: {reason}") from None
     params = sum(p.numel() for p in model.parameters())
     d = math.prod(shape)
     need = 4 * params + (PREDICT_BYTES_PER_COORDINATE * d if predict else 0)

@@ -159,7 +159,7 @@ FUNCTIONAL_FORMS: dict = {
     "clamp_min": lambda input, min: _clamp(input, min),
     F.leaky_relu: _leaky_relu,
     F.leaky_relu_: _leaky_relu,
-    **{f: (lambda input: nn.Tanh()) for f in (torch.tanh, F.tanh, "tanh")},
+    **{f: (lambda input: nn.Tanh()) for f in (torch.tanh, F.tanh, "tanh", torch.tanh_, "tanh_")},
     F.silu: lambda input, inplace=False: nn.SiLU(),
     F.gelu: lambda input, approximate="none": nn.GELU(approximate),
     F.dropout: _dropout(nn.Dropout),
@@ -287,7 +287,7 @@ def _advice(node: fx.Node, gm: fx.GraphModule | None) -> str:
     else:
         key = getattr(node.target, "__name__", str(node.target)).lower().rstrip("_")
     if key in _ACTIVATIONS:
-        return ("pathstats models ReLU and LeakyReLU activations (both modes) and tanh, SiLU and GELU (model mode); "
+        return ("pathstats models ReLU (both modes), LeakyReLU, tanh, SiLU and GELU (model mode); "
                 "use one of them")
     if key in _CONCAT:
         return "concatenation is read along the channel axis only: torch.cat(tensors, dim=1)"
@@ -330,7 +330,7 @@ def unsupported_operation(node: fx.Node, gm: fx.GraphModule | None = None, why: 
     >>> gm = symbolic_trace(Net())
     >>> node = [n for n in gm.graph.nodes if n.op == "call_function"][0]
     >>> print(unsupported_operation(node, gm))
-    torch.sigmoid is not supported: pathstats models ReLU and LeakyReLU activations (both modes) and tanh, SiLU and GELU (model mode); use one of them
+    torch.sigmoid is not supported: pathstats models ReLU (both modes), LeakyReLU, tanh, SiLU and GELU (model mode); use one of them
     """
     return UnsupportedLayerError(f"{located(node, gm)} is not supported: {why or _advice(node, gm)}")
 

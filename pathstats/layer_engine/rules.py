@@ -1022,7 +1022,7 @@ def _tuple(value: Any, n: int) -> tuple:
 def _node_notes(name: str, module: nn.Module) -> list:
     bias = getattr(module, "bias", None)
     if isinstance(bias, torch.Tensor) and bias.detach().abs().max().item() > 0:
-        return [Note(name, f"non-zero bias (max |b| = {bias.detach().abs().max().item():.3g}); model mode assumes zero biases")]
+        return [Note(name, f"non-zero bias (max |b| = {bias.detach().abs().max().item():.3g}); the prediction assumes zero biases (both modes)")]
     return []
 
 

@@ -307,7 +307,7 @@ class Bad(nn.Module):
 
 REFUSALS = {
     "torch.sigmoid": (torch.sigmoid, "torch.sigmoid (at test_functional_forms.py:", "tanh, SiLU and GELU (model mode)"),
-    "F.elu": (F.elu, "F.elu (at ", "ReLU and LeakyReLU activations (both modes)"),
+    "F.elu": (F.elu, "F.elu (at ", "ReLU (both modes), LeakyReLU, tanh, SiLU and GELU (model mode)"),
     "x.sigmoid()": (lambda x: x.sigmoid(), "x.sigmoid() (at ", "tanh, SiLU and GELU"),
     "torch.cat": (lambda x: torch.cat([x, x], 2)[:, :, :4], "torch.cat (at ", "channel axis (dim=1) only"),
     "x * x": (lambda x: x * x, "operator * (at ", "constant"),
