@@ -4,7 +4,9 @@ Nets on ``N(0, I)`` inputs at He initialisation, width 32, each activation in ev
 hidden layer: ``mlp`` (1x8x8 -> 256 -> 256 -> 10), ``conv-flat`` (two 3x3 zero-padded
 convolutions, flatten, linear: no pooling), ``pool-1`` (one 3x3 circular convolution,
 global average pooling, linear: the first layer is the whole effect) and ``pool-2`` (two
-such convolutions), with 3 or 32 input channels.  Prints measured / predicted - 1 of
+such convolutions), with 3 or 32 input channels; and the depth study ``mlp4-64`` and
+``mlp4-256`` (four hidden layers of width 64 or 256: the gap of SiLU grows with depth and
+shrinks with width).  Prints measured / predicted - 1 of
 ``sum_i E[(do/dx_i)^2]`` with its SE and z, and writes the table as JSON.
 
     python benchmarks/smooth_activations.py --samples 1000 --out benchmarks/smooth_activations.json
@@ -25,6 +27,13 @@ ACTIVATIONS = {"tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU, "relu": nn.ReL
 
 
 def build(kind: str, act, channels: int) -> tuple:
+    if kind.startswith("mlp4-"):
+        width = int(kind.split("-")[1])
+        layers, n = [nn.Flatten()], 64
+        for _ in range(4):
+            layers += [nn.Linear(n, width), act()]
+            n = width
+        return nn.Sequential(*layers, nn.Linear(n, 10)), (1, 8, 8)
     if kind == "mlp":
         return nn.Sequential(nn.Flatten(), nn.Linear(64, 256), act(), nn.Linear(256, 256), act(), nn.Linear(256, 10)), (1, 8, 8)
     if kind == "conv-flat":
@@ -46,8 +55,8 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     print(f"{'net':10s} {'c_in':>4s} {'act':5s} {'predicted':>10s} {'measured':>10s} {'rel':>7s} {'SE':>6s} {'z':>6s}")
-    for kind in ("mlp", "conv-flat", "pool-1", "pool-2"):
-        for channels in ((1,) if kind == "mlp" else (3, 32)):
+    for kind in ("mlp", "conv-flat", "pool-1", "pool-2", "mlp4-64", "mlp4-256"):
+        for channels in ((1,) if kind.startswith("mlp") else (3, 32)):
             for name, act in ACTIVATIONS.items():
                 torch.manual_seed(0)
                 model, shape = build(kind, act, channels)

@@ -76,8 +76,8 @@ def test_old_stderr_keys_stay_readable(tmp_path):
     old = {"vulnerability": 0.25, "vulnerability_stderr": 0.05, "accuracy_adv": 0.5}
     columns = tables.flatten_evaluations({"attacks": {"eps": 0.01, "n": 4, "thresholds": {"inf": {"fgsm": old}}}})
     assert columns["atk_inf_fgsm_vulnerability_se"] == 0.05
-    (tmp_path / tables.RESULTS).write_text("id,method,eps,test_accuracy,atk_inf_fgsm_vulnerability_stderr\n"
-                                           "a,none,0.0,0.9,0.05\n")
+    (tmp_path / tables.RESULTS).write_text("id,method,eps,seed,d,test_accuracy,atk_inf_fgsm_vulnerability_stderr\n"
+                                           "a,none,0.0,0,64,0.9,0.05\n")
     results, _ = tables.read_tables(str(tmp_path))
     assert results[0]["atk_inf_fgsm_vulnerability_se"] == 0.05 and "atk_inf_fgsm_vulnerability_stderr" not in results[0]
     assert math.isclose(results[0]["test_accuracy"], 0.9)
