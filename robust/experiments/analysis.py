@@ -495,9 +495,9 @@ def fig2(t: Tables, out_dir: str, context: dict) -> dict:
     claims.append(_per_strength_accuracy(rows, med, src))
     claims.append(claim("PGD reaches the same accuracy-vulnerability trade-off whatever the input dimension", f"{src}d",
                         "deviation of each d's accuracy from the other dimensions' common curve in vulnerability "
-                        "(inside their range); the deciding one shown",
+                        "(inside their support); the deciding one shown",
                         stats.common_curve([med[r.get('id')]["vulnerability"] for r in rows],
-                                           [med[r.get('id')]["test_accuracy"] for r in rows], [dim(r) for r in rows],
+                                           [med[r.get('id')]["test_accuracy"] for r in rows], [f"d = {dim(r):g}" for r in rows],
                                            -ACC_MARGIN, ACC_MARGIN),
                         -ACC_MARGIN, ACC_MARGIN, f"every deviation within {ACC_MARGIN:g}", _ACC_WHY))
     claims += _fig12(t, plain, med)
