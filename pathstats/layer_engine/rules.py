@@ -41,7 +41,7 @@ from torch import nn
 
 from . import moments
 from .algebra import FloatAlgebra
-from ..errors import AssumptionError, InvalidArgumentError, UnsupportedLayerError
+from ..errors import AssumptionError, InvalidArgumentError, ResourceError, UnsupportedLayerError
 from ..dag.generators import padded_source
 from .moments import centre
 from .geometry import (COVARIANCE_POSITIONS, _channel_field, _csr, _kron_all, _outer, _overlapping, _row_counts,
@@ -945,6 +945,7 @@ class ConcatRule:
         values = np.unique(np.concatenate([law.values for law in laws]))
         index = [np.searchsorted(values, law.values) for law in laws]
         spatial = np.broadcast_shapes(*(law.probs.shape[1:-1] for law in laws))
+        self._check_memory(len(values), math.prod(spatial))
         parts, means, stds = [], [], []
         for law, idx, shape in zip(laws, index, self.in_shapes):
             probs = np.zeros(law.probs.shape[:-1] + (len(values),))
@@ -960,6 +961,19 @@ class ConcatRule:
             weights = [shape[0] * float(centre(law.second_moment())) for law, shape in zip(laws, self.in_shapes)]
             out.c_off = sum(w * law.c_off for w, law in zip(weights, laws)) / max(sum(weights), 1e-300)
         return out, index
+
+    def _check_memory(self, grid: int, positions: int) -> None:
+        """The laws after a concatenation are dense per channel, position and grid value (the parts' laws
+        differ): refuse, in one line, a size that would not fit rather than be killed for memory."""
+        from ..resources import format_bytes, free_memory
+
+        need = 3 * 8 * self.out_shape[0] * positions * grid  # the parts, their concatenation, the backward's copy
+        free, source = free_memory("cpu")
+        if free is not None and need > 0.8 * free:
+            raise ResourceError(f"{self.name}: model mode's laws after this concatenation need about "
+                                f"{format_bytes(need)} ({self.out_shape[0]} channels x {positions} positions x {grid} "
+                                f"values), more than 80% of the {format_bytes(free)} free ({source}); use "
+                                "mode='theory' or a smaller input")
 
     def law_backward(self, B: "moments.Joint", laws: list, out_law, context) -> list:
         """Each part's channels, on its own grid (the union's positions of its values)."""

@@ -68,3 +68,15 @@ def test_pooled_concatenation_is_a_recorded_gap_and_noted():
     total, prediction = _total(Inception(pool=True), samples=3000)
     assert total["z"] > K_SE and 0.05 < total["relative_error"] < 0.3, total
     assert any("after a concatenation" in note for note in prediction.notes)
+
+
+def test_a_concatenation_too_large_for_memory_is_refused_in_one_line(monkeypatch):
+    # its laws are dense per channel, position and grid value: past the free memory it must stop, not be killed
+    from pathstats import resources
+    from pathstats.errors import ResourceError
+
+    monkeypatch.setattr(resources, "free_memory", lambda device="cpu", **kw: (10_000, "MemAvailable"))
+    with pytest.raises(ResourceError, match=r"concatenation need about .* channels x 36 positions x \d+ values\), more "
+                                            r"than 80% of the .* free \(MemAvailable\); use mode='theory'"):
+        predict(Inception(), (3, 6, 6), mode="model", init="he")
+    assert predict(Inception(), (3, 6, 6), mode="theory").grad_sq_map.size == 3 * 36
