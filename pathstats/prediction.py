@@ -20,7 +20,7 @@ from torch import nn
 from ._io import atomic_write
 from ._validate import check_int, check_shape
 from .errors import InvalidArgumentError, PathstatsError
-from .layer_engine.recursion import (FINGERPRINT_PRIMES, backward_map, count_classes, fingerprint_maps, model_map, path_count_map,
+from .layer_engine.recursion import (FINGERPRINT_PRIMES, backward_map, count_classes, fingerprint_maps, merge_notes, model_map, path_count_map,
                            propagate_laws)
 from .layer_engine.rules import Note
 from .progress import progress as progress_bar
@@ -335,7 +335,7 @@ def predict(model: Any, input_shape: Any = None, mode: str = "model", classes: i
         path_sum = backward_map(graph, "path_sum", bar=bar)
         counts = path_count_map(graph, bar=bar)
         n_classes = count_classes(fingerprint_maps(graph, bar=bar))
-    notes = list(graph.notes) + law_notes
+    notes = merge_notes(list(graph.notes) + law_notes)
     pools = _avgpool_layers(graph)
     if n_classes > 1:
         spread = path_sum * math.prod(shape)

@@ -20,7 +20,7 @@ from .rules import COVARIANCE_POSITIONS, Note
 from .trace import LayerGraph
 
 __all__ = ["WEIGHTINGS", "backward_map", "path_count_map", "fingerprint_maps", "count_classes", "ForwardLaws",
-           "propagate_laws", "model_map"]
+           "propagate_laws", "model_map", "merge_notes"]
 
 #: What each weighting multiplies a node (``node``) and a pointwise layer (``gain``) by.
 #: ``path_sum``: the combinatorial S(x), ``c_v = 1/d_v``.  ``count``: ``c_v = 1``.
@@ -232,10 +232,10 @@ def propagate_laws(graph: LayerGraph) -> ForwardLaws:
         return law
 
     laws = graph.forward(source, step)
-    return ForwardLaws(laws, contexts, gates, routing, _merge_notes(notes))
+    return ForwardLaws(laws, contexts, gates, routing, merge_notes(notes))
 
 
-def _merge_notes(notes: list) -> list:
+def merge_notes(notes: list) -> list:
     """One note per assumption: layers that repeat it are counted on the first one."""
     first, count = {}, {}
     for note in notes:

@@ -1039,7 +1039,8 @@ def _tuple(value: Any, n: int) -> tuple:
 def _node_notes(name: str, module: nn.Module) -> list:
     bias = getattr(module, "bias", None)
     if isinstance(bias, torch.Tensor) and bias.detach().abs().max().item() > 0:
-        return [Note(name, f"non-zero bias (max |b| = {bias.detach().abs().max().item():.3g}); the prediction assumes zero biases (both modes)")]
+        # one text for every such layer, so that the notes merge them ("conv1 and 4 more: ...")
+        return [Note(name, "non-zero bias; the prediction assumes zero biases (both modes)", EFFECTS["bias"])]
     return []
 
 
