@@ -511,12 +511,6 @@ def _design(x, degree: int, centre: float, scale: float):
     return np.column_stack([u**p for p in range(degree + 1)])
 
 
-def _satterthwaite(v1: float, d1: float, v2: float, d2: float) -> float:
-    """Welch-Satterthwaite degrees of freedom of a sum of two independent variance estimates."""
-    den = (v1 * v1 / d1 if d1 > 0 else 0.0) + (v2 * v2 / d2 if d2 > 0 else 0.0)
-    return (v1 + v2) ** 2 / den if den > 0 else max(d1, d2)
-
-
 #: The common curve is judged only where the other groups' points surround it: between their
 #: ``SUPPORT``-th smallest and ``SUPPORT``-th largest x, so that at least that many of their points lie
 #: at or beyond each compared point (a polynomial is an extrapolation past its last few points).
@@ -547,11 +541,17 @@ def select_degree(x, y, max_degree: int, alpha: float = 0.05) -> int:
     top = max(1, min(max_degree, len(np.unique(x)) - 1, len(x) - 2))
     centre, scale = float(x.mean()), float(np.ptp(x)) or 1.0
     degree = top
+    tiny = 1e-12 * max(float((y**2).sum()), 1e-300)
     while degree > 1:
         _, _, rss_high = _poly_fit(x, y, degree, centre, scale)
         _, _, rss_low = _poly_fit(x, y, degree - 1, centre, scale)
         dof = len(x) - (degree + 1)
-        if dof < 1 or rss_high <= 0:
+        if dof < 1:
+            break
+        if rss_high <= tiny:  # an exact fit: the lower degree is exact too, or the top power is needed
+            if rss_low <= tiny:
+                degree -= 1
+                continue
             break
         f = (rss_low - rss_high) / (rss_high / dof)
         if float(scipy_stats.f.sf(f, 1, dof)) < alpha:
@@ -572,8 +572,10 @@ def common_curve(x, y, groups, low: float, high: float, degree: int = 4, level: 
     are compared with it: a straight line through ``g``'s residuals gives the deviation of
     ``g``'s curve from the common one at both ends of its range (the mean residual if ``g``
     has two points), with a variance adding ``g``'s own scatter and the common fit's
-    variance carried through the same line (or mean), and a t interval (Welch-Satterthwaite
-    degrees of freedom) at the simultaneous level over all deviations (Bonferroni).
+    variance carried through the same line (or mean), and a t interval at the simultaneous
+    level over all deviations (Bonferroni) on the smaller of the two fits' degrees of freedom
+    (Welch-Satterthwaite's are too many when a group has few points: with one residual degree
+    of freedom its intervals covered 94% where 99% was asked).
     ``levels`` (optional, one per point: the setting that produced it, e.g. the training
     strength) marks a group whose compared points all come from ONE setting: its x spread is
     replicate scatter, not a range, so it is judged by its mean residual rather than by a
@@ -631,14 +633,14 @@ def common_curve(x, y, groups, low: float, high: float, degree: int = 4, level: 
                 w = 1 / len(xg) + (x0 - xbar) * (xg - xbar) / sxx
                 dw = w @ design_g
                 var_o = float(dw @ cov_o @ dw)
-                raw.append((lab, where, x0, dev, var_g + var_o, _satterthwaite(var_g, dof_g, var_o, dof_o), len(xg), deg))
+                raw.append((lab, where, x0, dev, var_g + var_o, min(dof_g, dof_o), len(xg), deg))
         else:
             x0 = float(xg.mean())
             s2_g = float(resid.var(ddof=1))
             dw = design_g.mean(axis=0)  # the mean residual subtracts the curve's mean over g's points
             var_g, var_o = s2_g / len(xg), float(dw @ cov_o @ dw)
             raw.append((lab, "mean", x0, float(resid.mean()), var_g + var_o,
-                        _satterthwaite(var_g, len(xg) - 1, var_o, dof_o), len(xg), deg))
+                        min(len(xg) - 1, dof_o), len(xg), deg))
     if not raw:
         return Estimate(None, None, None, len(x), verdict="inconclusive", per_group=[])
     m = len(raw)

@@ -805,9 +805,9 @@ class PointwiseRule:
     def law_notes(self, laws: list) -> list:
         """A smooth activation on a first layer's outputs: the gain its law leaves out (:func:`~pathstats.layer_engine.moments.fan_in_factor`)."""
         law = laws[0]
-        if self.smooth is not None and not law.fan_in and self.smooth[0] is _silu:
-            return [Note(self.name, f"{self.layer} after a hidden layer: the law of its input is taken at infinite "
-                         "width", EFFECTS["silu_depth"])]
+        if self.smooth is not None and not law.fan_in and not law.independent and self.smooth[0] is _silu:
+            # neither the network's input (exact) nor a first layer's outputs (the note below)
+            return [Note(self.name, f"{self.layer}: the law of its input is taken at infinite width", EFFECTS["silu_depth"])]
         if self.smooth is None or not law.fan_in:
             return []
         factor = moments.fan_in_factor(self.smooth[1], float(centre(law.second_moment())), law.fan_in)

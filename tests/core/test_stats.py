@@ -263,3 +263,17 @@ def test_common_curve_rarely_fails_a_true_common_curve():
         fails += stats.common_curve(base, y, groups, -0.1, 0.1)["verdict"] == "fails"
     rate = fails / trials
     assert rate <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / trials), rate
+
+
+def test_common_curve_intervals_keep_their_level_for_small_groups():
+    # one true line, groups of 6 points of which few lie inside the others' support: a member's
+    # interval excludes the true deviation (0) in at most 5% of the data sets (family-wise)
+    rng = np.random.default_rng(14)
+    trials, misses = 400, 0
+    groups = np.repeat(["a", "b", "c"], 6)
+    for _ in range(trials):
+        x = rng.uniform(0, 1, groups.size)
+        y = x + 0.1 * rng.standard_normal(groups.size)
+        misses += stats.common_curve(x, y, groups, 0.0, 0.0)["verdict"] == "fails"
+    rate = misses / trials
+    assert rate <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / trials), rate

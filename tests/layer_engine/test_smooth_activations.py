@@ -117,3 +117,15 @@ def test_fan_in_factor_against_sampled_weights():
     h_mean = float((f(np.sqrt(2.0) * FACTOR_NODES, 1) ** 2) @ FACTOR_WEIGHTS)
     ratio = s * h / (2.0 * h_mean)
     assert abs(ratio.mean() - fan_in_factor(lambda z: f(z, 1), 2.0, 9)) < K_SE * ratio.std() / np.sqrt(len(ratio))
+
+
+def test_silu_behind_a_hidden_layer_names_its_measured_gap_and_on_the_input_does_not():
+    from torch import nn as tnn
+
+    from pathstats import predict
+
+    deep = tnn.Sequential(tnn.Flatten(), tnn.Linear(16, 32), tnn.SiLU(), tnn.Linear(32, 32), tnn.SiLU(), tnn.Linear(32, 10))
+    notes = predict(deep, (1, 4, 4), mode="model", init="he").notes
+    assert any("taken at infinite width" in n and "+11.0%" in n for n in notes)
+    on_input = tnn.Sequential(tnn.Flatten(), tnn.SiLU(), tnn.Linear(16, 10))
+    assert not any("taken at infinite width" in n for n in predict(on_input, (1, 4, 4), mode="model", init="he").notes)
