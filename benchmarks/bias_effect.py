@@ -21,6 +21,7 @@ from torch import nn
 from pathstats._io import write_json
 from pathstats.provenance import provenance
 from pathstats.verify.report import verify
+from smooth_activations import measured_row  # benchmarks/ is the script's own folder
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU}
 
@@ -42,13 +43,7 @@ def main() -> None:
         for bias in (True, False):
             torch.manual_seed(0)
             report, _, _ = verify(build(act, bias), (3, 8, 8), samples=args.samples, seed=args.seed, init="torch")
-            g = report["grad_sq_total"]
-            row = {"activation": name, "biases": bias, "predicted": g["predicted"], "measured": g["estimate"],
-                   "measured_se": g["stderr"], "relative": g["relative_error"], "relative_se": g["stderr"] / g["predicted"],
-                   "z": g["z"], "samples": g["samples"]}
-            rows.append(row)
-            print(f"{name:5s} {str(bias):6s} {row['predicted']:10.5g} {row['measured']:10.5g} {row['relative']:+7.3f} "
-                  f"{row['relative_se']:6.3f} {row['z']:+6.2f}", flush=True)
+            rows.append(measured_row(report, f"{name:5s} {str(bias):6s}", activation=name, biases=bias))
     if args.out:
         write_json(args.out, {"rows": rows, "provenance": provenance(args.seed, "cpu")})
 

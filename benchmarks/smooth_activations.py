@@ -47,6 +47,18 @@ def build(kind: str, act, channels: int) -> tuple:
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10)), (channels, 8, 8)
 
 
+def measured_row(report: dict, label: str, **keys) -> dict:
+    """``keys`` plus verify's ``sum_i E[(do/dx_i)^2]``: predicted, measured (SE), relative gap (SE), z; printed
+    after ``label``."""
+    g = report["grad_sq_total"]
+    row = {**keys, "predicted": g["predicted"], "measured": g["estimate"], "measured_se": g["stderr"],
+           "relative": g["relative_error"], "relative_se": g["stderr"] / g["predicted"], "z": g["z"],
+           "samples": g["samples"]}
+    print(f"{label} {row['predicted']:10.5g} {row['measured']:10.5g} {row['relative']:+7.3f} {row['relative_se']:6.3f} "
+          f"{row['z']:+6.2f}", flush=True)
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=1000)
@@ -61,13 +73,8 @@ def main() -> None:
                 torch.manual_seed(0)
                 model, shape = build(kind, act, channels)
                 report, _, _ = verify(model, shape, samples=args.samples, seed=args.seed, init="he")
-                g = report["grad_sq_total"]
-                row = {"net": kind, "in_channels": channels, "activation": name, "predicted": g["predicted"],
-                       "measured": g["estimate"], "measured_se": g["stderr"], "relative": g["relative_error"],
-                       "relative_se": g["stderr"] / g["predicted"], "z": g["z"], "samples": g["samples"]}
-                rows.append(row)
-                print(f"{kind:10s} {channels:4d} {name:5s} {row['predicted']:10.5g} {row['measured']:10.5g} "
-                      f"{row['relative']:+7.3f} {row['relative_se']:6.3f} {row['z']:+6.2f}", flush=True)
+                rows.append(measured_row(report, f"{kind:10s} {channels:4d} {name:5s}", net=kind, in_channels=channels,
+                                         activation=name))
     if args.out:
         write_json(args.out, {"rows": rows, "provenance": provenance(args.seed, "cpu")})
 
